@@ -1,0 +1,59 @@
+//! Config in: `/etc/config/dae` (UCI) read into the typed `Config`.
+//!
+//! `load_file`/`parse_str` read the UCI text with `uci_rs`, check every
+//! section and option, and return either a `Config` that the daemon can use as
+//! it is or every problem found, each naming its section and option.
+//!
+//! - `schema`: every section and option (kinds, defaults, limits, help);
+//! - `uci`: the checker that builds the `Config`;
+//! - `rule`: rule syntax; `url`: addresses and share links;
+//! - `model`: the typed result.
+
+pub mod model;
+pub mod rule;
+pub mod schema;
+mod uci;
+pub mod url;
+
+pub use model::*;
+
+use std::fmt;
+use std::path::Path;
+
+/// One problem in a config file, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Section type and name (`dns`, `dns`) or (`upstream`, `@upstream[0]`).
+    pub section: Option<(String, String)>,
+    pub option: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.section, &self.option) {
+            (Some((ty, name)), Some(opt)) => {
+                write!(f, "{ty} '{name}', option '{opt}': {}", self.message)
+            }
+            (Some((ty, name)), None) => write!(f, "{ty} '{name}': {}", self.message),
+            (None, _) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Reads and checks a UCI file.
+pub fn load_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            section: None,
+            option: None,
+            message: format!("{}: {e}", path.display()),
+        }]
+    })?;
+    parse_str(&text)
+}
+
+/// Checks UCI text.
+pub fn parse_str(text: &str) -> Result<Config, Vec<ConfigError>> {
+    uci::parse(text)
+}

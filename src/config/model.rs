@@ -1,0 +1,263 @@
+//! The typed configuration: what `/etc/config/dae` means once it has been
+//! read and checked.
+//!
+//! Everything here is plain data. `config::load` (in `uci.rs`) builds it from
+//! the UCI file and refuses any value that does not fit; the rest of the daemon
+//! (controller, forwarders, listeners) only ever sees a `Config` that is valid.
+//! Rule *syntax* lives in `rule.rs`; the matchers built from these rules live
+//! in `controller::rules`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The whole configuration, in the order the sections appear in the file
+/// where order matters (upstreams, nodes, groups).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub general: General,
+    pub dns: DnsConfig,
+    pub upstreams: Vec<Upstream>,
+    pub nodes: Vec<Node>,
+    pub groups: Vec<Group>,
+    pub routing: Routing,
+}
+
+/// `config dae 'config'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct General {
+    /// `option enabled` (default off: a fresh install does nothing).
+    pub enabled: bool,
+    /// `option log_level` error|warn|info|debug|trace (default info).
+    pub log_level: log::LevelFilter,
+    /// `list lan_interface`: where the TC program intercepts LAN DNS
+    /// (default none: the shipped /etc/config/dae lists `br-lan`; without
+    /// any, only the plain `dns_listen` listeners serve).
+    pub lan_interfaces: Vec<String>,
+    /// `option tproxy_port` (default 12345).
+    pub tproxy_port: u16,
+    /// `option so_mark`: the socket mark on every connection the daemon makes
+    /// itself, so policy routing never sends it back into the proxy
+    /// (default 0x80, written in decimal or 0x hex).
+    pub so_mark: u32,
+    /// `option fail_closed`: drop LAN DNS while the daemon is away instead of
+    /// letting it pass to the server the client asked (default off).
+    pub fail_closed: bool,
+    /// `option bpf_object`: the compiled TC program (default
+    /// `/lib/bpf/dae_tc.o`, where the package installs it).
+    pub bpf_object: std::path::PathBuf,
+    /// `option status_socket`: the Unix socket `dae status` reads (default
+    /// `/var/run/dae.sock`).
+    pub status_socket: std::path::PathBuf,
+}
+
+/// `config dns 'dns'`.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// `list dns_listen 'ADDR:PORT'`: plain UDP+TCP DNS listeners (default none).
+    pub listen: Vec<SocketAddr>,
+    /// `option cache_size`: entries, 0 turns the cache off (default 4096).
+    pub cache_size: usize,
+    /// `option ipversion_prefer` 0|4|6 (default 0).
+    pub ipversion_prefer: IpVersionPrefer,
+    /// `list request_rule`, in order.
+    pub request_rules: Vec<DnsRule>,
+    /// `option request_fallback`: upstream name, `asis` or `reject` (default asis).
+    pub request_fallback: DnsTarget,
+    /// `list response_rule`, in order.
+    pub response_rules: Vec<DnsRule>,
+    /// `option response_fallback`: `accept`, `reject` or an upstream name (default accept).
+    pub response_fallback: DnsTarget,
+    /// `list fixed_domain_ttl 'NAME:SECONDS'`: names (lowercase, no trailing
+    /// dot) whose answers live exactly this long in the cache; 0 = never cached.
+    pub fixed_domain_ttl: Vec<(String, u32)>,
+    /// `option serve_stale` (default on): answer an expired entry with a short
+    /// TTL while one refresh runs (RFC 8767).
+    pub serve_stale: bool,
+    /// `option stale_window`: seconds after expiry during which a stale entry
+    /// may still be served (default 86400).
+    pub stale_window: Duration,
+    /// `option upstream_timeout`: seconds to wait for one upstream exchange
+    /// before the client gets SERVFAIL (default 4; 1..=30).
+    pub upstream_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpVersionPrefer {
+    Both,
+    V4,
+    V6,
+}
+
+/// `config upstream 'NAME'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// The section name: what rules call it by.
+    pub name: String,
+    /// `option address`.
+    pub url: UpstreamUrl,
+}
+
+/// A parsed upstream address: `scheme://host[:port][/path]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamUrl {
+    pub scheme: Scheme,
+    pub host: Host,
+    /// The given port, or the scheme's default (53, 853, 443).
+    pub port: u16,
+    /// Only for https/h3; default `/dns-query`.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `udp://`
+    Udp,
+    /// `tcp://`
+    Tcp,
+    /// `tcp+udp://`: UDP first, TCP when the answer is truncated.
+    TcpUdp,
+    /// `tls://` (DoT, RFC 7858)
+    Tls,
+    /// `https://` (DoH over HTTP/2, RFC 8484)
+    Https,
+    /// `h3://` (DoH over HTTP/3)
+    H3,
+    /// `quic://` (DoQ, RFC 9250)
+    Quic,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    Ip(IpAddr),
+    /// A domain name, lowercase, without trailing dot.
+    Name(String),
+}
+
+/// One DNS rule: every condition must hold (`&&`), then `target` applies.
+#[derive(Debug, Clone)]
+pub struct DnsRule {
+    pub conditions: Vec<DnsCondition>,
+    pub target: DnsTarget,
+    /// The rule as written, for log lines.
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsCondition {
+    /// Written with a leading `!`.
+    pub negated: bool,
+    pub matcher: DnsMatcher,
+}
+
+#[derive(Debug, Clone)]
+pub enum DnsMatcher {
+    /// `qname(...)`: any of the patterns matches the query name.
+    Qname(Vec<DomainPattern>),
+    /// `qtype(a, aaaa, 65)`: the query type is one of these.
+    Qtype(Vec<u16>),
+    /// `upstream(name, ...)` (response rules only): the answer came from one
+    /// of these upstreams (`asis` is a valid name here).
+    Upstream(Vec<String>),
+    /// `ip(CIDR, ...)` (response rules only): some A/AAAA in the answer
+    /// section lies in one of these networks.
+    Ip(Vec<IpNet>),
+}
+
+/// One `qname(...)` argument. Domains are lowercase, without trailing dot.
+#[derive(Debug, Clone)]
+pub enum DomainPattern {
+    /// `suffix: example.com` (also a bare `example.com`): the name itself
+    /// or any name below it.
+    Suffix(String),
+    /// `full: example.com`: exactly this name.
+    Full(String),
+    /// `keyword: ample`: the name contains this text.
+    Keyword(String),
+    /// `regex: '^ex.*'`: the name (lowercase, no trailing dot) matches.
+    Regex(regex_lite::Regex),
+}
+
+/// Where a DNS rule sends the query (request rules) or what it does with the
+/// answer (response rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsTarget {
+    /// Ask this upstream (index into `Config::upstreams`, and its name).
+    Upstream { index: usize, name: String },
+    /// Request rules: ask the address the client asked.
+    Asis,
+    /// Answer at once with NOERROR and an empty answer section.
+    Reject,
+    /// Response rules: hand the answer to the client.
+    Accept,
+}
+
+/// An IPv4 or IPv6 network, `addr/prefix`, with the host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `config node 'NAME'`: a proxy server given by its share link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    /// `option link`, checked for a known scheme and a host and port.
+    pub link: String,
+}
+
+/// `config group 'NAME'`: nodes and how one of them is picked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    /// `list node`: node section names, each one existing.
+    pub nodes: Vec<String>,
+    /// `option policy` (default min_moving_avg).
+    pub policy: GroupPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupPolicy {
+    Random,
+    /// `fixed(N)`: always the N-th node (0-based).
+    Fixed(usize),
+    Min,
+    MinAvg10,
+    MinMovingAvg,
+}
+
+/// `config routing 'routing'`: rules for traffic other than DNS answers.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    /// `list rule`, in order, checked for syntax, known functions and targets.
+    pub rules: Vec<RoutingRule>,
+    /// `option fallback`: a group name, `direct` or `block` (default direct).
+    pub fallback: String,
+}
+
+/// A routing rule kept in its parsed form; the proxy path compiles it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingRule {
+    pub rule: super::rule::Rule,
+    pub text: String,
+}

@@ -1,0 +1,419 @@
+//! The answer cache: an LRU of whole answers in wire form, bounded by entry
+//! count (`cache_size`) and by the size of one entry.
+//!
+//! An entry keeps the upstream's bytes as they came (TTLs already adjusted
+//! for `fixed_domain_ttl` and negative answers) plus the offsets of every TTL
+//! field, so a hit is one copy and a few patches: the client's id and
+//! question case, and each TTL counted down by the entry's age. An expired
+//! entry may still be served for `stale_window` with a short TTL while one
+//! refresh runs (RFC 8767). The cache belongs to the controller and outlives
+//! reloads; only its capacity follows the config.
+//!
+//! Neighbours: `controller` (its only user), `wire` (patching).
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use crate::wire::{self, QueryInfo};
+
+/// TTL given to stale answers (RFC 8767 recommends 30 seconds).
+pub const STALE_TTL: u32 = 30;
+/// Answers larger than this are passed on but not cached, so that the cache's
+/// worst case stays `cache_size` × 4 KiB.
+pub const MAX_ENTRY_BYTES: usize = 4096;
+/// No answer is kept longer than a week, whatever its TTL says.
+pub const MAX_LIFE: u32 = 7 * 24 * 3600;
+
+/// One cached answer.
+#[derive(Debug)]
+pub struct Entry {
+    /// The answer in wire form.
+    pub packet: Box<[u8]>,
+    /// Offsets of the TTL fields in `packet`.
+    pub ttl_offsets: Box<[u16]>,
+    /// When it was stored; TTLs count down from here.
+    pub stored: Instant,
+    /// Seconds it stays fresh.
+    pub life: u32,
+    /// Whether the answer holds records of the question's type (used by
+    /// `ipversion_prefer`).
+    pub has_qtype_answer: bool,
+}
+
+impl Entry {
+    /// Whether the entry is still fresh at `now`.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.stored) < Duration::from_secs(u64::from(self.life))
+    }
+
+    /// Writes the answer for this client with TTLs counted down to `now`.
+    pub fn write_fresh(&self, query: &[u8], info: &QueryInfo, now: Instant, out: &mut Vec<u8>) {
+        let age = now.saturating_duration_since(self.stored).as_secs();
+        let age = u32::try_from(age).unwrap_or(u32::MAX);
+        wire::patch_answer(
+            &self.packet,
+            &self.ttl_offsets,
+            query,
+            info,
+            |ttl| ttl.saturating_sub(age),
+            out,
+        );
+    }
+
+    /// Writes the answer for this client with every TTL set to `STALE_TTL`.
+    pub fn write_stale(&self, query: &[u8], info: &QueryInfo, out: &mut Vec<u8>) {
+        wire::patch_answer(
+            &self.packet,
+            &self.ttl_offsets,
+            query,
+            info,
+            |_| STALE_TTL,
+            out,
+        );
+    }
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Fresh(Rc<Entry>),
+    /// Expired, but within the stale window: serve it and refresh.
+    Stale(Rc<Entry>),
+    Miss,
+}
+
+/// Counters for `dae status`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub stale_hits: u64,
+    pub misses: u64,
+    pub inserts: u64,
+    pub evictions: u64,
+}
+
+/// The LRU of answers. With capacity 0 it holds nothing.
+pub struct Cache {
+    lru: Option<LruCache<Box<[u8]>, Rc<Entry>, SeededHash>>,
+    hasher: SeededHash,
+    serve_stale: bool,
+    stale_window: Duration,
+    pub stats: CacheStats,
+}
+
+impl Cache {
+    pub fn new(capacity: usize, serve_stale: bool, stale_window: Duration) -> Cache {
+        let hasher = SeededHash::random();
+        Cache {
+            lru: NonZeroUsize::new(capacity).map(|c| LruCache::with_hasher(c, hasher)),
+            hasher,
+            serve_stale,
+            stale_window,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Follows a new config: the capacity (keeping the most recent entries
+    /// that fit) and the stale settings.
+    pub fn reconfigure(&mut self, capacity: usize, serve_stale: bool, stale_window: Duration) {
+        self.serve_stale = serve_stale;
+        self.stale_window = stale_window;
+        match (NonZeroUsize::new(capacity), self.lru.as_mut()) {
+            (None, _) => self.lru = None,
+            (Some(c), Some(lru)) => {
+                let before = lru.len();
+                lru.resize(c);
+                self.stats.evictions += (before - lru.len()) as u64;
+            }
+            (Some(c), None) => self.lru = Some(LruCache::with_hasher(c, self.hasher)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lru.as_ref().map_or(0, LruCache::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.lru.as_ref().map_or(0, |l| l.cap().get())
+    }
+
+    pub fn lookup(&mut self, key: &[u8], now: Instant) -> Lookup {
+        let Some(lru) = self.lru.as_mut() else {
+            self.stats.misses += 1;
+            return Lookup::Miss;
+        };
+        let Some(entry) = lru.get(key) else {
+            self.stats.misses += 1;
+            return Lookup::Miss;
+        };
+        if entry.is_fresh(now) {
+            self.stats.hits += 1;
+            return Lookup::Fresh(entry.clone());
+        }
+        let expired_at = entry.stored + Duration::from_secs(u64::from(entry.life));
+        if self.serve_stale && now.saturating_duration_since(expired_at) < self.stale_window {
+            self.stats.stale_hits += 1;
+            return Lookup::Stale(entry.clone());
+        }
+        lru.pop(key);
+        self.stats.misses += 1;
+        Lookup::Miss
+    }
+
+    /// Looks without counting or reordering (for `ipversion_prefer`).
+    pub fn peek_fresh(&self, key: &[u8], now: Instant) -> Option<Rc<Entry>> {
+        let entry = self.lru.as_ref()?.peek(key)?;
+        entry.is_fresh(now).then(|| entry.clone())
+    }
+
+    pub fn insert(&mut self, key: Box<[u8]>, entry: Rc<Entry>) {
+        if entry.packet.len() > MAX_ENTRY_BYTES || entry.life == 0 {
+            return;
+        }
+        if let Some(lru) = self.lru.as_mut() {
+            self.stats.inserts += 1;
+            if let Some((old_key, _)) = lru.push(key, entry) {
+                // `push` hands back either the replaced value (same key) or
+                // the evicted least recently used entry.
+                if lru.peek(&old_key).is_none() {
+                    self.stats.evictions += 1;
+                }
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &[u8]) {
+        if let Some(lru) = self.lru.as_mut() {
+            lru.pop(key);
+        }
+    }
+}
+
+/// The longest key: a 255-byte name, type, class, a flags byte and an IPv6
+/// address for `asis` answers.
+const MAX_KEY: usize = 255 + 4 + 1 + 16;
+
+/// A cache key built on the stack: the lowercase question name in wire form,
+/// type, class, the bits of the query that change the answer (EDNS present,
+/// DO, CD), and for `asis` the address the client asked (another server may
+/// answer differently).
+pub struct Key {
+    bytes: [u8; MAX_KEY],
+    len: usize,
+}
+
+impl Key {
+    pub fn new(query: &[u8], info: &QueryInfo, asis_server: Option<IpAddr>) -> Key {
+        let mut k = Key {
+            bytes: [0; MAX_KEY],
+            len: 0,
+        };
+        let name = info.qname(query);
+        for (d, s) in k.bytes.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        k.len = name.len();
+        k.push(&info.qtype.to_be_bytes());
+        k.push(&info.qclass.to_be_bytes());
+        let mut bits = 0u8;
+        if let Some(e) = info.edns {
+            bits |= 1;
+            if e.dnssec_ok {
+                bits |= 2;
+            }
+        }
+        if info.flags & wire::flag::CD != 0 {
+            bits |= 4;
+        }
+        k.push(&[bits]);
+        match asis_server {
+            Some(IpAddr::V4(ip)) => k.push(&ip.octets()),
+            Some(IpAddr::V6(ip)) => k.push(&ip.octets()),
+            None => {}
+        }
+        k
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        self.bytes[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// A fast multiplicative hash with a per-process random seed, so that LAN
+/// clients cannot aim names at one bucket.
+#[derive(Clone, Copy)]
+pub struct SeededHash(u64);
+
+impl SeededHash {
+    pub fn random() -> SeededHash {
+        SeededHash(crate::rand::u64())
+    }
+}
+
+impl BuildHasher for SeededHash {
+    type Hasher = SeededHasher;
+    fn build_hasher(&self) -> SeededHasher {
+        SeededHasher(self.0)
+    }
+}
+
+pub struct SeededHasher(u64);
+
+impl Hasher for SeededHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.0 =
+            (self.0.rotate_left(5) ^ u64::from_le_bytes(tail) ^ rest.len() as u64).wrapping_mul(K);
+    }
+
+    fn finish(&self) -> u64 {
+        // Mix the high bits down: hashbrown picks buckets from the low bits.
+        let h = self.0;
+        (h ^ (h >> 32)).wrapping_mul(0xff51_afd7_ed55_8ccd) ^ (h >> 29)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::parse_query;
+
+    fn query(name: &[u8], qtype: u16) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(name);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&[0, 1]);
+        q
+    }
+
+    fn entry(life: u32, stored: Instant) -> Rc<Entry> {
+        // A response to `host.example A` with one record of TTL 100.
+        let mut p = query(b"\x04host\x07example\x00", 1);
+        p[2] = 0x81;
+        p[3] = 0x80;
+        p[7] = 1;
+        p.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 100, 0, 4, 192, 0, 2, 1]);
+        let ttl_at = (p.len() - 10) as u16;
+        Rc::new(Entry {
+            packet: p.into(),
+            ttl_offsets: vec![ttl_at].into(),
+            stored,
+            life,
+            has_qtype_answer: true,
+        })
+    }
+
+    #[test]
+    fn keys_ignore_case_and_separate_types_and_servers() {
+        let a = query(b"\x04HoSt\x07example\x00", 1);
+        let b = query(b"\x04host\x07EXAMPLE\x00", 1);
+        let c = query(b"\x04host\x07example\x00", 28);
+        let (ia, ib, ic) = (
+            parse_query(&a).unwrap(),
+            parse_query(&b).unwrap(),
+            parse_query(&c).unwrap(),
+        );
+        assert_eq!(
+            Key::new(&a, &ia, None).as_bytes(),
+            Key::new(&b, &ib, None).as_bytes()
+        );
+        assert_ne!(
+            Key::new(&a, &ia, None).as_bytes(),
+            Key::new(&c, &ic, None).as_bytes()
+        );
+        let asis = Some("192.0.2.53".parse().unwrap());
+        assert_ne!(
+            Key::new(&a, &ia, None).as_bytes(),
+            Key::new(&a, &ia, asis).as_bytes()
+        );
+    }
+
+    #[test]
+    fn ttls_count_down_and_entries_go_stale_then_away() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(8, true, Duration::from_secs(60));
+        let q = query(b"\x04HOST\x07example\x00", 1);
+        let info = parse_query(&q).unwrap();
+        let key = Key::new(&q, &info, None);
+        cache.insert(key.as_bytes().into(), entry(100, t0));
+
+        let mut out = Vec::new();
+        match cache.lookup(key.as_bytes(), t0 + Duration::from_millis(30_500)) {
+            Lookup::Fresh(e) => {
+                e.write_fresh(&q, &info, t0 + Duration::from_millis(30_500), &mut out)
+            }
+            _ => panic!("expected a fresh hit"),
+        }
+        assert_eq!(&out[..2], &[0x12, 0x34]);
+        assert_eq!(&out[13..17], b"HOST");
+        assert_eq!(wire::read_u32(&out, out.len() - 10), Some(70));
+
+        match cache.lookup(key.as_bytes(), t0 + Duration::from_secs(130)) {
+            Lookup::Stale(e) => e.write_stale(&q, &info, &mut out),
+            _ => panic!("expected a stale hit"),
+        }
+        assert_eq!(wire::read_u32(&out, out.len() - 10), Some(STALE_TTL));
+        assert!(matches!(
+            cache.lookup(key.as_bytes(), t0 + Duration::from_secs(161)),
+            Lookup::Miss
+        ));
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.stats.hits, 1);
+        assert_eq!(cache.stats.stale_hits, 1);
+    }
+
+    #[test]
+    fn never_grows_past_its_capacity_and_survives_resize() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(3, false, Duration::ZERO);
+        for i in 0..10u8 {
+            cache.insert(vec![i].into(), entry(100, t0));
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.stats.evictions, 7);
+        assert!(matches!(cache.lookup(&[9], t0), Lookup::Fresh(_)));
+        cache.reconfigure(2, false, Duration::ZERO);
+        assert_eq!(cache.len(), 2);
+        assert!(matches!(cache.lookup(&[9], t0), Lookup::Fresh(_)));
+        cache.reconfigure(0, false, Duration::ZERO);
+        cache.insert(vec![1].into(), entry(100, t0));
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn zero_life_and_oversized_answers_are_not_kept() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(3, false, Duration::ZERO);
+        cache.insert(vec![1].into(), entry(0, t0));
+        let big = Rc::new(Entry {
+            packet: vec![0; MAX_ENTRY_BYTES + 1].into(),
+            ttl_offsets: Box::new([]),
+            stored: t0,
+            life: 60,
+            has_qtype_answer: false,
+        });
+        cache.insert(vec![2].into(), big);
+        assert_eq!(cache.len(), 0);
+    }
+}

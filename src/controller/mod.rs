@@ -1,0 +1,647 @@
+//! The DNS controller: from a client's query to the bytes of its answer.
+//!
+//! For each query, in this order (as in dae's `handleWithResponseWriter_`):
+//! 1. read the header and question (`wire::parse_query`); a malformed query
+//!    gets FORMERR/NOTIMP, or is dropped if it cannot even be answered;
+//! 2. run the request rules (`rules`): an upstream, `asis` (the server the
+//!    client asked) or `reject` (NOERROR with no records, at once, and the
+//!    cached entry dropped);
+//! 3. look in the `cache`: a hit is answered at once with TTLs counted down;
+//!    an expired entry within the stale window is answered with a short TTL
+//!    and refreshed in the background;
+//! 4. on a miss, join the query's flight (`singleflight`): one exchange per
+//!    distinct query goes upstream through the upstream's `forwarder`, the
+//!    response rules decide (accept, reject, or ask another upstream, at most
+//!    `MAX_LOOKUP_DEPTH` exchanges), and the answer is cached and shared.
+//!
+//! `handle` does steps 1-3 without waiting, so the listener can answer cache
+//! hits in a batch; what must wait comes back as `Step::Pending`, which the
+//! listener runs as a task with `finish`. Every failure answers SERVFAIL.
+//!
+//! The config-derived part (`Policy`: rules, upstreams and their forwarders)
+//! is swapped whole on reload; the cache and the flights in progress stay.
+
+pub mod cache;
+pub mod rules;
+pub mod singleflight;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigError, DnsTarget, IpVersionPrefer};
+use crate::dialer::Direct;
+use crate::forwarder::{self, Forwarder};
+use crate::wire::{self, rcode, rtype, QueryError, QueryInfo, ResponseInfo};
+
+use cache::{Cache, Entry, Key, Lookup};
+use rules::{Facts, Rules};
+use singleflight::{Flights, Join, Outcome};
+
+/// How many upstream exchanges one query may take through response rules
+/// before it is given up as a rule loop (dae's MaxDnsLookupDepth).
+pub const MAX_LOOKUP_DEPTH: usize = 3;
+/// Queries that may wait on upstreams at once; past this, SERVFAIL at once
+/// (memory stays bounded under a flood of unique names).
+pub const MAX_PENDING: usize = 4096;
+
+/// How the query came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Who asked, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    /// The server the client sent its query to, when the query was
+    /// intercepted on its way there; `None` on the plain listener.
+    pub asked: Option<SocketAddr>,
+}
+
+/// What `handle` did with a query.
+pub enum Step {
+    /// The reply is in `out`.
+    Replied,
+    /// Nothing to send.
+    Dropped,
+    /// Must wait for an upstream: run `Controller::finish` with it.
+    Pending(Pending),
+}
+
+/// A query that missed the cache, ready to go upstream.
+pub struct Pending {
+    query: Vec<u8>,
+    info: QueryInfo,
+    target: DnsTarget,
+    key: Box<[u8]>,
+    policy: Rc<Policy>,
+    /// For `ipversion_prefer`: the preferred type's own target, to ask
+    /// alongside.
+    preferred: Option<(u16, DnsTarget)>,
+    _slot: PendingSlot,
+}
+
+/// Counts a pending query while it lives.
+struct PendingSlot(Rc<Cell<usize>>);
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// Counters for `dae status`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub queries: u64,
+    pub malformed: u64,
+    pub rejected: u64,
+    pub refused: u64,
+    pub upstream_exchanges: u64,
+    pub upstream_failures: u64,
+    pub servfail: u64,
+}
+
+/// Everything the controller takes from the config; replaced whole on reload.
+pub struct Policy {
+    request: Rules,
+    response: Rules,
+    /// The forwarder of each upstream, in `Config::upstreams` order.
+    forwarders: Vec<Rc<Forwarder>>,
+    fixed_ttl: HashMap<String, u32>,
+    prefer: IpVersionPrefer,
+    timeout: Duration,
+    dialer: Direct,
+}
+
+impl Policy {
+    /// Builds the policy for `config`, keeping the forwarders (and their open
+    /// connections) of `previous` whose upstream did not change.
+    pub fn new(config: &Config, previous: Option<&Policy>) -> Result<Policy, String> {
+        let dialer = Direct::new(config.general.so_mark);
+        let mut forwarders = Vec::with_capacity(config.upstreams.len());
+        for u in &config.upstreams {
+            let kept = previous.and_then(|p| {
+                p.forwarders
+                    .iter()
+                    .find(|f| f.same_path(&u.url, &dialer))
+                    .cloned()
+            });
+            let forwarder = match kept {
+                Some(f) => f,
+                None => Rc::new(
+                    Forwarder::new(&u.url, dialer.clone())
+                        .map_err(|e| format!("upstream '{}': {e}", u.name))?,
+                ),
+            };
+            forwarders.push(forwarder);
+        }
+        let dns = &config.dns;
+        Ok(Policy {
+            request: Rules::new(&dns.request_rules, dns.request_fallback.clone()),
+            response: Rules::new(&dns.response_rules, dns.response_fallback.clone()),
+            forwarders,
+            fixed_ttl: dns.fixed_domain_ttl.iter().cloned().collect(),
+            prefer: dns.ipversion_prefer,
+            timeout: dns.upstream_timeout,
+            dialer,
+        })
+    }
+
+    /// With `ipversion_prefer`, the type whose records make this query's
+    /// answer empty: A for AAAA when 4 is preferred, and the reverse.
+    fn preferred_type(&self, qtype: u16) -> Option<u16> {
+        match (self.prefer, qtype) {
+            (IpVersionPrefer::V4, rtype::AAAA) => Some(rtype::A),
+            (IpVersionPrefer::V6, rtype::A) => Some(rtype::AAAA),
+            _ => None,
+        }
+    }
+}
+
+/// Checks what `config::load` cannot know: that this build can reach every
+/// upstream. `dae validate` and reload both run it.
+pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
+    let errors: Vec<ConfigError> = config
+        .upstreams
+        .iter()
+        .filter_map(|u| {
+            forwarder::check_supported(&u.url)
+                .err()
+                .map(|message| ConfigError {
+                    section: Some(("upstream".into(), u.name.clone())),
+                    option: Some("address".into()),
+                    message,
+                })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The DNS controller.
+pub struct Controller {
+    policy: RefCell<Rc<Policy>>,
+    cache: RefCell<Cache>,
+    flights: Rc<RefCell<Flights>>,
+    pending: Rc<Cell<usize>>,
+    stats: RefCell<Stats>,
+}
+
+impl Controller {
+    pub fn new(config: &Config) -> Result<Rc<Controller>, String> {
+        let policy = Policy::new(config, None)?;
+        let dns = &config.dns;
+        Ok(Rc::new(Controller {
+            policy: RefCell::new(Rc::new(policy)),
+            cache: RefCell::new(Cache::new(
+                dns.cache_size,
+                dns.serve_stale,
+                dns.stale_window,
+            )),
+            flights: Rc::default(),
+            pending: Rc::default(),
+            stats: RefCell::default(),
+        }))
+    }
+
+    /// Builds the policy for a new config without switching to it.
+    pub fn prepare(&self, config: &Config) -> Result<Policy, String> {
+        Policy::new(config, Some(&self.policy.borrow()))
+    }
+
+    /// Switches to a prepared policy. Queries already under way finish with
+    /// the policy they started with; the cache keeps its entries.
+    pub fn install(&self, policy: Policy, config: &Config) {
+        *self.policy.borrow_mut() = Rc::new(policy);
+        let dns = &config.dns;
+        self.cache
+            .borrow_mut()
+            .reconfigure(dns.cache_size, dns.serve_stale, dns.stale_window);
+    }
+
+    pub fn stats(&self) -> Stats {
+        *self.stats.borrow()
+    }
+
+    pub fn cache_stats(&self) -> (cache::CacheStats, usize, usize) {
+        let c = self.cache.borrow();
+        (c.stats, c.len(), c.capacity())
+    }
+
+    /// Answers what can be answered now (cache, reject, errors) into `out`;
+    /// anything else comes back as `Step::Pending`.
+    pub fn handle(self: &Rc<Self>, query: &[u8], client: &Client, out: &mut Vec<u8>) -> Step {
+        self.stats.borrow_mut().queries += 1;
+        let info = match wire::parse_query(query) {
+            Ok(info) => info,
+            Err(QueryError::Drop(why)) => {
+                self.stats.borrow_mut().malformed += 1;
+                log::debug!("{}: dropped a packet: {why}", client.addr);
+                return Step::Dropped;
+            }
+            Err(QueryError::Reply(code, why)) => {
+                self.stats.borrow_mut().malformed += 1;
+                log::debug!(
+                    "{}: malformed query ({why}), answering rcode {code}",
+                    client.addr
+                );
+                wire::header_only_reply(query, code, out);
+                return Step::Replied;
+            }
+        };
+        let policy = self.policy.borrow().clone();
+        let mut qname = String::new();
+        if policy.request.needs_qname() || log::log_enabled!(log::Level::Debug) {
+            wire::name_to_text(info.qname(query), &mut qname);
+        }
+        let target = policy.request.select(&request_facts(&qname, info.qtype)).0;
+        let asked = match target {
+            DnsTarget::Reject => {
+                self.stats.borrow_mut().rejected += 1;
+                self.cache
+                    .borrow_mut()
+                    .remove(Key::new(query, &info, None).as_bytes());
+                log::debug!("{}: {qname} type {}: rejected", client.addr, info.qtype);
+                self.reply_empty(query, &info, rcode::NOERROR, client, out);
+                return Step::Replied;
+            }
+            DnsTarget::Asis => match client.asked {
+                Some(server) => Some(server.ip()),
+                None => {
+                    self.stats.borrow_mut().refused += 1;
+                    log::debug!(
+                        "{}: {qname}: rule says asis, but a query to the plain listener was not \
+                         addressed to another server; answering REFUSED",
+                        client.addr
+                    );
+                    self.reply_empty(query, &info, rcode::REFUSED, client, out);
+                    return Step::Replied;
+                }
+            },
+            _ => None,
+        };
+        let target = target.clone();
+        let key = Key::new(query, &info, asked);
+        let now = Instant::now();
+
+        // ipversion_prefer: if the preferred type is known to have records,
+        // this type's answer is empty.
+        let mut preferred = None;
+        if let Some(ptype) = policy.preferred_type(info.qtype) {
+            let pinfo = QueryInfo {
+                qtype: ptype,
+                ..info
+            };
+            let ptarget = policy.request.select(&request_facts(&qname, ptype)).0;
+            if *ptarget != DnsTarget::Reject {
+                let pkey = Key::new(query, &pinfo, asked);
+                match self.cache.borrow().peek_fresh(pkey.as_bytes(), now) {
+                    Some(e) if e.has_qtype_answer => {
+                        self.reply_empty(query, &info, rcode::NOERROR, client, out);
+                        return Step::Replied;
+                    }
+                    Some(_) => {}
+                    None => preferred = Some((ptype, ptarget.clone())),
+                }
+            }
+        }
+
+        if preferred.is_none() {
+            let found = self.cache.borrow_mut().lookup(key.as_bytes(), now);
+            match found {
+                Lookup::Fresh(entry) => {
+                    log::debug!("{}: {qname} type {}: cache hit", client.addr, info.qtype);
+                    entry.write_fresh(query, &info, now, out);
+                    fit(out, query, &info, client);
+                    return Step::Replied;
+                }
+                Lookup::Stale(entry) => {
+                    log::debug!(
+                        "{}: {qname} type {}: stale hit, refreshing",
+                        client.addr,
+                        info.qtype
+                    );
+                    entry.write_stale(query, &info, out);
+                    fit(out, query, &info, client);
+                    if !self.flights.borrow().in_flight(key.as_bytes()) {
+                        self.spawn_refresh(query, info, key.as_bytes(), target, policy, *client);
+                    }
+                    return Step::Replied;
+                }
+                Lookup::Miss => {}
+            }
+        }
+
+        if self.pending.get() >= MAX_PENDING {
+            log::warn!("{MAX_PENDING} queries already wait on upstreams; answering SERVFAIL");
+            self.stats.borrow_mut().servfail += 1;
+            self.reply_empty(query, &info, rcode::SERVFAIL, client, out);
+            return Step::Replied;
+        }
+        self.pending.set(self.pending.get() + 1);
+        Step::Pending(Pending {
+            query: query.to_vec(),
+            info,
+            target,
+            key: key.as_bytes().into(),
+            policy,
+            preferred,
+            _slot: PendingSlot(self.pending.clone()),
+        })
+    }
+
+    /// Resolves a pending query and returns the reply for its client.
+    pub async fn finish(self: Rc<Self>, p: Pending, client: Client) -> Vec<u8> {
+        let mut qname = String::new();
+        wire::name_to_text(p.info.qname(&p.query), &mut qname);
+        let asked = client.asked.filter(|_| p.target == DnsTarget::Asis);
+        let mine = self.resolve(
+            &p.policy, &p.query, &p.info, &p.key, &p.target, &client, &qname,
+        );
+        let outcome = match &p.preferred {
+            None => mine.await,
+            Some((ptype, ptarget)) => {
+                let (pq, pinfo) = wire::with_qtype(&p.query, &p.info, *ptype);
+                let pkey = Key::new(&pq, &pinfo, asked.map(|a| a.ip()));
+                let theirs = self.resolve(
+                    &p.policy,
+                    &pq,
+                    &pinfo,
+                    pkey.as_bytes(),
+                    ptarget,
+                    &client,
+                    &qname,
+                );
+                let (theirs, mine) = tokio::join!(theirs, mine);
+                if matches!(&theirs, Ok(e) if e.has_qtype_answer) {
+                    log::debug!(
+                        "{}: {qname} type {}: empty, type {ptype} is preferred and has records",
+                        client.addr,
+                        p.info.qtype
+                    );
+                    let mut out = Vec::new();
+                    self.reply_empty(&p.query, &p.info, rcode::NOERROR, &client, &mut out);
+                    return out;
+                }
+                mine
+            }
+        };
+        let mut out = Vec::new();
+        match outcome {
+            Ok(entry) => {
+                entry.write_fresh(&p.query, &p.info, Instant::now(), &mut out);
+                fit(&mut out, &p.query, &p.info, &client);
+            }
+            Err(()) => {
+                self.stats.borrow_mut().servfail += 1;
+                self.reply_empty(&p.query, &p.info, rcode::SERVFAIL, &client, &mut out);
+            }
+        }
+        out
+    }
+
+    fn reply_empty(
+        &self,
+        query: &[u8],
+        info: &QueryInfo,
+        code: u8,
+        client: &Client,
+        out: &mut Vec<u8>,
+    ) {
+        wire::empty_reply(query, info, code, out);
+        fit(out, query, info, client);
+    }
+
+    /// Serves a stale entry's refresh in the background.
+    fn spawn_refresh(
+        self: &Rc<Self>,
+        query: &[u8],
+        info: QueryInfo,
+        key: &[u8],
+        target: DnsTarget,
+        policy: Rc<Policy>,
+        client: Client,
+    ) {
+        let this = self.clone();
+        let query = query.to_vec();
+        let key: Box<[u8]> = key.into();
+        tokio::task::spawn_local(async move {
+            let mut qname = String::new();
+            wire::name_to_text(info.qname(&query), &mut qname);
+            let _ = this
+                .resolve(&policy, &query, &info, &key, &target, &client, &qname)
+                .await;
+        });
+    }
+
+    /// The answer for one cache key: fresh from the cache, from the flight
+    /// already under way, or by leading a new one and caching what it brings.
+    #[allow(clippy::too_many_arguments)]
+    async fn resolve(
+        &self,
+        policy: &Rc<Policy>,
+        query: &[u8],
+        info: &QueryInfo,
+        key: &[u8],
+        target: &DnsTarget,
+        client: &Client,
+        qname: &str,
+    ) -> Outcome {
+        if let Some(entry) = self.cache.borrow().peek_fresh(key, Instant::now()) {
+            return Ok(entry);
+        }
+        match Flights::join(&self.flights, key) {
+            Join::Follow(rx) => rx.await.unwrap_or(Err(())),
+            Join::Lead(lead) => {
+                let outcome = self
+                    .ask_upstreams(policy, query, info, target, client, qname)
+                    .await;
+                if let Ok(entry) = &outcome {
+                    self.cache
+                        .borrow_mut()
+                        .insert(lead.key().into(), entry.clone());
+                }
+                lead.finish(&outcome);
+                outcome
+            }
+        }
+    }
+
+    /// Asks `first`, then runs the response rules on each answer until one is
+    /// accepted or rejected.
+    async fn ask_upstreams(
+        &self,
+        policy: &Policy,
+        query: &[u8],
+        info: &QueryInfo,
+        first: &DnsTarget,
+        client: &Client,
+        qname: &str,
+    ) -> Outcome {
+        let deadline = Instant::now() + policy.timeout;
+        let mut target = first.clone();
+        for _ in 0..MAX_LOOKUP_DEPTH {
+            let (name, forwarder) = match &target {
+                DnsTarget::Upstream { index, name } => {
+                    (name.as_str(), policy.forwarders[*index].clone())
+                }
+                DnsTarget::Asis => match client.asked {
+                    Some(server) => (
+                        "asis",
+                        Rc::new(Forwarder::asis(server, policy.dialer.clone())),
+                    ),
+                    None => return Err(()),
+                },
+                // Config checking keeps these out of upstream positions.
+                DnsTarget::Reject | DnsTarget::Accept => return Err(()),
+            };
+            self.stats.borrow_mut().upstream_exchanges += 1;
+            let tcp = client.transport == Transport::Tcp;
+            let reply = match forwarder.exchange(query, info, tcp, deadline).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    self.stats.borrow_mut().upstream_failures += 1;
+                    log::warn!("{qname} type {}: upstream '{name}': {e}", info.qtype);
+                    return Err(());
+                }
+            };
+            let scan = match wire::scan_response(&reply) {
+                Ok(scan) => scan,
+                Err(e) => {
+                    self.stats.borrow_mut().upstream_failures += 1;
+                    log::warn!(
+                        "{qname} type {}: upstream '{name}' sent a malformed answer: {e}",
+                        info.qtype
+                    );
+                    return Err(());
+                }
+            };
+            if scan.rcode == rcode::REFUSED {
+                // "Not for you" from our upstream is our failure, not the
+                // client's: passing REFUSED on would say we refuse it.
+                self.stats.borrow_mut().upstream_failures += 1;
+                log::warn!(
+                    "{qname} type {}: upstream '{name}' refused the query",
+                    info.qtype
+                );
+                return Err(());
+            }
+            let facts = Facts {
+                qname,
+                qtype: info.qtype,
+                upstream: Some(name),
+                answer_ips: &scan.answer_ips,
+            };
+            let (next, rule) = policy.response.select(&facts);
+            match next {
+                DnsTarget::Accept | DnsTarget::Asis => {
+                    log::debug!(
+                        "{qname} type {}: answered by '{name}' (rcode {})",
+                        info.qtype,
+                        scan.rcode
+                    );
+                    return Ok(Rc::new(make_entry(
+                        reply,
+                        &scan,
+                        policy.fixed_ttl.get(qname).copied(),
+                    )));
+                }
+                DnsTarget::Reject => {
+                    log::debug!(
+                        "{qname}: answer of '{name}' rejected by '{}'",
+                        rule.unwrap_or("fallback")
+                    );
+                    let mut out = Vec::new();
+                    wire::empty_reply(query, info, rcode::NOERROR, &mut out);
+                    return Ok(Rc::new(Entry {
+                        packet: out.into(),
+                        ttl_offsets: Box::new([]),
+                        stored: Instant::now(),
+                        life: 0,
+                        has_qtype_answer: false,
+                    }));
+                }
+                DnsTarget::Upstream {
+                    name: next_name, ..
+                } => {
+                    log::debug!(
+                        "{qname}: answer of '{name}' sent on to '{next_name}' by '{}'",
+                        rule.unwrap_or("fallback")
+                    );
+                    target = next.clone();
+                }
+            }
+        }
+        log::warn!(
+            "{qname} type {}: response rules asked {MAX_LOOKUP_DEPTH} upstreams in a row; \
+             answering SERVFAIL (do the response rules form a loop?)",
+            info.qtype
+        );
+        Err(())
+    }
+}
+
+fn request_facts(qname: &str, qtype: u16) -> Facts<'_> {
+    Facts {
+        qname,
+        qtype,
+        upstream: None,
+        answer_ips: &[],
+    }
+}
+
+fn fit(out: &mut Vec<u8>, query: &[u8], info: &QueryInfo, client: &Client) {
+    if client.transport == Transport::Udp {
+        wire::fit_udp(out, query, info);
+    }
+}
+
+/// Turns an accepted upstream answer into a cache entry: how long it lives
+/// (the smallest answer TTL; for answers without records of the asked type,
+/// the SOA's negative TTL, RFC 2308; `fixed_ttl` if the name has one), with
+/// its TTLs rewritten where that changed them. Entries of life 0 are shared
+/// with the flight's followers but not cached.
+fn make_entry(mut packet: Vec<u8>, scan: &ResponseInfo, fixed_ttl: Option<u32>) -> Entry {
+    let cacheable =
+        !scan.truncated && (scan.rcode == rcode::NOERROR || scan.rcode == rcode::NXDOMAIN);
+    let mut life = None::<u32>;
+    if cacheable {
+        if scan.answer_count > 0 {
+            life = scan.min_answer_ttl;
+        }
+        if !scan.has_qtype_answer {
+            if let (Some(neg), Some(at)) = (scan.negative_ttl, scan.soa_ttl_at) {
+                wire::set_ttl(&mut packet, usize::from(at), neg);
+                life = Some(life.map_or(neg, |l| l.min(neg)));
+            }
+        }
+    }
+    // RFC 2181: a TTL with the top bit set means zero.
+    let mut life = life
+        .filter(|&t| t < 0x8000_0000)
+        .unwrap_or(0)
+        .min(cache::MAX_LIFE);
+    if let (true, Some(fixed)) = (cacheable, fixed_ttl) {
+        life = fixed;
+        for &at in &scan.ttl_offsets {
+            wire::set_ttl(&mut packet, usize::from(at), fixed);
+        }
+    }
+    Entry {
+        packet: packet.into(),
+        ttl_offsets: scan.ttl_offsets.clone().into(),
+        stored: Instant::now(),
+        life,
+        has_qtype_answer: scan.has_qtype_answer,
+    }
+}

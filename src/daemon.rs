@@ -1,0 +1,327 @@
+//! The daemon's life: load the config, start the controller, the listeners
+//! and the TC datapath, then wait for signals. SIGHUP reloads (a bad new
+//! config is refused with a log line and the old one keeps serving; the
+//! cache and queries under way are kept); SIGTERM and SIGINT stop cleanly,
+//! detaching the TC program and removing the policy routing.
+//!
+//! Everything runs on one thread: a tokio current_thread runtime with a
+//! `LocalSet`, so the controller's state needs no locks.
+//!
+//! Order matters for a LAN that must never lose DNS: the transparent
+//! listener is up before the TC program is attached (so nothing is handed to
+//! a socket that is not there), and at stop the program is detached first.
+//!
+//! Neighbours: `main` (the CLI), `config`, `controller`, `listener`, `ebpf`,
+//! `status`.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{self, Config, ConfigError};
+use crate::controller::{self, Controller};
+use crate::ebpf::{self, AttachMode, Datapath};
+use crate::listener::tproxy::TproxyListeners;
+use crate::listener::PlainListeners;
+
+/// Reads, checks and checks again what only the running parts know.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let config = config::load_file(path)?;
+    controller::check(&config)?;
+    Ok(config)
+}
+
+/// `dae validate`: prints every problem and returns the exit code.
+pub fn validate(path: &Path) -> i32 {
+    match load(path) {
+        Ok(_) => {
+            println!("configuration OK");
+            0
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("dae: config error: {e}");
+            }
+            1
+        }
+    }
+}
+
+/// `dae run`: serves until SIGTERM/SIGINT. Returns the exit code.
+pub fn run(path: &Path, use_syslog: bool, attach: AttachMode) -> i32 {
+    crate::logging::init(use_syslog);
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                log::error!("config error: {e}");
+            }
+            log::error!(
+                "not starting: {} problem(s) in {}",
+                errors.len(),
+                path.display()
+            );
+            return 1;
+        }
+    };
+    crate::logging::set_level(config.general.log_level);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, serve(path, config, attach))
+}
+
+/// The interception side: transparent listeners and the TC program.
+struct Interception {
+    listeners: TproxyListeners,
+    datapath: Datapath,
+}
+
+fn settings(config: &Config) -> ebpf::Settings {
+    ebpf::Settings {
+        listener_port: u32::from(config.general.tproxy_port),
+        tproxy_mark: ebpf::route::TPROXY_MARK,
+        so_mark: config.general.so_mark,
+        fail_closed: u32::from(config.general.fail_closed),
+    }
+}
+
+impl Interception {
+    fn start(
+        config: &Config,
+        controller: &Rc<Controller>,
+        attach: AttachMode,
+    ) -> Result<Interception, String> {
+        let g = &config.general;
+        let listeners = TproxyListeners::start(g.tproxy_port, controller)?;
+        let datapath = Datapath::start(&g.bpf_object, &g.lan_interfaces, settings(config), attach)?;
+        Ok(Interception {
+            listeners,
+            datapath,
+        })
+    }
+
+    /// Follows a new config; on error the old state stays as it was.
+    fn reconfigure(&mut self, config: &Config, controller: &Rc<Controller>) -> Result<(), String> {
+        let g = &config.general;
+        if g.tproxy_port != self.listeners.port {
+            // New listeners first, then point the program at them.
+            let fresh = TproxyListeners::start(g.tproxy_port, controller)?;
+            self.datapath.set_settings(settings(config))?;
+            self.listeners = fresh;
+        } else {
+            self.datapath.set_settings(settings(config))?;
+        }
+        self.datapath.set_interfaces(&g.lan_interfaces)
+    }
+
+    fn stop(mut self) {
+        self.datapath.stop();
+        self.listeners.stop();
+    }
+}
+
+/// Everything that runs, for reload and status.
+struct Running {
+    path: PathBuf,
+    config: Config,
+    controller: Rc<Controller>,
+    plain: PlainListeners,
+    interception: Option<Interception>,
+    attach: AttachMode,
+    started: Instant,
+}
+
+impl Running {
+    fn start(path: &Path, config: Config, attach: AttachMode) -> Result<Running, String> {
+        let controller = Controller::new(&config)?;
+        let mut plain = PlainListeners::default();
+        plain.apply(&config.dns.listen, &controller)?;
+        let interception = if config.general.lan_interfaces.is_empty() {
+            None
+        } else {
+            Some(Interception::start(&config, &controller, attach)?)
+        };
+        if config.dns.listen.is_empty() && interception.is_none() {
+            log::warn!("neither dns_listen nor lan_interface is set: nothing to serve");
+        }
+        Ok(Running {
+            path: path.to_path_buf(),
+            config,
+            controller,
+            plain,
+            interception,
+            attach,
+            started: Instant::now(),
+        })
+    }
+
+    fn reload(&mut self) {
+        log::info!("reloading {}", self.path.display());
+        let config = match load(&self.path) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in &errors {
+                    log::error!("config error: {e}");
+                }
+                log::error!(
+                    "reload refused: {} problem(s) in {}; the running config stays",
+                    errors.len(),
+                    self.path.display()
+                );
+                return;
+            }
+        };
+        // Build what can fail before switching anything, so a failure leaves
+        // the running config whole.
+        let policy = match self.controller.prepare(&config) {
+            Ok(p) => p,
+            Err(e) => return log::error!("reload refused: {e}; the running config stays"),
+        };
+        if let Err(e) = self.plain.apply(&config.dns.listen, &self.controller) {
+            return log::error!("reload refused: {e}; the running config stays");
+        }
+        let wanted = !config.general.lan_interfaces.is_empty();
+        let result = match (self.interception.as_mut(), wanted) {
+            (Some(i), true) => i.reconfigure(&config, &self.controller),
+            (Some(_), false) => {
+                if let Some(i) = self.interception.take() {
+                    i.stop();
+                }
+                Ok(())
+            }
+            (None, true) => Interception::start(&config, &self.controller, self.attach).map(|i| {
+                self.interception = Some(i);
+            }),
+            (None, false) => Ok(()),
+        };
+        if let Err(e) = result {
+            log::error!("reload: interception: {e}");
+        }
+        if config.general.status_socket != self.config.general.status_socket {
+            log::warn!("status_socket changes take effect at the next restart");
+        }
+        self.controller.install(policy, &config);
+        crate::logging::set_level(config.general.log_level);
+        self.config = config;
+        log::info!("reloaded");
+    }
+
+    fn report(&self) -> Value {
+        let stats = self.controller.stats();
+        let (cache, entries, capacity) = self.controller.cache_stats();
+        let datapath: Value = match &self.interception {
+            Some(i) => i
+                .datapath
+                .counters()
+                .into_iter()
+                .map(|(c, n)| (c.name().to_string(), json!(n)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            None => Value::Null,
+        };
+        let g = &self.config.general;
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "config": self.path.display().to_string(),
+            "interfaces": self.interception.as_ref().map(|i| i.datapath.interfaces()).unwrap_or_default(),
+            "tproxy_port": g.tproxy_port,
+            "fail_closed": g.fail_closed,
+            "datapath": datapath,
+            "dns_listen": self.config.dns.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "dns": {
+                "queries": stats.queries,
+                "malformed": stats.malformed,
+                "rejected": stats.rejected,
+                "refused": stats.refused,
+                "upstream_exchanges": stats.upstream_exchanges,
+                "upstream_failures": stats.upstream_failures,
+                "servfail": stats.servfail,
+            },
+            "cache": {
+                "entries": entries,
+                "capacity": capacity,
+                "hits": cache.hits,
+                "stale_hits": cache.stale_hits,
+                "misses": cache.misses,
+                "inserts": cache.inserts,
+                "evictions": cache.evictions,
+            },
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(i) = self.interception.take() {
+            i.stop();
+        }
+        self.plain.stop_all();
+    }
+}
+
+async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
+    let (mut hup, mut term, mut int) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+        _ => {
+            log::error!("cannot install signal handlers");
+            return 1;
+        }
+    };
+    let status_path = config.general.status_socket.clone();
+    let running = match Running::start(path, config, attach) {
+        Ok(r) => Rc::new(RefCell::new(r)),
+        Err(e) => {
+            log::error!("not starting: {e}");
+            return 1;
+        }
+    };
+    let reporter = running.clone();
+    let status = match crate::status::serve(&status_path, move || reporter.borrow().report()) {
+        Ok(task) => Some(task),
+        Err(e) => {
+            log::warn!("no status socket at {}: {e}", status_path.display());
+            None
+        }
+    };
+    {
+        let r = running.borrow();
+        log::info!(
+            "dae {} started with {} ({} upstream(s), cache {} entries)",
+            env!("CARGO_PKG_VERSION"),
+            path.display(),
+            r.config.upstreams.len(),
+            r.config.dns.cache_size
+        );
+    }
+    loop {
+        tokio::select! {
+            _ = hup.recv() => running.borrow_mut().reload(),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    if let Some(task) = status {
+        task.abort();
+        let _ = std::fs::remove_file(&status_path);
+    }
+    running.borrow_mut().stop();
+    log::info!("stopped");
+    0
+}

@@ -1,0 +1,186 @@
+//! Packets in, kernel side: loads the TC program (`ebpf/dae_tc.c`, built by
+//! `ebpf/build.sh`) with aya and attaches it on ingress of every LAN
+//! interface, and installs the policy routing that delivers handed-over
+//! packets to our transparent listener.
+//!
+//! The program is attached as a classic netlink TC filter (named after the
+//! program), which works on every kernel from 5.10 and stays in place if the
+//! daemon dies: the program itself then passes traffic (fail open) or drops
+//! DNS (fail closed), as `Settings::fail_closed` says. Start removes any
+//! filter of ours left by a crashed run, so each interface ends with exactly
+//! one; stop removes the filters and the routing entries.
+//!
+//! Neighbours: `shared` (the map types), `route` (policy routing),
+//! `listener::tproxy` (the sockets the program hands packets to), `daemon`.
+
+pub mod route;
+pub mod shared;
+
+use std::path::Path;
+
+use aya::maps::{Array, PerCpuArray};
+use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
+use aya::programs::LinkOrder;
+use aya::Ebpf;
+
+pub use shared::{Counter, Settings};
+
+/// How the program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// A netlink TC filter: kernels from 4.1; stays if the daemon dies.
+    Netlink,
+    /// A TCX link: kernels from 6.6; goes away with the daemon.
+    Tcx,
+}
+
+/// The loaded program, attached to a set of interfaces.
+pub struct Datapath {
+    ebpf: Ebpf,
+    attached: Vec<(String, tc::SchedClassifierLinkId)>,
+    mode: AttachMode,
+}
+
+fn program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, String> {
+    ebpf.program_mut(shared::PROGRAM_NAME)
+        .ok_or_else(|| format!("the eBPF object has no program '{}'", shared::PROGRAM_NAME))?
+        .try_into()
+        .map_err(|e| format!("program '{}': {e}", shared::PROGRAM_NAME))
+}
+
+/// Removes filters of ours left on `iface` by an earlier run.
+fn remove_stale(iface: &str) {
+    match tc::qdisc_detach_program(iface, TcAttachType::Ingress, shared::PROGRAM_NAME) {
+        Ok(()) => log::info!("{iface}: removed a TC filter left by an earlier run"),
+        Err(tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::debug!("{iface}: looking for old filters: {e}"),
+    }
+}
+
+impl Datapath {
+    /// Loads the object at `object`, sets the program's settings, installs
+    /// policy routing, and attaches to every interface in `ifaces`.
+    pub fn start(
+        object: &Path,
+        ifaces: &[String],
+        settings: Settings,
+        mode: AttachMode,
+    ) -> Result<Datapath, String> {
+        let ebpf = Ebpf::load_file(object)
+            .map_err(|e| format!("cannot load eBPF object {}: {e}", object.display()))?;
+        let mut dp = Datapath {
+            ebpf,
+            attached: Vec::new(),
+            mode,
+        };
+        dp.set_settings(settings)?;
+        program(&mut dp.ebpf)?
+            .load()
+            .map_err(|e| format!("the kernel refused the TC program: {e}"))?;
+        route::install().map_err(|e| format!("policy routing: {e}"))?;
+        for iface in ifaces {
+            if let Err(e) = dp.attach(iface) {
+                dp.stop();
+                return Err(e);
+            }
+        }
+        Ok(dp)
+    }
+
+    fn attach(&mut self, iface: &str) -> Result<(), String> {
+        remove_stale(iface);
+        if let Err(e) = tc::qdisc_add_clsact(iface) {
+            // EEXIST: a clsact qdisc is already there (ours or another
+            // program's); that is what we need.
+            let exists = matches!(&e, tc::TcError::NetlinkError(n) if n.raw_os_error() == Some(libc::EEXIST));
+            if !exists {
+                return Err(format!("{iface}: cannot add the clsact qdisc: {e}"));
+            }
+        }
+        let options = match self.mode {
+            AttachMode::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+            AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+        };
+        let id = program(&mut self.ebpf)?
+            .attach_with_options(iface, TcAttachType::Ingress, options)
+            .map_err(|e| format!("{iface}: cannot attach the TC program: {e}"))?;
+        log::info!("{iface}: TC program attached on ingress ({:?})", self.mode);
+        self.attached.push((iface.to_string(), id));
+        Ok(())
+    }
+
+    fn detach(&mut self, iface: &str) {
+        if let Some(pos) = self.attached.iter().position(|(i, _)| i == iface) {
+            let (_, id) = self.attached.remove(pos);
+            if let Ok(p) = program(&mut self.ebpf) {
+                if let Err(e) = p.detach(id) {
+                    log::warn!("{iface}: detaching the TC program: {e}");
+                }
+            }
+            log::info!("{iface}: TC program detached");
+        }
+    }
+
+    /// Makes the attached set exactly `ifaces` (for reload).
+    pub fn set_interfaces(&mut self, ifaces: &[String]) -> Result<(), String> {
+        let gone: Vec<String> = self
+            .attached
+            .iter()
+            .map(|(i, _)| i.clone())
+            .filter(|i| !ifaces.contains(i))
+            .collect();
+        for iface in gone {
+            self.detach(&iface);
+        }
+        for iface in ifaces {
+            if !self.attached.iter().any(|(i, _)| i == iface) {
+                self.attach(iface)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn interfaces(&self) -> Vec<String> {
+        self.attached.iter().map(|(i, _)| i.clone()).collect()
+    }
+
+    pub fn set_settings(&mut self, settings: Settings) -> Result<(), String> {
+        let map = self
+            .ebpf
+            .map_mut(shared::SETTINGS_MAP)
+            .ok_or_else(|| format!("the eBPF object has no map '{}'", shared::SETTINGS_MAP))?;
+        let mut array: Array<_, Settings> =
+            Array::try_from(map).map_err(|e| format!("map '{}': {e}", shared::SETTINGS_MAP))?;
+        array
+            .set(0, settings, 0)
+            .map_err(|e| format!("map '{}': {e}", shared::SETTINGS_MAP))
+    }
+
+    /// The counters, summed over CPUs, in `Counter::ALL` order.
+    pub fn counters(&self) -> Vec<(Counter, u64)> {
+        let Some(map) = self.ebpf.map(shared::COUNTERS_MAP) else {
+            return Vec::new();
+        };
+        let Ok(array) = PerCpuArray::<_, u64>::try_from(map) else {
+            return Vec::new();
+        };
+        Counter::ALL
+            .iter()
+            .map(|&c| {
+                let sum = array
+                    .get(&(c as u32), 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .unwrap_or(0);
+                (c, sum)
+            })
+            .collect()
+    }
+
+    /// Detaches from every interface and removes the policy routing.
+    pub fn stop(&mut self) {
+        for iface in self.interfaces() {
+            self.detach(&iface);
+        }
+        route::remove();
+    }
+}

@@ -1,0 +1,211 @@
+//! DNS over TCP to one upstream (RFC 7766): one connection, opened when first
+//! needed, carrying many queries at once (pipelined, each with its own id,
+//! answers matched by id in whatever order they come), closed after a quiet
+//! spell. A query whose connection breaks before its answer is tried once
+//! more on a fresh connection.
+//!
+//! Each connection has a writer task (queue → socket, and the idle close) and
+//! a reader task (socket → the waiting query, by id).
+//!
+//! Neighbours: `forwarder` (the caller), `dialer::Direct` (the socket).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+use super::ForwardError;
+use crate::dialer::Direct;
+use crate::wire::{self, QueryInfo};
+
+/// A connection with nothing in flight for this long is closed.
+const IDLE: Duration = Duration::from_secs(10);
+/// How often the writer looks at the idle clock.
+const TICK: Duration = Duration::from_secs(1);
+/// Queries one connection may carry at once.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// The TCP path to one upstream.
+pub struct TcpPipeline {
+    remote: SocketAddr,
+    dialer: Direct,
+    conn: RefCell<Option<Rc<Conn>>>,
+    /// Held while connecting, so concurrent queries share one new connection.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+struct Conn {
+    queue: mpsc::UnboundedSender<Vec<u8>>,
+    waiting: RefCell<HashMap<u16, oneshot::Sender<Vec<u8>>>>,
+    closed: Cell<bool>,
+    last_used: Cell<Instant>,
+}
+
+impl Conn {
+    fn close(&self) {
+        self.closed.set(true);
+        // Dropping the senders wakes every waiting query with an error.
+        self.waiting.borrow_mut().clear();
+    }
+}
+
+impl TcpPipeline {
+    pub fn new(remote: SocketAddr, dialer: Direct) -> TcpPipeline {
+        TcpPipeline {
+            remote,
+            dialer,
+            conn: RefCell::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Option<Rc<Conn>> {
+        let mut slot = self.conn.borrow_mut();
+        match &*slot {
+            Some(c) if !c.closed.get() => Some(c.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn connection(&self, deadline: Instant) -> Result<Rc<Conn>, ForwardError> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let stream = self.dialer.tcp(self.remote, timeout).await?;
+        let (rd, wr) = stream.into_split();
+        let (queue, rx) = mpsc::unbounded_channel();
+        let conn = Rc::new(Conn {
+            queue,
+            waiting: RefCell::new(HashMap::new()),
+            closed: Cell::new(false),
+            last_used: Cell::new(Instant::now()),
+        });
+        let reader = tokio::task::spawn_local(read_answers(rd, conn.clone(), self.remote));
+        tokio::task::spawn_local(write_queries(wr, rx, conn.clone(), reader));
+        log::debug!("tcp {}: connected", self.remote);
+        *self.conn.borrow_mut() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    pub async fn exchange(
+        &self,
+        query: &[u8],
+        info: &QueryInfo,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ForwardError> {
+        let mut last_err = ForwardError::Closed;
+        for _attempt in 0..2 {
+            let conn = self.connection(deadline).await?;
+            if conn.waiting.borrow().len() >= MAX_IN_FLIGHT {
+                return Err(ForwardError::Busy);
+            }
+            let id = loop {
+                let id = crate::rand::u16();
+                if !conn.waiting.borrow().contains_key(&id) {
+                    break id;
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            conn.waiting.borrow_mut().insert(id, tx);
+            conn.last_used.set(Instant::now());
+            let mut frame = Vec::with_capacity(query.len() + 2);
+            frame.extend_from_slice(&(query.len() as u16).to_be_bytes());
+            frame.extend_from_slice(query);
+            wire::set_id(&mut frame[2..], id);
+            if conn.queue.send(frame).is_err() {
+                conn.close();
+                continue;
+            }
+            match tokio::time::timeout_at(deadline.into(), rx).await {
+                Ok(Ok(reply)) => {
+                    if wire::response_matches(&reply, id, query, info) {
+                        return Ok(reply);
+                    }
+                    // Same id, other question: the connection is confused.
+                    log::debug!("tcp {}: answer does not match its query", self.remote);
+                    conn.close();
+                    last_err = ForwardError::Closed;
+                }
+                Ok(Err(_)) => last_err = ForwardError::Closed,
+                Err(_) => {
+                    conn.waiting.borrow_mut().remove(&id);
+                    return Err(ForwardError::Timeout);
+                }
+            }
+        }
+        Err(last_err)
+    }
+}
+
+async fn read_answers(mut rd: OwnedReadHalf, conn: Rc<Conn>, remote: SocketAddr) {
+    let mut len = [0u8; 2];
+    loop {
+        if rd.read_exact(&mut len).await.is_err() {
+            break;
+        }
+        let n = usize::from(u16::from_be_bytes(len));
+        let mut msg = vec![0u8; n];
+        if rd.read_exact(&mut msg).await.is_err() {
+            break;
+        }
+        if n < wire::HEADER_LEN {
+            log::debug!("tcp {remote}: {n}-byte message, closing");
+            break;
+        }
+        let tx = conn.waiting.borrow_mut().remove(&wire::id(&msg));
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(msg);
+            }
+            None => log::debug!("tcp {remote}: answer with an id nobody waits for"),
+        }
+        conn.last_used.set(Instant::now());
+    }
+    log::debug!("tcp {remote}: connection closed");
+    conn.close();
+}
+
+async fn write_queries(
+    mut wr: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    conn: Rc<Conn>,
+    reader: tokio::task::JoinHandle<()>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            frame = queue.recv() => match frame {
+                Some(frame) => {
+                    if wr.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let idle = conn.waiting.borrow().is_empty()
+                    && conn.last_used.get().elapsed() >= IDLE;
+                if conn.closed.get() || idle {
+                    break;
+                }
+            }
+        }
+    }
+    conn.close();
+    let _ = wr.shutdown().await;
+    reader.abort();
+}

@@ -1,0 +1,23 @@
+//! dae: a transparent proxy and DNS controller for OpenWrt routers.
+//!
+//! The data path, in the order a query travels:
+//! - `ebpf` and `listener`: packets in (the TC program on the LAN bridge
+//!   hands DNS to the transparent listener; plain DNS sockets too);
+//! - `controller`: the DNS controller (request/response `rules`, `cache`,
+//!   `singleflight`), on top of `wire` (DNS bytes);
+//! - `forwarder`: upstream exchanges over UDP and TCP; `dialer`: the sockets
+//!   they leave by (socket mark);
+//! - `config`: the UCI file in; `daemon`: start, signals, reload;
+//!   `logging`: syslog or stderr; `status`: `dae status`.
+
+pub mod config;
+pub mod controller;
+pub mod daemon;
+pub mod dialer;
+pub mod ebpf;
+pub mod forwarder;
+pub mod listener;
+pub mod logging;
+pub mod rand;
+pub mod status;
+pub mod wire;

@@ -1,0 +1,323 @@
+//! Batched datagram I/O: `recvmmsg` fills up to `BATCH` datagrams with one
+//! system call, `sendmmsg` sends up to `BATCH` replies with one. This is what
+//! lets a cache hit cost less than one `recvfrom` + one `sendto`.
+//!
+//! All the unsafe code of the listener is here: the kernel structures point
+//! into buffers owned by `RecvBatch`/`SendBatch`, and the pointers are set
+//! right before each call so they never dangle.
+//!
+//! Neighbours: `listener::udp` (the only user).
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// Datagrams per system call.
+pub const BATCH: usize = 32;
+/// Room for one query. Larger datagrams arrive cut short and are dropped.
+pub const SLOT: usize = 4096;
+
+/// Room for the control messages of one datagram (an original destination
+/// address is 16 or 28 bytes plus its header).
+const CONTROL: usize = 64;
+
+/// Receive buffers for one `recvmmsg`.
+pub struct RecvBatch {
+    bufs: Vec<u8>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    /// Control-message buffers, when the socket reports original
+    /// destinations (transparent listeners); u64 for cmsghdr alignment.
+    control: Vec<[u64; CONTROL / 8]>,
+}
+
+impl RecvBatch {
+    /// A batch that also receives control messages (for
+    /// `IP_RECVORIGDSTADDR`/`IPV6_RECVORIGDSTADDR` sockets).
+    pub fn with_control(control: bool) -> RecvBatch {
+        RecvBatch {
+            control: if control {
+                vec![[0; CONTROL / 8]; BATCH]
+            } else {
+                Vec::new()
+            },
+            bufs: vec![0; BATCH * SLOT],
+            // SAFETY: all-zero bytes are a valid sockaddr_storage, iovec and mmsghdr.
+            addrs: vec![unsafe { mem::zeroed() }; BATCH],
+            iovs: vec![unsafe { mem::zeroed() }; BATCH],
+            hdrs: vec![unsafe { mem::zeroed() }; BATCH],
+        }
+    }
+
+    /// Reads up to `BATCH` datagrams without blocking; `WouldBlock` when
+    /// there are none.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i * SLOT..].as_mut_ptr().cast(),
+                iov_len: SLOT,
+            };
+            let h = &mut self.hdrs[i];
+            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            match self.control.get_mut(i) {
+                Some(c) => {
+                    h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = CONTROL as _;
+                }
+                None => {
+                    h.msg_hdr.msg_control = std::ptr::null_mut();
+                    h.msg_hdr.msg_controllen = 0;
+                }
+            }
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: every header points at buffers of the stated sizes owned by
+        // `self`, which outlives the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT as _,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// The i-th datagram of the last `recv`: its bytes and sender, or `None`
+    /// if it did not fit a slot or came from an unknown address family.
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        let h = &self.hdrs[i];
+        if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            return None;
+        }
+        let len = h.msg_len as usize;
+        let from = from_storage(&self.addrs[i])?;
+        Some((&self.bufs[i * SLOT..i * SLOT + len], from))
+    }
+}
+
+impl RecvBatch {
+    /// The original destination of the i-th datagram of the last `recv`
+    /// (from an `IP_ORIGDSTADDR`/`IPV6_ORIGDSTADDR` control message).
+    pub fn orig_dst(&self, i: usize) -> Option<SocketAddr> {
+        let h = &self.hdrs[i].msg_hdr;
+        if h.msg_control.is_null() {
+            return None;
+        }
+        // SAFETY: the kernel filled `msg_control` up to `msg_controllen`;
+        // the CMSG_* macros stay within that and the header is ours.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+                let data = libc::CMSG_DATA(c);
+                if (level == libc::SOL_IP && ty == libc::IP_ORIGDSTADDR)
+                    || (level == libc::SOL_IPV6 && ty == libc::IPV6_ORIGDSTADDR)
+                {
+                    let mut storage: libc::sockaddr_storage = mem::zeroed();
+                    let len = ((*c).cmsg_len as usize)
+                        .saturating_sub(data.offset_from(c.cast::<u8>()) as usize)
+                        .min(mem::size_of::<libc::sockaddr_storage>());
+                    std::ptr::copy_nonoverlapping(
+                        data,
+                        (&mut storage as *mut libc::sockaddr_storage).cast(),
+                        len,
+                    );
+                    return from_storage(&storage);
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
+    }
+}
+
+/// Replies waiting for one `sendmmsg`.
+pub struct SendBatch {
+    arena: Vec<u8>,
+    items: Vec<(usize, usize, SocketAddr)>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl Default for SendBatch {
+    fn default() -> SendBatch {
+        SendBatch {
+            arena: Vec::with_capacity(BATCH * 512),
+            items: Vec::with_capacity(BATCH),
+            // SAFETY: as in RecvBatch::new.
+            addrs: vec![unsafe { mem::zeroed() }; BATCH],
+            iovs: vec![unsafe { mem::zeroed() }; BATCH],
+            hdrs: vec![unsafe { mem::zeroed() }; BATCH],
+        }
+    }
+}
+
+impl SendBatch {
+    pub fn push(&mut self, reply: &[u8], to: SocketAddr) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(reply);
+        self.items.push((start, reply.len(), to));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.items.clear();
+    }
+
+    /// Sends the replies from `first` on without blocking; returns how many
+    /// went out (`WouldBlock` if the socket buffer is full).
+    pub fn send(&mut self, fd: RawFd, first: usize) -> io::Result<usize> {
+        let items = &self.items[first..];
+        for (i, &(start, len, to)) in items.iter().enumerate() {
+            let namelen = to_storage(to, &mut self.addrs[i]);
+            self.iovs[i] = libc::iovec {
+                iov_base: self.arena[start..].as_mut_ptr().cast(),
+                iov_len: len,
+            };
+            let h = &mut self.hdrs[i];
+            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = namelen;
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: every header points at `self.arena` and `self.addrs`,
+        // which outlive the call; `items.len() <= BATCH`.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                items.len() as libc::c_uint,
+                libc::MSG_DONTWAIT as _,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn dest(&self, i: usize) -> SocketAddr {
+        self.items[i].2
+    }
+}
+
+pub fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+pub fn to_storage(addr: SocketAddr, s: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            let out =
+                unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            out.sin_family = libc::AF_INET as libc::sa_family_t;
+            out.sin_port = a.port().to_be();
+            out.sin_addr = libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            };
+            out.sin_zero = [0; 8];
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            let out =
+                unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            out.sin6_port = a.port().to_be();
+            out.sin6_flowinfo = a.flowinfo();
+            out.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            out.sin6_scope_id = a.scope_id();
+            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn addresses_round_trip() {
+        for a in ["192.0.2.1:53", "[2001:db8::5]:5353"] {
+            let a: SocketAddr = a.parse().unwrap();
+            // SAFETY: zeroed sockaddr_storage is valid.
+            let mut s = unsafe { mem::zeroed() };
+            to_storage(a, &mut s);
+            assert_eq!(from_storage(&s), Some(a));
+        }
+    }
+
+    #[test]
+    fn batches_go_through_a_real_socket() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut out = SendBatch::default();
+        for i in 0..5u8 {
+            out.push(&[i; 3], b.local_addr().unwrap());
+        }
+        assert_eq!(out.send(a.as_raw_fd(), 0).unwrap(), 5);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut inb = RecvBatch::with_control(false);
+        assert_eq!(inb.recv(b.as_raw_fd()).unwrap(), 5);
+        for i in 0..5 {
+            let (data, from) = inb.get(i).unwrap();
+            assert_eq!(data, &[i as u8; 3]);
+            assert_eq!(from, a.local_addr().unwrap());
+        }
+        assert_eq!(
+            inb.recv(b.as_raw_fd()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+}

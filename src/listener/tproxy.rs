@@ -1,0 +1,157 @@
+//! The transparent listeners: where the TC program hands LAN port-53 traffic.
+//!
+//! UDP and TCP sockets on `tproxy_port` (IPv4 and IPv6) with IP_TRANSPARENT.
+//! A datagram arrives with the client's own source and, in a control
+//! message, the address the client sent it to (no NAT happened); a TCP
+//! connection's local address is that original destination. Replies must
+//! come back from the address the client asked, so UDP replies leave by
+//! `AnyFrom` sockets bound to that address (IP_TRANSPARENT lets us bind
+//! addresses that are not ours), kept while in use and closed when idle.
+//!
+//! Neighbours: `udp`/`tcp` (the serving loops), `ebpf` (hands packets here),
+//! `controller` (decides).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::SockType;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use super::{bind, open, Role};
+use crate::controller::Controller;
+
+/// A reply socket unused this long is closed.
+const ANYFROM_IDLE: Duration = Duration::from_secs(60);
+/// At most this many reply sockets (one per address clients ask).
+const ANYFROM_MAX: usize = 512;
+
+/// Reply sockets by the local address they send from.
+#[derive(Default)]
+pub struct AnyFrom {
+    socks: RefCell<HashMap<SocketAddr, (Rc<UdpSocket>, Instant)>>,
+}
+
+impl AnyFrom {
+    fn socket(&self, from: SocketAddr) -> io::Result<Rc<UdpSocket>> {
+        let now = Instant::now();
+        let mut socks = self.socks.borrow_mut();
+        if let Some((s, used)) = socks.get_mut(&from) {
+            *used = now;
+            return Ok(s.clone());
+        }
+        if socks.len() >= ANYFROM_MAX {
+            let oldest = socks.iter().min_by_key(|(_, (_, t))| *t).map(|(a, _)| *a);
+            if let Some(a) = oldest {
+                socks.remove(&a);
+            }
+        }
+        let fd = open(from, SockType::Datagram, Role::AnyFrom)?;
+        // SAFETY: a fresh UDP socket owned by nobody else.
+        let std = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
+        let s = Rc::new(UdpSocket::from_std(std)?);
+        socks.insert(from, (s.clone(), now));
+        Ok(s)
+    }
+
+    /// Sends `reply` to `to` from the address `from`.
+    pub async fn send(&self, from: SocketAddr, to: SocketAddr, reply: &[u8]) {
+        let sock = match self.socket(from) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("cannot reply from {from}: {e}");
+                return;
+            }
+        };
+        if let Err(e) = sock.send_to(reply, to).await {
+            log::debug!("reply {from} -> {to}: {e}");
+        }
+    }
+
+    /// Closes the sockets idle for longer than `ANYFROM_IDLE`.
+    fn sweep(&self) {
+        let now = Instant::now();
+        self.socks
+            .borrow_mut()
+            .retain(|_, (_, used)| now.duration_since(*used) < ANYFROM_IDLE);
+    }
+
+    pub fn len(&self) -> usize {
+        self.socks.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The running transparent listeners on one port.
+pub struct TproxyListeners {
+    pub port: u16,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TproxyListeners {
+    /// Binds UDP and TCP on `port` for IPv4 and IPv6 (IPv6 is skipped with a
+    /// warning where the kernel has none) and starts serving.
+    pub fn start(port: u16, controller: &Rc<Controller>) -> Result<TproxyListeners, String> {
+        let anyfrom = Rc::new(AnyFrom::default());
+        let mut tasks = Vec::new();
+        let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+        for addr in [v4, v6] {
+            let bound = match bind(addr, Role::Transparent) {
+                Ok(b) => b,
+                Err(e) if addr.is_ipv6() => {
+                    log::warn!("no IPv6 transparent listener on {addr}: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    for t in &tasks {
+                        JoinHandle::abort(t);
+                    }
+                    return Err(format!("cannot listen transparently on {addr}: {e}"));
+                }
+            };
+            let udp = UdpSocket::from_std(bound.udp).map_err(|e| e.to_string())?;
+            let tcp = tokio::net::TcpListener::from_std(bound.tcp).map_err(|e| e.to_string())?;
+            tasks.push(tokio::task::spawn_local(super::udp::serve(
+                Rc::new(udp),
+                controller.clone(),
+                Some(anyfrom.clone()),
+            )));
+            tasks.push(tokio::task::spawn_local(super::tcp::serve(
+                tcp,
+                controller.clone(),
+                true,
+            )));
+            log::info!("transparent listener on {addr} (udp, tcp)");
+        }
+        let sweeper = anyfrom.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut tick = tokio::time::interval(ANYFROM_IDLE / 4);
+            loop {
+                tick.tick().await;
+                sweeper.sweep();
+            }
+        }));
+        Ok(TproxyListeners { port, tasks })
+    }
+
+    pub fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for TproxyListeners {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

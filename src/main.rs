@@ -1,0 +1,118 @@
+//! The `dae` command line: `run`, `validate`, `--version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use dae::ebpf::AttachMode;
+
+const DEFAULT_CONFIG: &str = "/etc/config/dae";
+
+const USAGE: &str = "\
+usage: dae run [-c FILE] [--syslog] [--tcx]
+                                 serve until stopped (--syslog: log to syslog;
+                                 --tcx: attach the TC program as a TCX link,
+                                 kernels 6.6+, instead of a netlink filter)
+       dae validate [-c FILE]    check a config file and print every problem
+       dae status [--json] [-s SOCKET]
+                                 what the running daemon is doing
+       dae --version             print the version
+
+FILE defaults to /etc/config/dae. Signals: SIGHUP reloads the config,
+SIGTERM or SIGINT stop.";
+
+struct Args {
+    config: PathBuf,
+    syslog: bool,
+    attach: AttachMode,
+}
+
+fn parse(rest: &[String], allow_syslog: bool) -> Result<Args, String> {
+    let mut args = Args {
+        config: PathBuf::from(DEFAULT_CONFIG),
+        syslog: false,
+        attach: AttachMode::Netlink,
+    };
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-c" | "--config" => {
+                args.config = it
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("{a} needs a file name"))?;
+            }
+            "--syslog" if allow_syslog => args.syslog = true,
+            "--tcx" if allow_syslog => args.attach = AttachMode::Tcx,
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let code = match cmd.as_str() {
+        "--version" | "-V" | "version" => {
+            println!("dae {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        "--help" | "-h" | "help" => {
+            println!("{USAGE}");
+            0
+        }
+        "status" => status(&argv[1..]),
+        "run" | "validate" => match parse(&argv[1..], cmd == "run") {
+            Ok(a) if cmd == "run" => dae::daemon::run(&a.config, a.syslog, a.attach),
+            Ok(a) => dae::daemon::validate(&a.config),
+            Err(e) => {
+                eprintln!("dae {cmd}: {e}\n{USAGE}");
+                2
+            }
+        },
+        other => {
+            eprintln!("dae: unknown command '{other}'\n{USAGE}");
+            2
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn status(rest: &[String]) -> i32 {
+    let mut json = false;
+    let mut socket = PathBuf::from(dae::status::DEFAULT_SOCKET);
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "-s" | "--socket" => match it.next() {
+                Some(p) => socket = PathBuf::from(p),
+                None => {
+                    eprintln!("dae status: {a} needs a path");
+                    return 2;
+                }
+            },
+            other => {
+                eprintln!("dae status: unknown argument '{other}'");
+                return 2;
+            }
+        }
+    }
+    match dae::status::fetch(&socket) {
+        Ok(v) if json => {
+            println!("{v}");
+            0
+        }
+        Ok(v) => {
+            print!("{}", dae::status::render(&v));
+            0
+        }
+        Err(e) => {
+            eprintln!("dae status: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `dae status`: what the running daemon is doing, read over a Unix socket.
+//!
+//! The daemon listens on `status_socket` (root only, mode 0600); each
+//! connection gets one JSON document and is closed. `dae status` prints it
+//! for people, `dae status --json` as is (LuCI reads that).
+//!
+//! Neighbours: `daemon` (serves it with the live parts), `main` (the client).
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+
+/// Where the daemon answers unless `status_socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/var/run/dae.sock";
+
+/// Listens on `path`, answering each connection with `report()`.
+pub fn serve(
+    path: &Path,
+    report: impl Fn() -> Value + 'static,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    // A socket file left by a crashed run is in the way; nothing else may
+    // stand there.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(tokio::task::spawn_local(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let mut text = report().to_string();
+            text.push('\n');
+            // One short write; a client that does not read loses its answer.
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(text.as_bytes()))
+                .await;
+        }
+    }))
+}
+
+/// Reads the daemon's report.
+pub fn fetch(path: &Path) -> Result<Value, String> {
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+        format!(
+            "cannot reach the daemon at {}: {e} (is it running?)",
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("bad status from the daemon: {e}"))
+}
+
+fn n(v: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
+}
+
+/// The report for people.
+pub fn render(v: &Value) -> String {
+    let mut out = String::new();
+    let up = n(v, &["uptime_seconds"]);
+    out.push_str(&format!(
+        "dae {} running (pid {}, up {}h{:02}m{:02}s), config {}\n",
+        v["version"].as_str().unwrap_or("?"),
+        n(v, &["pid"]),
+        up / 3600,
+        up / 60 % 60,
+        up % 60,
+        v["config"].as_str().unwrap_or("?")
+    ));
+    let ifaces: Vec<&str> = v["interfaces"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if ifaces.is_empty() {
+        out.push_str("interception: off (no lan_interface)\n");
+    } else {
+        out.push_str(&format!(
+            "interception: {} (tproxy port {}, {})\n",
+            ifaces.join(", "),
+            n(v, &["tproxy_port"]),
+            if v["fail_closed"].as_bool() == Some(true) {
+                "fail closed"
+            } else {
+                "fail open"
+            }
+        ));
+        let d = &v["datapath"];
+        out.push_str(&format!(
+            "datapath: {} seen, {} handed to dae, {} passed, {} dropped, {} assign failures\n",
+            n(d, &["seen"]),
+            n(d, &["handed"]),
+            n(d, &["passed"]),
+            n(d, &["dropped"]),
+            n(d, &["assign_failed"])
+        ));
+    }
+    let listen: Vec<&str> = v["dns_listen"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !listen.is_empty() {
+        out.push_str(&format!("dns listeners: {}\n", listen.join(", ")));
+    }
+    let d = &v["dns"];
+    out.push_str(&format!(
+        "dns: {} queries, {} upstream exchanges ({} failed), {} SERVFAIL, {} rejected, {} refused, {} malformed\n",
+        n(d, &["queries"]),
+        n(d, &["upstream_exchanges"]),
+        n(d, &["upstream_failures"]),
+        n(d, &["servfail"]),
+        n(d, &["rejected"]),
+        n(d, &["refused"]),
+        n(d, &["malformed"])
+    ));
+    let c = &v["cache"];
+    out.push_str(&format!(
+        "cache: {}/{} entries, {} hits, {} stale hits, {} misses, {} evictions\n",
+        n(c, &["entries"]),
+        n(c, &["capacity"]),
+        n(c, &["hits"]),
+        n(c, &["stale_hits"]),
+        n(c, &["misses"]),
+        n(c, &["evictions"])
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn renders_every_part() {
+        let example = json!({"version": "0", "pid": 1, "uptime_seconds": 61, "config": "/etc/config/dae",
+            "interfaces": ["br-lan"], "tproxy_port": 12345, "fail_closed": false,
+            "datapath": {"seen": 3, "handed": 2, "passed": 1, "dropped": 0, "assign_failed": 0},
+            "dns_listen": [], "dns": {"queries": 5}, "cache": {"entries": 1, "capacity": 4096}});
+        let text = super::render(&example);
+        assert!(text.contains("up 0h01m01s"), "{text}");
+        assert!(text.contains("interception: br-lan (tproxy port 12345, fail open)"));
+        assert!(text.contains("3 seen, 2 handed to dae, 1 passed"));
+        assert!(text.contains("dns: 5 queries"));
+        assert!(text.contains("cache: 1/4096 entries"));
+    }
+}

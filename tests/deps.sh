@@ -1,0 +1,50 @@
+# shellcheck shell=bash
+# Sourced by the README's commands: makes sure this Debian machine has what
+# the tests and the demo need, installing only what is missing.
+
+# Debian packages the test suite and the lab demo use (read by the scripts
+# that source this file).
+# shellcheck disable=SC2034
+DAE_TEST_PACKAGES=(
+  unbound dnsmasq dnsdist dnsperf bind9-dnsutils knot-dnsutils
+  iproute2 procps psmisc shellcheck clang llvm libbpf-dev bpftool gcc libc6-dev
+)
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "run this as root: the tests use network namespaces, eBPF and port 53" >&2
+    exit 1
+  fi
+}
+
+install_packages() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Debian starts these services on install; the tests start their own.
+  for p in unbound dnsmasq dnsdist; do
+    if command -v systemctl >/dev/null 2>&1; then
+      systemctl stop "$p" 2>/dev/null || true
+      systemctl disable "$p" 2>/dev/null || true
+    fi
+    pkill -x "$p" 2>/dev/null || true
+  done
+}
+
+# A Rust toolchain: the one on PATH if it is new enough, else Debian's
+# rustc-web/cargo-web (bookworm-security carries a current Rust).
+ensure_rust() {
+  if command -v cargo >/dev/null 2>&1 && cargo --version >/dev/null 2>&1; then
+    return
+  fi
+  install_packages rustc-web cargo-web gcc libc6-dev
+  export PATH="/usr/bin:$PATH"
+}

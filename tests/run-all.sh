@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The full test suite, on a fresh Debian 12 machine as root: installs what it
+# needs, then checks formatting and lints, then runs every test (unit tests
+# and the integration tests that drive the real binary against real servers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=tests/deps.sh
+. tests/deps.sh
+need_root
+install_packages "${DAE_TEST_PACKAGES[@]}"
+ensure_rust
+
+echo "== shellcheck"
+shellcheck -x tests/*.sh .ci/run
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked

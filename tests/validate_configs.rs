@@ -1,0 +1,197 @@
+//! `dae validate` on real files: every broken config gets a message naming
+//! its section and option and exits 1; good ones exit 0.
+
+mod common;
+
+use std::process::Command;
+
+use common::TempDir;
+
+const UPSTREAM: &str = "config upstream 'up'\n\toption address 'udp://192.0.2.53'\n";
+
+/// (name, config text, expected fragments of the error line)
+const BROKEN: &[(&str, &str, &[&str])] = &[
+    (
+        "cache_size not a number",
+        "config dns 'dns'\n\toption cache_size 'lots'\n",
+        &["dns 'dns', option 'cache_size'", "\"lots\" is not a whole number from 0 to 1048576"],
+    ),
+    (
+        "log level unknown",
+        "config dae 'config'\n\toption log_level 'loud'\n",
+        &["dae 'config', option 'log_level'", "not one of: error, warn, info, debug, trace"],
+    ),
+    (
+        "unknown option",
+        "config dns 'dns'\n\toption cahce_size '10'\n",
+        &["dns 'dns', option 'cahce_size'", "unknown option"],
+    ),
+    (
+        "unknown section type",
+        "config dnss 'dns'\n",
+        &["dnss 'dns'", "unknown section type 'dnss'"],
+    ),
+    (
+        "upstream scheme",
+        "config upstream 'up'\n\toption address 'dns://192.0.2.53'\n",
+        &["upstream 'up', option 'address'", "unknown scheme 'dns'"],
+    ),
+    (
+        "upstream port",
+        "config upstream 'up'\n\toption address 'udp://192.0.2.53:65536'\n",
+        &["upstream 'up', option 'address'", "'65536' is not a port"],
+    ),
+    (
+        "ipv6 without brackets",
+        "config upstream 'up'\n\toption address 'tcp://2001:db8::53'\n",
+        &["upstream 'up', option 'address'", "needs brackets"],
+    ),
+    (
+        "rule syntax",
+        "config dns 'dns'\n\tlist request_rule 'qname(suffix: lan -> up'\n",
+        &["dns 'dns', option 'request_rule'", "unbalanced parentheses"],
+    ),
+    (
+        "rule names a missing upstream",
+        "config dns 'dns'\n\toption request_fallback 'nowhere'\n",
+        &["dns 'dns', option 'request_fallback'", "no upstream is named 'nowhere'"],
+    ),
+    (
+        "bad regex",
+        "config dns 'dns'\n\tlist request_rule \"qname(regex: '[a-') -> reject\"\n",
+        &["dns 'dns', option 'request_rule'", "bad regex '[a-'"],
+    ),
+    (
+        "bad network in ip()",
+        "config dns 'dns'\n\tlist response_rule 'ip(192.0.2.0/40) -> reject'\n",
+        &["dns 'dns', option 'response_rule'", "prefix length must be 0 to 32"],
+    ),
+    (
+        "unknown qtype",
+        "config dns 'dns'\n\tlist request_rule 'qtype(aaaaa) -> reject'\n",
+        &["dns 'dns', option 'request_rule'", "'aaaaa' is not a record type"],
+    ),
+    (
+        "group names a missing node",
+        "config group 'g'\n\tlist node 'ghost'\n",
+        &["group 'g', option 'node'", "no node section is named 'ghost'"],
+    ),
+    (
+        "fixed_domain_ttl malformed",
+        "config dns 'dns'\n\tlist fixed_domain_ttl 'ddns.example'\n",
+        &["dns 'dns', option 'fixed_domain_ttl'", "not NAME:SECONDS"],
+    ),
+    (
+        "one name for two sections",
+        "config node 'x'\n\toption link 'socks5://192.0.2.80:1080'\nconfig upstream 'x'\n\toption address 'udp://192.0.2.53'\n",
+        &["upstream 'x'", "already used by a 'node' section"],
+    ),
+    (
+        "anonymous upstream",
+        "config upstream\n\toption address 'udp://192.0.2.53'\n",
+        &["upstream '@upstream[0]'", "needs a name"],
+    ),
+    (
+        "not UCI at all",
+        "config dns 'dns\n",
+        &["not a valid UCI file"],
+    ),
+    (
+        "encrypted upstream this build cannot reach yet",
+        "config upstream 'up'\n\toption address 'tls://192.0.2.53'\n",
+        &["upstream 'up', option 'address'", "tls upstreams are not supported by this build yet"],
+    ),
+];
+
+fn validate(dir: &TempDir, name: &str, text: &str) -> (Option<i32>, String, String) {
+    let path = dir.path(name);
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dae"))
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn broken_configs_are_refused_with_their_place_named() {
+    let dir = TempDir::new("validate");
+    for (i, (what, text, expect)) in BROKEN.iter().enumerate() {
+        // Give the file a valid upstream unless it is about the upstream.
+        let extra = if text.contains("config upstream 'up'") {
+            ""
+        } else {
+            UPSTREAM
+        };
+        let (code, _, err) = validate(&dir, &format!("bad{i}.uci"), &format!("{text}{extra}"));
+        assert_eq!(code, Some(1), "{what}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: one problem, one line: {err}");
+        assert!(lines[0].starts_with("dae: config error: "), "{what}: {err}");
+        for e in *expect {
+            assert!(lines[0].contains(e), "{what}: expected {e:?} in {err}");
+        }
+    }
+}
+
+#[test]
+fn every_problem_of_a_file_is_printed() {
+    let dir = TempDir::new("validate");
+    let text = "config dae 'config'\n\toption tproxy_port '0'\n\n\
+                config dns 'dns'\n\toption ipversion_prefer '5'\n\
+                \tlist request_rule 'qname(a) -> ghost'\n";
+    let (code, _, err) = validate(&dir, "three.uci", text);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.lines().count(), 3, "{err}");
+    assert!(err.contains("option 'tproxy_port'"));
+    assert!(err.contains("option 'ipversion_prefer'"));
+    assert!(err.contains("no upstream is named 'ghost'"));
+}
+
+#[test]
+fn good_configs_pass() {
+    let dir = TempDir::new("validate");
+    let contract = "config dae 'config'\n\toption enabled '0'\n\toption log_level 'info'\n\
+        \tlist lan_interface 'br-lan'\n\toption tproxy_port '12345'\n\n\
+        config dns 'dns'\n\toption cache_size '4096'\n\toption ipversion_prefer '0'\n\
+        \tlist request_rule 'qname(suffix: lan) -> asis'\n\tlist request_rule 'qtype(aaaa) -> reject'\n\
+        \toption request_fallback 'dns_a'\n\
+        \tlist response_rule 'upstream(dns_b) && ip(192.0.2.0/24) -> dns_a'\n\
+        \toption response_fallback 'accept'\n\n\
+        config upstream 'dns_a'\n\toption address 'udp://203.0.113.53:53'\n\n\
+        config upstream 'dns_b'\n\toption address 'tcp+udp://203.0.113.54'\n\n\
+        config node 'node1'\n\toption link 'socks5://203.0.113.80:1080'\n\n\
+        config group 'proxy'\n\tlist node 'node1'\n\toption policy 'min_moving_avg'\n\n\
+        config routing 'routing'\n\tlist rule 'dip(192.0.2.0/24) -> direct'\n\
+        \tlist rule 'dport(53) && l4proto(udp) -> direct'\n\toption fallback 'proxy'\n";
+    for (name, text) in [("contract.uci", contract), ("empty.uci", "")] {
+        let (code, out, err) = validate(&dir, name, text);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert_eq!(out.trim(), "configuration OK");
+    }
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/files/dae.config");
+    if shipped.exists() {
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        let (code, _, err) = validate(&dir, "shipped.uci", &text);
+        assert_eq!(code, Some(0), "the shipped default config: {err}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dae"))
+        .args(["validate", "-c", "/nonexistent/dae.uci"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/dae.uci") && err.contains("No such file"),
+        "{err}"
+    );
+}
