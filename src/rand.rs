@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 
-const BUF: usize = 256;
+const BUF: usize = 4096;
 
 struct Pool {
     bytes: [u8; BUF],

@@ -423,14 +423,20 @@ pub fn scan_response(buf: &[u8]) -> Result<ResponseInfo, MalformedResponse> {
 /// `info`) and carries the id `id`: the id, one question, same name (ignoring
 /// case), type and class.
 pub fn response_matches(resp: &[u8], id: u16, query: &[u8], info: &QueryInfo) -> bool {
-    if resp.len() < info.question_end || self::id(resp) != id || flags(resp) & flag::QR == 0 {
+    response_answers(resp, id, &query[HEADER_LEN..info.question_end])
+}
+
+/// `response_matches` with the question given as its wire bytes (name,
+/// type, class).
+pub fn response_answers(resp: &[u8], id: u16, question: &[u8]) -> bool {
+    let qend = HEADER_LEN + question.len();
+    if resp.len() < qend || self::id(resp) != id || flags(resp) & flag::QR == 0 {
         return false;
     }
     if read_u16(resp, 4) != Some(1) {
         return false;
     }
-    let qend = info.question_end;
-    resp[HEADER_LEN..qend].eq_ignore_ascii_case(&query[HEADER_LEN..qend])
+    resp[HEADER_LEN..qend].eq_ignore_ascii_case(question)
 }
 
 /// Appends a minimal OPT record (root name, our payload size, no options),

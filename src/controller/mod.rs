@@ -108,6 +108,9 @@ pub struct Stats {
     pub servfail: u64,
 }
 
+/// At most this many `asis` forwarders (one per server clients ask) are kept.
+const MAX_ASIS_FORWARDERS: usize = 64;
+
 /// Everything the controller takes from the config; replaced whole on reload.
 pub struct Policy {
     request: Rules,
@@ -118,6 +121,8 @@ pub struct Policy {
     prefer: IpVersionPrefer,
     timeout: Duration,
     dialer: Direct,
+    /// Forwarders to the servers clients asked, for `asis`.
+    asis: RefCell<HashMap<SocketAddr, Rc<Forwarder>>>,
 }
 
 impl Policy {
@@ -150,8 +155,28 @@ impl Policy {
             fixed_ttl: dns.fixed_domain_ttl.iter().cloned().collect(),
             prefer: dns.ipversion_prefer,
             timeout: dns.upstream_timeout,
+            asis: RefCell::new(
+                previous
+                    .filter(|p| p.dialer == dialer)
+                    .map(|p| p.asis.borrow().clone())
+                    .unwrap_or_default(),
+            ),
             dialer,
         })
+    }
+
+    /// The forwarder to `server` for `asis`, kept for the next query.
+    fn asis_forwarder(&self, server: SocketAddr) -> Rc<Forwarder> {
+        let mut asis = self.asis.borrow_mut();
+        if let Some(f) = asis.get(&server) {
+            return f.clone();
+        }
+        if asis.len() >= MAX_ASIS_FORWARDERS {
+            asis.clear();
+        }
+        let f = Rc::new(Forwarder::asis(server, self.dialer.clone()));
+        asis.insert(server, f.clone());
+        f
     }
 
     /// With `ipversion_prefer`, the type whose records make this query's
@@ -496,10 +521,7 @@ impl Controller {
                     (name.as_str(), policy.forwarders[*index].clone())
                 }
                 DnsTarget::Asis => match client.asked {
-                    Some(server) => (
-                        "asis",
-                        Rc::new(Forwarder::asis(server, policy.dialer.clone())),
-                    ),
+                    Some(server) => ("asis", policy.asis_forwarder(server)),
                     None => return Err(()),
                 },
                 // Config checking keeps these out of upstream positions.

@@ -15,15 +15,22 @@ use std::rc::Rc;
 
 use tokio::sync::oneshot;
 
-use super::cache::Entry;
+use super::cache::{Entry, SeededHash};
 
 /// What a flight ends with: the answer to share, or a failure.
 pub type Outcome = Result<Rc<Entry>, ()>;
 
 /// The flights in progress, by cache key.
-#[derive(Default)]
 pub struct Flights {
-    followers: HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcome>>>,
+    followers: HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcome>>, SeededHash>,
+}
+
+impl Default for Flights {
+    fn default() -> Flights {
+        Flights {
+            followers: HashMap::with_hasher(SeededHash::random()),
+        }
+    }
 }
 
 pub enum Join {

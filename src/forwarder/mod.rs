@@ -1,9 +1,10 @@
 //! Forwarders out: one per upstream, kept and reused, that carry a query to
 //! the upstream and bring back its answer.
 //!
-//! - `udp://`: a fresh socket on a random port per query, a random id,
-//!   retransmitted every second until the deadline (`udp.rs`); a truncated
-//!   answer to a client that came over TCP is asked again over TCP.
+//! - `udp://`: a pool of sockets on random ports that keep changing, a
+//!   random id per query, retransmitted every second until the deadline
+//!   (`udp.rs`); a truncated answer to a client that came over TCP is asked
+//!   again over TCP.
 //! - `tcp://`: one connection per upstream, length-prefixed, pipelined, reused
 //!   until idle (`tcp.rs`).
 //! - `tcp+udp://`: UDP first, TCP when the answer comes back truncated.
@@ -26,6 +27,7 @@ use crate::dialer::Direct;
 use crate::wire::{self, QueryInfo};
 
 pub use tcp::TcpPipeline;
+pub use udp::UdpPool;
 
 /// Why an exchange gave no answer. Each becomes SERVFAIL for the client.
 #[derive(Debug)]
@@ -71,6 +73,8 @@ pub struct Forwarder {
     remote: SocketAddr,
     scheme: Scheme,
     dialer: Direct,
+    /// Used by the UDP schemes.
+    udp: UdpPool,
     /// Used by `tcp://`, and by the UDP schemes for truncated answers.
     tcp: TcpPipeline,
 }
@@ -130,6 +134,7 @@ impl Forwarder {
         Forwarder {
             remote,
             scheme,
+            udp: UdpPool::new(remote, dialer.clone()),
             tcp: TcpPipeline::new(remote, dialer.clone()),
             dialer,
         }
@@ -162,7 +167,7 @@ impl Forwarder {
             Scheme::TcpUdp => true,
             _ => client_over_tcp,
         };
-        let reply = udp::exchange(&self.dialer, self.remote, query, info, deadline).await?;
+        let reply = self.udp.exchange(query, info, deadline).await?;
         if tcp_on_truncation && wire::flags(&reply) & wire::flag::TC != 0 {
             log::debug!("{}: truncated answer, asking again over TCP", self.remote);
             return self.tcp.exchange(query, info, deadline).await;

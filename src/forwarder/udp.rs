@@ -1,70 +1,338 @@
-//! DNS over UDP to one upstream: a fresh connected socket on a random port
-//! per query, a random id, the query sent again every second while no answer
-//! has come, and only an answer with our id and question accepted. Datagrams
-//! that do not match are ignored (they may be late answers or spoofs); an
-//! ICMP port-unreachable ends the exchange at once.
+//! DNS over UDP to one upstream.
 //!
-//! Neighbours: `forwarder` (the caller), `dialer::Direct` (the socket).
+//! A small pool of connected sockets, each on its own random local port,
+//! carries the queries: a query takes a random socket and a random id that
+//! is free on it, is sent again every second while no answer has come (the
+//! socket's reader task keeps those clocks, so a query needs no timer of its
+//! own), and only an answer with our id and our question (name, type,
+//! class) is accepted; other datagrams are ignored (late answers or spoofs). Each
+//! socket is retired after `MAX_USES` queries or `MAX_AGE`, so the ports in
+//! use keep changing (an off-path spoofer must guess port and id). An ICMP
+//! port-unreachable fails the queries waiting on that socket at once.
+//!
+//! Reusing sockets saves the 8 system calls a fresh socket per query costs
+//! (socket, mark, bind, connect, non-blocking, epoll add and delete, close);
+//! one reader task per socket reads answers in batches (`recvmmsg`) and
+//! hands each to the query waiting on it.
+//!
+//! Neighbours: `forwarder` (the caller), `dialer::Direct` (the sockets).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
 use super::ForwardError;
+use crate::controller::cache::SeededHash;
 use crate::dialer::Direct;
+use crate::listener::mmsg::{RecvBatch, BATCH};
 use crate::wire::{self, QueryInfo};
 
-/// How long to wait before sending the query again.
+/// How long to wait before sending a query again.
 const RETRANSMIT: Duration = Duration::from_secs(1);
+/// Sockets per upstream.
+const POOL: usize = 4;
+/// A socket carries at most this many queries before a fresh port replaces it.
+const MAX_USES: u32 = 1000;
+/// ... and lives at most this long.
+const MAX_AGE: Duration = Duration::from_secs(60);
+/// Queries waiting on one socket at most (ids must stay guessable only by
+/// chance).
+const MAX_WAITING: usize = 4096;
+/// A reader with nothing to wait for and no owner stops after this.
+const READER_IDLE: Duration = Duration::from_secs(5);
 
 thread_local! {
-    /// One receive buffer for every exchange: a datagram is copied out of it
-    /// right after `try_recv`, before anything else can run.
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 65535]);
+    /// One batch of receive buffers for every socket: answers are handed on
+    /// right after `recvmmsg`, before anything else can run.
+    static INBOX: RefCell<RecvBatch> = RefCell::new(RecvBatch::with_control(false));
 }
 
-pub async fn exchange(
-    dialer: &Direct,
-    remote: SocketAddr,
-    query: &[u8],
-    info: &QueryInfo,
+type Answer = Result<Vec<u8>, ForwardError>;
+
+struct Waiter {
+    /// Our query as sent (with our id), for retransmits and to check the
+    /// answer's question by.
+    query: Box<[u8]>,
+    question_end: usize,
+    next_send: Instant,
     deadline: Instant,
-) -> Result<Vec<u8>, ForwardError> {
-    let sock = dialer.udp(remote)?;
-    let id = crate::rand::u16();
-    let mut q = query.to_vec();
-    wire::set_id(&mut q, id);
-    sock.send(&q).await?;
-    let deadline = tokio::time::Instant::from_std(deadline);
-    let mut next_send = tokio::time::Instant::now() + RETRANSMIT;
-    loop {
-        tokio::select! {
-            biased;
-            ready = sock.readable() => {
-                ready?;
-                let got = SCRATCH.with(|s| {
-                    let mut buf = s.borrow_mut();
-                    match sock.try_recv(&mut buf) {
-                        Ok(n) => Ok(Some(buf[..n].to_vec())),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                });
-                match got? {
-                    Some(reply) if wire::response_matches(&reply, id, query, info) => return Ok(reply),
-                    Some(reply) => log::debug!(
-                        "{remote}: ignored a {}-byte datagram that does not answer our query",
-                        reply.len()
-                    ),
-                    None => {}
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => return Err(ForwardError::Timeout),
-            _ = tokio::time::sleep_until(next_send) => {
-                next_send += RETRANSMIT;
-                sock.send(&q).await?;
+    tx: oneshot::Sender<Answer>,
+}
+
+/// One pooled socket and the queries waiting on it.
+struct Shared {
+    sock: UdpSocket,
+    waiting: RefCell<HashMap<u16, Waiter, SeededHash>>,
+    uses: Cell<u32>,
+    born: Instant,
+    broken: Cell<bool>,
+    /// Tells the reader that a query started waiting (its timers change).
+    wake: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn retired(&self, now: Instant) -> bool {
+        self.broken.get() || self.uses.get() >= MAX_USES || now.duration_since(self.born) >= MAX_AGE
+    }
+
+    /// Fails everything waiting on this socket.
+    fn fail_all(&self, error: impl Fn() -> ForwardError) {
+        for (_, w) in self.waiting.borrow_mut().drain() {
+            let _ = w.tx.send(Err(error()));
+        }
+    }
+}
+
+/// The UDP path to one upstream.
+pub struct UdpPool {
+    remote: SocketAddr,
+    dialer: Direct,
+    slots: RefCell<Vec<Option<Rc<Shared>>>>,
+}
+
+impl UdpPool {
+    pub fn new(remote: SocketAddr, dialer: Direct) -> UdpPool {
+        UdpPool {
+            remote,
+            dialer,
+            slots: RefCell::new(vec![None; POOL]),
+        }
+    }
+
+    /// A random socket of the pool, opened anew if its slot is empty or
+    /// retired.
+    fn pick(&self) -> io::Result<Rc<Shared>> {
+        let now = Instant::now();
+        let i = usize::from(crate::rand::u16()) % POOL;
+        let mut slots = self.slots.borrow_mut();
+        if let Some(s) = &slots[i] {
+            if !s.retired(now) {
+                return Ok(s.clone());
             }
         }
+        let shared = Rc::new(Shared {
+            sock: self.dialer.udp(self.remote)?,
+            waiting: RefCell::new(HashMap::with_hasher(SeededHash::random())),
+            uses: Cell::new(0),
+            born: now,
+            broken: Cell::new(false),
+            wake: tokio::sync::Notify::new(),
+        });
+        tokio::task::spawn_local(read_answers(shared.clone(), self.remote));
+        slots[i] = Some(shared.clone());
+        Ok(shared)
+    }
+
+    pub async fn exchange(
+        &self,
+        query: &[u8],
+        info: &QueryInfo,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ForwardError> {
+        let shared = self.pick()?;
+        if shared.waiting.borrow().len() >= MAX_WAITING {
+            return Err(ForwardError::Busy);
+        }
+        let id = loop {
+            let id = crate::rand::u16();
+            if !shared.waiting.borrow().contains_key(&id) {
+                break id;
+            }
+        };
+        let mut q: Box<[u8]> = query.into();
+        wire::set_id(&mut q, id);
+        let now = Instant::now();
+        // Sent before anything else can run, so no answer can come before
+        // the query waits for it; the reader task sends it again each
+        // `RETRANSMIT` and ends the wait at the deadline, so waiting here
+        // needs no timer of its own.
+        let next_send = match send_now(&shared.sock, &q) {
+            Ok(_) => now + RETRANSMIT,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => now,
+            Err(e) => return Err(e.into()),
+        };
+        let (tx, rx) = oneshot::channel();
+        let was_idle = shared.waiting.borrow().is_empty();
+        shared.waiting.borrow_mut().insert(
+            id,
+            Waiter {
+                query: q,
+                question_end: info.question_end,
+                next_send,
+                deadline,
+                tx,
+            },
+        );
+        shared.uses.set(shared.uses.get() + 1);
+        if was_idle {
+            // The reader sleeps long while nothing waits; wake it to keep time.
+            shared.wake.notify_one();
+        }
+        // Whatever happens below, this query stops waiting when we return.
+        let _cleanup = Unwait(&shared, id);
+        rx.await.unwrap_or(Err(ForwardError::Closed))
+    }
+}
+
+/// Sends without waiting and without asking tokio first: a socket whose
+/// first "writable" event has not been seen yet is still writable.
+fn send_now(sock: &UdpSocket, datagram: &[u8]) -> io::Result<usize> {
+    // SAFETY: a valid fd and a buffer of the given length.
+    let n = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            datagram.as_ptr().cast(),
+            datagram.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Removes a query from its socket's waiting list when the exchange ends.
+struct Unwait<'a>(&'a Rc<Shared>, u16);
+
+impl Drop for Unwait<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.borrow_mut().remove(&self.1);
+    }
+}
+
+/// How often, at most, the reader looks for queries to send again or to
+/// time out.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Sends again what is due and fails what is past its deadline. An ICMP
+/// port-unreachable leaves an error on the socket with nothing to read, so
+/// the error is looked for here too.
+fn sweep(shared: &Shared, now: Instant) {
+    if let Ok(Some(e)) = shared.sock.take_error() {
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            shared.fail_all(|| ForwardError::Refused);
+            return;
+        }
+    }
+    let mut expired = Vec::new();
+    for (&id, w) in shared.waiting.borrow_mut().iter_mut() {
+        if now >= w.deadline {
+            expired.push(id);
+        } else if now >= w.next_send {
+            w.next_send = now + RETRANSMIT;
+            // A full socket buffer only delays the next try; a refusal is
+            // picked up by the reader.
+            let _ = send_now(&shared.sock, &w.query);
+        }
+    }
+    for id in expired {
+        if let Some(w) = shared.waiting.borrow_mut().remove(&id) {
+            let _ = w.tx.send(Err(ForwardError::Timeout));
+        }
+    }
+}
+
+/// Reads a pooled socket and hands each answer to the query waiting for
+/// it; every `TICK` while queries wait, sends again what is due and times
+/// out what is late.
+async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
+    let mut next_sweep = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now >= next_sweep {
+            sweep(&shared, now);
+            next_sweep = now + TICK;
+        }
+        let idle = shared.waiting.borrow().is_empty();
+        let wait = if idle {
+            READER_IDLE
+        } else {
+            next_sweep.saturating_duration_since(now)
+        };
+        let ready = tokio::select! {
+            r = shared.sock.readable() => Some(r),
+            _ = shared.wake.notified() => {
+                next_sweep = Instant::now() + TICK;
+                continue;
+            }
+            _ = tokio::time::sleep(wait) => None,
+        };
+        match ready {
+            None => {
+                // Quiet: stop once the pool has let go of this socket and
+                // nobody waits on it.
+                if idle && Rc::strong_count(&shared) == 1 {
+                    return;
+                }
+                continue;
+            }
+            Some(Err(e)) => {
+                shared.broken.set(true);
+                log::debug!("udp {remote}: {e}");
+                shared.fail_all(|| ForwardError::Closed);
+                return;
+            }
+            Some(Ok(())) => {}
+        }
+        loop {
+            let got: io::Result<usize> = INBOX.with(|inbox| {
+                let mut inbox = inbox.borrow_mut();
+                let n = shared
+                    .sock
+                    .try_io(Interest::READABLE, || inbox.recv(shared.sock.as_raw_fd()))?;
+                for i in 0..n {
+                    if let Some((answer, _)) = inbox.get(i) {
+                        deliver(&shared, answer, remote);
+                    }
+                }
+                Ok(n)
+            });
+            match got {
+                Ok(n) if n < BATCH => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    // ICMP port unreachable: the upstream is not there.
+                    shared.fail_all(|| ForwardError::Refused);
+                }
+                Err(e) => {
+                    shared.broken.set(true);
+                    log::debug!("udp {remote}: {e}");
+                    shared.fail_all(|| ForwardError::Closed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn deliver(shared: &Shared, answer: &[u8], remote: SocketAddr) {
+    if answer.len() < wire::HEADER_LEN {
+        return;
+    }
+    let id = wire::id(answer);
+    let mut waiting = shared.waiting.borrow_mut();
+    let matches = waiting.get(&id).is_some_and(|w| {
+        wire::response_answers(answer, id, &w.query[wire::HEADER_LEN..w.question_end])
+    });
+    if matches {
+        if let Some(w) = waiting.remove(&id) {
+            let _ = w.tx.send(Ok(answer.to_vec()));
+        }
+    } else {
+        log::debug!(
+            "udp {remote}: ignored a {}-byte datagram that answers no query of ours",
+            answer.len()
+        );
     }
 }

@@ -143,48 +143,66 @@ impl RecvBatch {
     }
 }
 
-/// Replies waiting for one `sendmmsg`.
+/// Replies waiting for `sendmmsg`, sent in order.
 pub struct SendBatch {
     arena: Vec<u8>,
     items: Vec<(usize, usize, SocketAddr)>,
+    /// How many of `items` are out already.
+    sent: usize,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
 
-impl Default for SendBatch {
-    fn default() -> SendBatch {
+impl SendBatch {
+    /// A batch of at most `capacity` replies (at most 1024, the kernel's
+    /// limit for one `sendmmsg`).
+    pub fn with_capacity(capacity: usize) -> SendBatch {
+        let capacity = capacity.min(1024);
         SendBatch {
-            arena: Vec::with_capacity(BATCH * 512),
-            items: Vec::with_capacity(BATCH),
-            // SAFETY: as in RecvBatch::new.
-            addrs: vec![unsafe { mem::zeroed() }; BATCH],
-            iovs: vec![unsafe { mem::zeroed() }; BATCH],
-            hdrs: vec![unsafe { mem::zeroed() }; BATCH],
+            arena: Vec::with_capacity(capacity * 256),
+            items: Vec::with_capacity(capacity),
+            sent: 0,
+            // SAFETY: all-zero bytes are a valid sockaddr_storage, iovec and mmsghdr.
+            addrs: vec![unsafe { mem::zeroed() }; capacity],
+            iovs: vec![unsafe { mem::zeroed() }; capacity],
+            hdrs: vec![unsafe { mem::zeroed() }; capacity],
         }
     }
-}
 
-impl SendBatch {
-    pub fn push(&mut self, reply: &[u8], to: SocketAddr) {
+    /// Queues a reply; `false` if the batch is full.
+    pub fn push(&mut self, reply: &[u8], to: SocketAddr) -> bool {
+        if self.items.len() >= self.hdrs.len() {
+            return false;
+        }
         let start = self.arena.len();
         self.arena.extend_from_slice(reply);
         self.items.push((start, reply.len(), to));
+        true
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    pub fn clear(&mut self) {
+    /// Whether every queued reply is out (then the batch is emptied).
+    pub fn done(&mut self) -> bool {
+        if self.sent < self.items.len() {
+            return false;
+        }
         self.arena.clear();
         self.items.clear();
+        self.sent = 0;
+        true
     }
 
-    /// Sends the replies from `first` on without blocking; returns how many
-    /// went out (`WouldBlock` if the socket buffer is full).
-    pub fn send(&mut self, fd: RawFd, first: usize) -> io::Result<usize> {
-        let items = &self.items[first..];
+    /// Gives up on the next reply (its destination cannot be reached).
+    pub fn skip_one(&mut self) -> Option<SocketAddr> {
+        let to = self.items.get(self.sent).map(|i| i.2);
+        self.sent += 1;
+        to
+    }
+
+    /// Sends what is still queued without blocking; returns how many went
+    /// out (`WouldBlock` if the socket buffer is full).
+    pub fn send(&mut self, fd: RawFd) -> io::Result<usize> {
+        let items = &self.items[self.sent..];
         for (i, &(start, len, to)) in items.iter().enumerate() {
             let namelen = to_storage(to, &mut self.addrs[i]);
             self.iovs[i] = libc::iovec {
@@ -202,7 +220,7 @@ impl SendBatch {
             h.msg_len = 0;
         }
         // SAFETY: every header points at `self.arena` and `self.addrs`,
-        // which outlive the call; `items.len() <= BATCH`.
+        // which outlive the call; `items.len()` is at most the capacity.
         let n = unsafe {
             libc::sendmmsg(
                 fd,
@@ -214,15 +232,8 @@ impl SendBatch {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        self.sent += n as usize;
         Ok(n as usize)
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn dest(&self, i: usize) -> SocketAddr {
-        self.items[i].2
     }
 }
 
@@ -302,11 +313,13 @@ mod tests {
     fn batches_go_through_a_real_socket() {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut out = SendBatch::default();
+        let mut out = SendBatch::with_capacity(8);
         for i in 0..5u8 {
-            out.push(&[i; 3], b.local_addr().unwrap());
+            assert!(out.push(&[i; 3], b.local_addr().unwrap()));
         }
-        assert_eq!(out.send(a.as_raw_fd(), 0).unwrap(), 5);
+        assert!(!out.done());
+        assert_eq!(out.send(a.as_raw_fd()).unwrap(), 5);
+        assert!(out.done());
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut inb = RecvBatch::with_control(false);
         assert_eq!(inb.recv(b.as_raw_fd()).unwrap(), 5);

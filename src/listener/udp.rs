@@ -2,13 +2,16 @@
 //! controller can answer at once, and spawns a task for each query that must
 //! wait for an upstream.
 //!
-//! On a plain listener the immediate answers go out in one batched send. On
-//! a transparent listener each datagram carries the address the client
-//! asked, and the answer goes out from that address (`tproxy::AnyFrom`).
+//! On a plain listener every answer, immediate or from a finished task, is
+//! queued in one `SendBatch` that the loop sends with one `sendmmsg` each
+//! time it wakes. On a transparent listener each datagram carries the
+//! address the client asked, and the answer goes out from that address
+//! (`tproxy::AnyFrom`).
 //!
 //! Neighbours: `listener` (binds the socket), `mmsg` (batched I/O),
 //! `tproxy` (reply sockets), `controller` (decides).
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -16,10 +19,22 @@ use std::rc::Rc;
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::sync::Notify;
 
 use super::mmsg::{RecvBatch, SendBatch, BATCH};
 use super::tproxy::AnyFrom;
 use crate::controller::{Client, Controller, Step, Transport};
+
+/// Answers queued at most for one `sendmmsg`: room for a full receive batch
+/// plus the answers of the tasks that finish while it is handled.
+const REPLY_BATCH: usize = 256;
+
+/// Answers queued for the next `sendmmsg` of one plain socket.
+struct Replies {
+    batch: RefCell<SendBatch>,
+    /// Wakes the loop when a task queued an answer.
+    queued: Notify,
+}
 
 /// Serves one socket. With `anyfrom`, the socket is transparent: queries
 /// carry their original destination and answers leave from it.
@@ -27,12 +42,20 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
     let fd = sock.as_raw_fd();
     let local = sock.local_addr().ok();
     let mut inbox = RecvBatch::with_control(anyfrom.is_some());
-    let mut outbox = SendBatch::default();
+    let replies = Rc::new(Replies {
+        batch: RefCell::new(SendBatch::with_capacity(REPLY_BATCH)),
+        queued: Notify::new(),
+    });
     let mut reply = Vec::with_capacity(512);
     loop {
-        if let Err(e) = sock.readable().await {
-            log::error!("udp {local:?}: {e}");
-            return;
+        tokio::select! {
+            ready = sock.readable() => {
+                if let Err(e) = ready {
+                    log::error!("udp {local:?}: {e}");
+                    return;
+                }
+            }
+            _ = replies.queued.notified() => {}
         }
         loop {
             let n = match sock.try_io(Interest::READABLE, || inbox.recv(fd)) {
@@ -70,7 +93,7 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                     &anyfrom,
                     asked,
                 ) {
-                    (Step::Replied, None, _) => outbox.push(&reply, from),
+                    (Step::Replied, None, _) => queue(&sock, &replies, &reply, from).await,
                     (Step::Replied, Some(anyfrom), Some(dst)) => {
                         anyfrom.send(dst, from, &reply).await
                     }
@@ -78,10 +101,14 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                         let sock = sock.clone();
                         let controller = controller.clone();
                         let anyfrom = anyfrom.clone();
+                        let replies = replies.clone();
                         tokio::task::spawn_local(async move {
                             let reply = controller.finish(p, client).await;
                             match (anyfrom, client.asked) {
                                 (Some(anyfrom), Some(dst)) => anyfrom.send(dst, from, &reply).await,
+                                _ if replies.batch.borrow_mut().push(&reply, from) => {
+                                    replies.queued.notify_one();
+                                }
                                 _ => send_one(&sock, &reply, from).await,
                             }
                         });
@@ -89,11 +116,20 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                     _ => {}
                 }
             }
-            flush(&sock, &mut outbox).await;
             if n < BATCH {
                 break;
             }
+            flush(&sock, &replies).await;
         }
+        flush(&sock, &replies).await;
+    }
+}
+
+/// Queues an answer, sending the queue first if it is full.
+async fn queue(sock: &UdpSocket, replies: &Replies, reply: &[u8], to: SocketAddr) {
+    if !replies.batch.borrow_mut().push(reply, to) {
+        flush(sock, replies).await;
+        replies.batch.borrow_mut().push(reply, to);
     }
 }
 
@@ -103,24 +139,30 @@ async fn send_one(sock: &UdpSocket, reply: &[u8], to: SocketAddr) {
     }
 }
 
-/// Sends every queued reply, waiting for room in the socket buffer if needed.
-async fn flush(sock: &UdpSocket, outbox: &mut SendBatch) {
+/// Sends every queued answer, waiting for room in the socket buffer if
+/// needed (the batch is never borrowed across a wait).
+async fn flush(sock: &UdpSocket, replies: &Replies) {
     let fd = sock.as_raw_fd();
-    let mut done = 0;
-    while done < outbox.len() {
-        match sock.try_io(Interest::WRITABLE, || outbox.send(fd, done)) {
-            Ok(n) => done += n,
+    loop {
+        let step = {
+            let mut batch = replies.batch.borrow_mut();
+            if batch.done() {
+                return;
+            }
+            sock.try_io(Interest::WRITABLE, || batch.send(fd))
+        };
+        match step {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if sock.writable().await.is_err() {
-                    break;
+                    return;
                 }
             }
             Err(e) => {
-                // This reply cannot go (no route, say); skip it, send the rest.
-                log::debug!("udp: reply to {}: {e}", outbox.dest(done));
-                done += 1;
+                // This answer cannot go (no route, say); skip it, send the rest.
+                let to = replies.batch.borrow_mut().skip_one();
+                log::debug!("udp: reply to {to:?}: {e}");
             }
         }
     }
-    outbox.clear();
 }
