@@ -38,7 +38,10 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
 /// `dae validate`: prints every problem and returns the exit code.
 pub fn validate(path: &Path) -> i32 {
     match load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            for w in config::warnings(&config) {
+                eprintln!("dae: config warning: {w}");
+            }
             println!("configuration OK");
             0
         }
@@ -69,6 +72,9 @@ pub fn run(path: &Path, use_syslog: bool, attach: AttachMode) -> i32 {
         }
     };
     crate::logging::set_level(config.general.log_level);
+    for w in config::warnings(&config) {
+        log::warn!("config: {w}");
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -184,6 +190,9 @@ impl Running {
                 return;
             }
         };
+        for w in config::warnings(&config) {
+            log::warn!("config: {w}");
+        }
         // Build what can fail before switching anything, so a failure leaves
         // the running config whole.
         let policy = match self.controller.prepare(&config) {

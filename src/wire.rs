@@ -494,7 +494,7 @@ pub fn fit_udp(reply: &mut Vec<u8>, query: &[u8], info: &QueryInfo) {
 /// back), every TTL at `ttl_offsets` set by `ttl` (old TTL → new TTL).
 pub fn patch_answer(
     stored: &[u8],
-    ttl_offsets: &[u16],
+    ttl_offsets: impl IntoIterator<Item = u16>,
     query: &[u8],
     info: &QueryInfo,
     ttl: impl Fn(u32) -> u32,
@@ -508,7 +508,7 @@ pub fn patch_answer(
     // Keep the client's RD and CD bits as it sent them.
     let f = (flags(out) & !(flag::RD | flag::CD)) | (info.flags & (flag::RD | flag::CD));
     set_flags(out, f);
-    for &at in ttl_offsets {
+    for at in ttl_offsets {
         let at = usize::from(at);
         let old = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
         out[at..at + 4].copy_from_slice(&ttl(old).to_be_bytes());
@@ -647,7 +647,7 @@ mod tests {
         let mut out = Vec::new();
         patch_answer(
             &r,
-            &info.ttl_offsets,
+            info.ttl_offsets.iter().copied(),
             &q,
             &qi,
             |t| t.saturating_sub(10),

@@ -28,15 +28,20 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts the servers it just installed as services; the tests
+    # start their own. Servers that were already here are left alone.
+    for p in "${missing[@]}"; do
+      case "$p" in
+        unbound | dnsmasq | dnsdist)
+          if command -v systemctl >/dev/null 2>&1; then
+            systemctl stop "$p" 2>/dev/null || true
+            systemctl disable "$p" 2>/dev/null || true
+          fi
+          pkill -x "$p" 2>/dev/null || true
+          ;;
+      esac
+    done
   fi
-  # Debian starts these services on install; the tests start their own.
-  for p in unbound dnsmasq dnsdist; do
-    if command -v systemctl >/dev/null 2>&1; then
-      systemctl stop "$p" 2>/dev/null || true
-      systemctl disable "$p" 2>/dev/null || true
-    fi
-    pkill -x "$p" 2>/dev/null || true
-  done
 }
 
 # A Rust toolchain: the one on PATH if it is new enough, else Debian's

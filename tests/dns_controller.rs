@@ -777,3 +777,37 @@ fn cli_version_and_refusing_to_start_on_a_bad_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_flood_of_unique_names_is_answered_in_full() {
+    let Some(up) = lab() else { return };
+    if !have("dnsperf") {
+        return;
+    }
+    let dae = Dae::start(&config(
+        &[("lab", up.addr())],
+        "\toption request_fallback 'lab'\n",
+    ));
+    // 40,000 names nobody asked before, 200 in flight at a time: every one
+    // goes upstream, so the UDP forwarder's sockets retire and their ids are
+    // reused many times over while answers arrive.
+    let dir = common::TempDir::new("flood");
+    let names: String = (0..40_000)
+        .map(|i| format!("f{i}.lab.example A\n"))
+        .collect();
+    std::fs::write(dir.path("queries"), names).unwrap();
+    let out = std::process::Command::new("dnsperf")
+        .args(["-s", "127.0.0.1", "-p", &dae.addr.port().to_string()])
+        .arg("-d")
+        .arg(dir.path("queries"))
+        .args(["-n", "1", "-q", "200", "-t", "5", "-l", "120"])
+        .output()
+        .expect("dnsperf");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("Queries lost:         0 "), "{out}");
+    assert!(
+        out.contains("NXDOMAIN 40000 (100.00%)"),
+        "every answer is the upstream's, none SERVFAIL:\n{out}\n{}",
+        dae.log()
+    );
+}

@@ -11,7 +11,7 @@ install_packages "${DAE_TEST_PACKAGES[@]}"
 ensure_rust
 
 echo "== shellcheck"
-shellcheck -x tests/*.sh .ci/run
+shellcheck -x tests/*.sh bench/*.sh ebpf/*.sh .ci/run
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -173,6 +173,7 @@ fn good_configs_pass() {
         let (code, out, err) = validate(&dir, name, text);
         assert_eq!(code, Some(0), "{name}: {err}");
         assert_eq!(out.trim(), "configuration OK");
+        assert_eq!(err, "", "{name}: no warnings");
     }
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/files/dae.config");
     if shipped.exists() {
@@ -180,6 +181,23 @@ fn good_configs_pass() {
         let (code, _, err) = validate(&dir, "shipped.uci", &text);
         assert_eq!(code, Some(0), "the shipped default config: {err}");
     }
+}
+
+#[test]
+fn asis_without_interception_passes_with_a_warning() {
+    let dir = TempDir::new("validate");
+    let text = format!(
+        "config dns 'dns'\n\tlist dns_listen '127.0.0.1:5353'\n\
+         \tlist request_rule 'qname(suffix: lan) -> asis'\n{UPSTREAM}"
+    );
+    let (code, out, err) = validate(&dir, "asis.uci", &text);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "configuration OK");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("dae: config warning: dns 'dns', option 'request_rule': 'asis'"));
+    assert!(lines[1].starts_with("dae: config warning: dns 'dns', option 'request_fallback'"));
+    assert!(lines.iter().all(|l| l.contains("REFUSED")));
 }
 
 #[test]

@@ -57,3 +57,37 @@ pub fn load_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
 pub fn parse_str(text: &str) -> Result<Config, Vec<ConfigError>> {
     uci::parse(text)
 }
+
+/// What is valid but will not do what the owner likely meant.
+pub fn warnings(config: &Config) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    if config.general.lan_interfaces.is_empty() {
+        // Without interception every query comes by `dns_listen`, where no
+        // original destination exists: `asis` can only answer REFUSED.
+        let dns = Some(("dns".to_string(), "dns".to_string()));
+        let uses_asis = config
+            .dns
+            .request_rules
+            .iter()
+            .any(|r| r.target == DnsTarget::Asis);
+        if uses_asis {
+            out.push(ConfigError {
+                section: dns.clone(),
+                option: Some("request_rule".into()),
+                message: "'asis' has no server to go to without lan_interface: those queries \
+                          get REFUSED on dns_listen"
+                    .into(),
+            });
+        }
+        if config.dns.request_fallback == DnsTarget::Asis && !config.dns.listen.is_empty() {
+            out.push(ConfigError {
+                section: dns,
+                option: Some("request_fallback".into()),
+                message: "is 'asis' (the default) and there is no lan_interface: queries no \
+                          rule sends to an upstream get REFUSED on dns_listen; name an upstream"
+                    .into(),
+            });
+        }
+    }
+    out
+}

@@ -29,13 +29,14 @@ pub const MAX_ENTRY_BYTES: usize = 4096;
 /// No answer is kept longer than a week, whatever its TTL says.
 pub const MAX_LIFE: u32 = 7 * 24 * 3600;
 
-/// One cached answer.
+/// One cached answer, in one allocation: its cache key, the answer in wire
+/// form, and the offsets of the answer's TTL fields.
 #[derive(Debug)]
 pub struct Entry {
-    /// The answer in wire form.
-    pub packet: Box<[u8]>,
-    /// Offsets of the TTL fields in `packet`.
-    pub ttl_offsets: Box<[u16]>,
+    /// Key, then packet, then TTL offsets (u16, native byte order).
+    data: Box<[u8]>,
+    key_len: u16,
+    packet_len: u16,
     /// When it was stored; TTLs count down from here.
     pub stored: Instant,
     /// Seconds it stays fresh.
@@ -46,6 +47,47 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// `key` may be empty for answers that are shared but never cached.
+    pub fn new(
+        key: &[u8],
+        packet: &[u8],
+        ttl_offsets: &[u16],
+        stored: Instant,
+        life: u32,
+        has_qtype_answer: bool,
+    ) -> Entry {
+        let mut data = Vec::with_capacity(key.len() + packet.len() + 2 * ttl_offsets.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(packet);
+        for o in ttl_offsets {
+            data.extend_from_slice(&o.to_ne_bytes());
+        }
+        Entry {
+            data: data.into_boxed_slice(),
+            key_len: key.len() as u16,
+            packet_len: packet.len() as u16,
+            stored,
+            life,
+            has_qtype_answer,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.data[..usize::from(self.key_len)]
+    }
+
+    pub fn packet(&self) -> &[u8] {
+        let k = usize::from(self.key_len);
+        &self.data[k..k + usize::from(self.packet_len)]
+    }
+
+    fn ttl_offsets(&self) -> impl Iterator<Item = u16> + '_ {
+        let start = usize::from(self.key_len) + usize::from(self.packet_len);
+        self.data[start..]
+            .chunks_exact(2)
+            .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+    }
+
     /// Whether the entry is still fresh at `now`.
     pub fn is_fresh(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.stored) < Duration::from_secs(u64::from(self.life))
@@ -56,8 +98,8 @@ impl Entry {
         let age = now.saturating_duration_since(self.stored).as_secs();
         let age = u32::try_from(age).unwrap_or(u32::MAX);
         wire::patch_answer(
-            &self.packet,
-            &self.ttl_offsets,
+            self.packet(),
+            self.ttl_offsets(),
             query,
             info,
             |ttl| ttl.saturating_sub(age),
@@ -68,8 +110,8 @@ impl Entry {
     /// Writes the answer for this client with every TTL set to `STALE_TTL`.
     pub fn write_stale(&self, query: &[u8], info: &QueryInfo, out: &mut Vec<u8>) {
         wire::patch_answer(
-            &self.packet,
-            &self.ttl_offsets,
+            self.packet(),
+            self.ttl_offsets(),
             query,
             info,
             |_| STALE_TTL,
@@ -97,8 +139,12 @@ pub struct CacheStats {
 }
 
 /// The LRU of answers. With capacity 0 it holds nothing.
+///
+/// It is indexed by a seeded 64-bit hash of the key; each entry keeps its
+/// full key, checked on every lookup, so two keys that share a hash can
+/// only cost a miss, never a wrong answer.
 pub struct Cache {
-    lru: Option<LruCache<Box<[u8]>, Rc<Entry>, SeededHash>>,
+    lru: Option<LruCache<u64, Rc<Entry>, PassThrough>>,
     hasher: SeededHash,
     serve_stale: bool,
     stale_window: Duration,
@@ -109,7 +155,7 @@ impl Cache {
     pub fn new(capacity: usize, serve_stale: bool, stale_window: Duration) -> Cache {
         let hasher = SeededHash::random();
         Cache {
-            lru: NonZeroUsize::new(capacity).map(|c| LruCache::with_hasher(c, hasher)),
+            lru: NonZeroUsize::new(capacity).map(|c| LruCache::with_hasher(c, PassThrough)),
             hasher,
             serve_stale,
             stale_window,
@@ -129,7 +175,7 @@ impl Cache {
                 lru.resize(c);
                 self.stats.evictions += (before - lru.len()) as u64;
             }
-            (Some(c), None) => self.lru = Some(LruCache::with_hasher(c, self.hasher)),
+            (Some(c), None) => self.lru = Some(LruCache::with_hasher(c, PassThrough)),
         }
     }
 
@@ -145,14 +191,22 @@ impl Cache {
         self.lru.as_ref().map_or(0, |l| l.cap().get())
     }
 
+    fn index(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     pub fn lookup(&mut self, key: &[u8], now: Instant) -> Lookup {
+        let h = self.index(key);
         let Some(lru) = self.lru.as_mut() else {
             self.stats.misses += 1;
             return Lookup::Miss;
         };
-        let Some(entry) = lru.get(key) else {
-            self.stats.misses += 1;
-            return Lookup::Miss;
+        let entry = match lru.get(&h) {
+            Some(e) if e.key() == key => e,
+            _ => {
+                self.stats.misses += 1;
+                return Lookup::Miss;
+            }
         };
         if entry.is_fresh(now) {
             self.stats.hits += 1;
@@ -163,27 +217,29 @@ impl Cache {
             self.stats.stale_hits += 1;
             return Lookup::Stale(entry.clone());
         }
-        lru.pop(key);
+        lru.pop(&h);
         self.stats.misses += 1;
         Lookup::Miss
     }
 
     /// Looks without counting or reordering (for `ipversion_prefer`).
     pub fn peek_fresh(&self, key: &[u8], now: Instant) -> Option<Rc<Entry>> {
-        let entry = self.lru.as_ref()?.peek(key)?;
-        entry.is_fresh(now).then(|| entry.clone())
+        let entry = self.lru.as_ref()?.peek(&self.index(key))?;
+        (entry.key() == key && entry.is_fresh(now)).then(|| entry.clone())
     }
 
-    pub fn insert(&mut self, key: Box<[u8]>, entry: Rc<Entry>) {
-        if entry.packet.len() > MAX_ENTRY_BYTES || entry.life == 0 {
+    /// Stores an entry under its own key.
+    pub fn insert(&mut self, entry: Rc<Entry>) {
+        if entry.packet().len() > MAX_ENTRY_BYTES || entry.life == 0 || entry.key().is_empty() {
             return;
         }
+        let h = self.index(entry.key());
         if let Some(lru) = self.lru.as_mut() {
             self.stats.inserts += 1;
-            if let Some((old_key, _)) = lru.push(key, entry) {
+            if let Some((old, _)) = lru.push(h, entry) {
                 // `push` hands back either the replaced value (same key) or
                 // the evicted least recently used entry.
-                if lru.peek(&old_key).is_none() {
+                if old != h {
                     self.stats.evictions += 1;
                 }
             }
@@ -191,8 +247,11 @@ impl Cache {
     }
 
     pub fn remove(&mut self, key: &[u8]) {
+        let h = self.index(key);
         if let Some(lru) = self.lru.as_mut() {
-            lru.pop(key);
+            if lru.peek(&h).is_some_and(|e| e.key() == key) {
+                lru.pop(&h);
+            }
         }
     }
 }
@@ -252,6 +311,36 @@ impl Key {
     }
 }
 
+/// The LRU's own hasher: its keys are already seeded hashes.
+#[derive(Clone, Copy, Default)]
+pub struct PassThrough;
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+pub struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys come here; stay correct for anything else anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A fast multiplicative hash with a per-process random seed, so that LAN
 /// clients cannot aim names at one bucket.
 #[derive(Clone, Copy)]
@@ -307,7 +396,7 @@ mod tests {
         q
     }
 
-    fn entry(life: u32, stored: Instant) -> Rc<Entry> {
+    fn entry(key: &[u8], life: u32, stored: Instant) -> Rc<Entry> {
         // A response to `host.example A` with one record of TTL 100.
         let mut p = query(b"\x04host\x07example\x00", 1);
         p[2] = 0x81;
@@ -315,13 +404,7 @@ mod tests {
         p[7] = 1;
         p.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 100, 0, 4, 192, 0, 2, 1]);
         let ttl_at = (p.len() - 10) as u16;
-        Rc::new(Entry {
-            packet: p.into(),
-            ttl_offsets: vec![ttl_at].into(),
-            stored,
-            life,
-            has_qtype_answer: true,
-        })
+        Rc::new(Entry::new(key, &p, &[ttl_at], stored, life, true))
     }
 
     #[test]
@@ -356,7 +439,7 @@ mod tests {
         let q = query(b"\x04HOST\x07example\x00", 1);
         let info = parse_query(&q).unwrap();
         let key = Key::new(&q, &info, None);
-        cache.insert(key.as_bytes().into(), entry(100, t0));
+        cache.insert(entry(key.as_bytes(), 100, t0));
 
         let mut out = Vec::new();
         match cache.lookup(key.as_bytes(), t0 + Duration::from_millis(30_500)) {
@@ -388,7 +471,7 @@ mod tests {
         let t0 = Instant::now();
         let mut cache = Cache::new(3, false, Duration::ZERO);
         for i in 0..10u8 {
-            cache.insert(vec![i].into(), entry(100, t0));
+            cache.insert(entry(&[i], 100, t0));
         }
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.stats.evictions, 7);
@@ -397,23 +480,39 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert!(matches!(cache.lookup(&[9], t0), Lookup::Fresh(_)));
         cache.reconfigure(0, false, Duration::ZERO);
-        cache.insert(vec![1].into(), entry(100, t0));
+        cache.insert(entry(&[1], 100, t0));
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_shared_hash_is_a_miss_not_a_wrong_answer() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(8, false, Duration::ZERO);
+        cache.insert(entry(b"one", 100, t0));
+        // Plant "one"'s entry under "two"'s hash, as a collision would.
+        let h = cache.index(b"two");
+        let planted = entry(b"one", 100, t0);
+        cache.lru.as_mut().unwrap().push(h, planted);
+        assert!(matches!(cache.lookup(b"two", t0), Lookup::Miss));
+        assert!(cache.peek_fresh(b"two", t0).is_none());
+        assert!(matches!(cache.lookup(b"one", t0), Lookup::Fresh(_)));
     }
 
     #[test]
     fn zero_life_and_oversized_answers_are_not_kept() {
         let t0 = Instant::now();
         let mut cache = Cache::new(3, false, Duration::ZERO);
-        cache.insert(vec![1].into(), entry(0, t0));
-        let big = Rc::new(Entry {
-            packet: vec![0; MAX_ENTRY_BYTES + 1].into(),
-            ttl_offsets: Box::new([]),
-            stored: t0,
-            life: 60,
-            has_qtype_answer: false,
-        });
-        cache.insert(vec![2].into(), big);
+        cache.insert(entry(&[1], 0, t0));
+        let big = Rc::new(Entry::new(
+            &[2],
+            &vec![0; MAX_ENTRY_BYTES + 1],
+            &[],
+            t0,
+            60,
+            false,
+        ));
+        cache.insert(big);
+        cache.insert(entry(&[], 100, t0));
         assert_eq!(cache.len(), 0);
     }
 }

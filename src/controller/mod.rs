@@ -45,7 +45,7 @@ use singleflight::{Flights, Join, Outcome};
 pub const MAX_LOOKUP_DEPTH: usize = 3;
 /// Queries that may wait on upstreams at once; past this, SERVFAIL at once
 /// (memory stays bounded under a flood of unique names).
-pub const MAX_PENDING: usize = 4096;
+pub const MAX_PENDING: usize = 1024;
 
 /// How the query came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,36 +389,24 @@ impl Controller {
     pub async fn finish(self: Rc<Self>, p: Pending, client: Client) -> Vec<u8> {
         let mut qname = String::new();
         wire::name_to_text(p.info.qname(&p.query), &mut qname);
-        let asked = client.asked.filter(|_| p.target == DnsTarget::Asis);
-        let mine = self.resolve(
-            &p.policy, &p.query, &p.info, &p.key, &p.target, &client, &qname,
-        );
         let outcome = match &p.preferred {
-            None => mine.await,
+            None => {
+                self.resolve(
+                    &p.policy, &p.query, &p.info, &p.key, &p.target, &client, &qname,
+                )
+                .await
+            }
+            // Rare, and twice the state: boxed to keep every pending query small.
             Some((ptype, ptarget)) => {
-                let (pq, pinfo) = wire::with_qtype(&p.query, &p.info, *ptype);
-                let pkey = Key::new(&pq, &pinfo, asked.map(|a| a.ip()));
-                let theirs = self.resolve(
-                    &p.policy,
-                    &pq,
-                    &pinfo,
-                    pkey.as_bytes(),
-                    ptarget,
-                    &client,
-                    &qname,
-                );
-                let (theirs, mine) = tokio::join!(theirs, mine);
-                if matches!(&theirs, Ok(e) if e.has_qtype_answer) {
-                    log::debug!(
-                        "{}: {qname} type {}: empty, type {ptype} is preferred and has records",
-                        client.addr,
-                        p.info.qtype
-                    );
-                    let mut out = Vec::new();
-                    self.reply_empty(&p.query, &p.info, rcode::NOERROR, &client, &mut out);
-                    return out;
+                match Box::pin(self.resolve_preferring(&p, *ptype, ptarget, &client, &qname)).await
+                {
+                    Some(outcome) => outcome,
+                    None => {
+                        let mut out = Vec::new();
+                        self.reply_empty(&p.query, &p.info, rcode::NOERROR, &client, &mut out);
+                        return out;
+                    }
                 }
-                mine
             }
         };
         let mut out = Vec::new();
@@ -433,6 +421,44 @@ impl Controller {
             }
         }
         out
+    }
+
+    /// `ipversion_prefer`: asks for the preferred type alongside; `None`
+    /// when the preferred type has records (this type's answer is then
+    /// empty), else this query's own outcome.
+    async fn resolve_preferring(
+        &self,
+        p: &Pending,
+        ptype: u16,
+        ptarget: &DnsTarget,
+        client: &Client,
+        qname: &str,
+    ) -> Option<Outcome> {
+        let asked = client.asked.filter(|_| p.target == DnsTarget::Asis);
+        let (pq, pinfo) = wire::with_qtype(&p.query, &p.info, ptype);
+        let pkey = Key::new(&pq, &pinfo, asked.map(|a| a.ip()));
+        let theirs = self.resolve(
+            &p.policy,
+            &pq,
+            &pinfo,
+            pkey.as_bytes(),
+            ptarget,
+            client,
+            qname,
+        );
+        let mine = self.resolve(
+            &p.policy, &p.query, &p.info, &p.key, &p.target, client, qname,
+        );
+        let (theirs, mine) = tokio::join!(theirs, mine);
+        if matches!(&theirs, Ok(e) if e.has_qtype_answer) {
+            log::debug!(
+                "{}: {qname} type {}: empty, type {ptype} is preferred and has records",
+                client.addr,
+                p.info.qtype
+            );
+            return None;
+        }
+        Some(mine)
     }
 
     fn reply_empty(
@@ -489,12 +515,10 @@ impl Controller {
             Join::Follow(rx) => rx.await.unwrap_or(Err(())),
             Join::Lead(lead) => {
                 let outcome = self
-                    .ask_upstreams(policy, query, info, target, client, qname)
+                    .ask_upstreams(policy, query, info, key, target, client, qname)
                     .await;
                 if let Ok(entry) = &outcome {
-                    self.cache
-                        .borrow_mut()
-                        .insert(lead.key().into(), entry.clone());
+                    self.cache.borrow_mut().insert(entry.clone());
                 }
                 lead.finish(&outcome);
                 outcome
@@ -503,12 +527,14 @@ impl Controller {
     }
 
     /// Asks `first`, then runs the response rules on each answer until one is
-    /// accepted or rejected.
+    /// accepted or rejected; the answer becomes an entry under `key`.
+    #[allow(clippy::too_many_arguments)]
     async fn ask_upstreams(
         &self,
         policy: &Policy,
         query: &[u8],
         info: &QueryInfo,
+        key: &[u8],
         first: &DnsTarget,
         client: &Client,
         qname: &str,
@@ -573,6 +599,7 @@ impl Controller {
                         scan.rcode
                     );
                     return Ok(Rc::new(make_entry(
+                        key,
                         reply,
                         &scan,
                         policy.fixed_ttl.get(qname).copied(),
@@ -585,13 +612,14 @@ impl Controller {
                     );
                     let mut out = Vec::new();
                     wire::empty_reply(query, info, rcode::NOERROR, &mut out);
-                    return Ok(Rc::new(Entry {
-                        packet: out.into(),
-                        ttl_offsets: Box::new([]),
-                        stored: Instant::now(),
-                        life: 0,
-                        has_qtype_answer: false,
-                    }));
+                    return Ok(Rc::new(Entry::new(
+                        &[],
+                        &out,
+                        &[],
+                        Instant::now(),
+                        0,
+                        false,
+                    )));
                 }
                 DnsTarget::Upstream {
                     name: next_name, ..
@@ -633,7 +661,12 @@ fn fit(out: &mut Vec<u8>, query: &[u8], info: &QueryInfo, client: &Client) {
 /// the SOA's negative TTL, RFC 2308; `fixed_ttl` if the name has one), with
 /// its TTLs rewritten where that changed them. Entries of life 0 are shared
 /// with the flight's followers but not cached.
-fn make_entry(mut packet: Vec<u8>, scan: &ResponseInfo, fixed_ttl: Option<u32>) -> Entry {
+fn make_entry(
+    key: &[u8],
+    mut packet: Vec<u8>,
+    scan: &ResponseInfo,
+    fixed_ttl: Option<u32>,
+) -> Entry {
     let cacheable =
         !scan.truncated && (scan.rcode == rcode::NOERROR || scan.rcode == rcode::NXDOMAIN);
     let mut life = None::<u32>;
@@ -659,11 +692,12 @@ fn make_entry(mut packet: Vec<u8>, scan: &ResponseInfo, fixed_ttl: Option<u32>) 
             wire::set_ttl(&mut packet, usize::from(at), fixed);
         }
     }
-    Entry {
-        packet: packet.into(),
-        ttl_offsets: scan.ttl_offsets.clone().into(),
-        stored: Instant::now(),
+    Entry::new(
+        key,
+        &packet,
+        &scan.ttl_offsets,
+        Instant::now(),
         life,
-        has_qtype_answer: scan.has_qtype_answer,
-    }
+        scan.has_qtype_answer,
+    )
 }

@@ -106,13 +106,7 @@ mod tests {
     use std::time::Instant;
 
     fn entry() -> Rc<Entry> {
-        Rc::new(Entry {
-            packet: vec![0; 12].into(),
-            ttl_offsets: Box::new([]),
-            stored: Instant::now(),
-            life: 1,
-            has_qtype_answer: false,
-        })
+        Rc::new(Entry::new(&[], &[0; 12], &[], Instant::now(), 1, false))
     }
 
     #[test]

@@ -162,15 +162,17 @@ impl Forwarder {
         client_over_tcp: bool,
         deadline: Instant,
     ) -> Result<Vec<u8>, ForwardError> {
+        // The TCP futures are boxed: most queries never take that path, and
+        // every pending query carries this future's size.
         let tcp_on_truncation = match self.scheme {
-            Scheme::Tcp => return self.tcp.exchange(query, info, deadline).await,
+            Scheme::Tcp => return Box::pin(self.tcp.exchange(query, info, deadline)).await,
             Scheme::TcpUdp => true,
             _ => client_over_tcp,
         };
         let reply = self.udp.exchange(query, info, deadline).await?;
         if tcp_on_truncation && wire::flags(&reply) & wire::flag::TC != 0 {
             log::debug!("{}: truncated answer, asking again over TCP", self.remote);
-            return self.tcp.exchange(query, info, deadline).await;
+            return Box::pin(self.tcp.exchange(query, info, deadline)).await;
         }
         Ok(reply)
     }

@@ -46,8 +46,11 @@ const MAX_AGE: Duration = Duration::from_secs(60);
 /// Queries waiting on one socket at most (ids must stay guessable only by
 /// chance).
 const MAX_WAITING: usize = 4096;
-/// A reader with nothing to wait for and no owner stops after this.
+/// How long a reader with nothing to wait for sleeps between checks.
 const READER_IDLE: Duration = Duration::from_secs(5);
+/// A waiting list that held more than this many queries gives its memory
+/// back when it empties.
+const WAITING_KEEP: usize = 256;
 
 thread_local! {
     /// One batch of receive buffers for every socket: answers are handed on
@@ -65,6 +68,8 @@ struct Waiter {
     next_send: Instant,
     deadline: Instant,
     tx: oneshot::Sender<Answer>,
+    /// Tells this wait from a later one that reuses its id.
+    seq: u64,
 }
 
 /// One pooled socket and the queries waiting on it.
@@ -74,7 +79,13 @@ struct Shared {
     uses: Cell<u32>,
     born: Instant,
     broken: Cell<bool>,
-    /// Tells the reader that a query started waiting (its timers change).
+    /// The pool has let go of it: it ends when its last query does.
+    released: Cell<bool>,
+    /// Numbers the waits, so a query that ends removes its own wait and
+    /// never a newer one that took the same id after it was answered.
+    next_seq: Cell<u64>,
+    /// Tells the reader that a query started waiting (its timers change) or
+    /// that the pool let go of the socket.
     wake: tokio::sync::Notify,
 }
 
@@ -118,12 +129,20 @@ impl UdpPool {
                 return Ok(s.clone());
             }
         }
+        // The retired socket's reader ends (and closes it) as soon as the
+        // queries still waiting on it are done.
+        if let Some(old) = slots[i].take() {
+            old.released.set(true);
+            old.wake.notify_one();
+        }
         let shared = Rc::new(Shared {
             sock: self.dialer.udp(self.remote)?,
             waiting: RefCell::new(HashMap::with_hasher(SeededHash::random())),
             uses: Cell::new(0),
             born: now,
             broken: Cell::new(false),
+            released: Cell::new(false),
+            next_seq: Cell::new(0),
             wake: tokio::sync::Notify::new(),
         });
         tokio::task::spawn_local(read_answers(shared.clone(), self.remote));
@@ -160,6 +179,8 @@ impl UdpPool {
             Err(e) => return Err(e.into()),
         };
         let (tx, rx) = oneshot::channel();
+        let seq = shared.next_seq.get();
+        shared.next_seq.set(seq + 1);
         let was_idle = shared.waiting.borrow().is_empty();
         shared.waiting.borrow_mut().insert(
             id,
@@ -169,6 +190,7 @@ impl UdpPool {
                 next_send,
                 deadline,
                 tx,
+                seq,
             },
         );
         shared.uses.set(shared.uses.get() + 1);
@@ -177,7 +199,7 @@ impl UdpPool {
             shared.wake.notify_one();
         }
         // Whatever happens below, this query stops waiting when we return.
-        let _cleanup = Unwait(&shared, id);
+        let _cleanup = Unwait(&shared, id, seq);
         rx.await.unwrap_or(Err(ForwardError::Closed))
     }
 }
@@ -201,12 +223,25 @@ fn send_now(sock: &UdpSocket, datagram: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// Removes a query from its socket's waiting list when the exchange ends.
-struct Unwait<'a>(&'a Rc<Shared>, u16);
+/// Removes a query from its socket's waiting list when the exchange ends
+/// (id and wait number: the id alone may already belong to a newer query).
+struct Unwait<'a>(&'a Rc<Shared>, u16, u64);
 
 impl Drop for Unwait<'_> {
     fn drop(&mut self) {
-        self.0.waiting.borrow_mut().remove(&self.1);
+        let mut waiting = self.0.waiting.borrow_mut();
+        if waiting.get(&self.1).is_some_and(|w| w.seq == self.2) {
+            waiting.remove(&self.1);
+        }
+        if waiting.is_empty() {
+            if waiting.capacity() > WAITING_KEEP {
+                waiting.shrink_to_fit();
+            }
+            if self.0.released.get() {
+                // Let the reader see it is the last owner and close.
+                self.0.wake.notify_one();
+            }
+        }
     }
 }
 
@@ -248,6 +283,10 @@ fn sweep(shared: &Shared, now: Instant) {
 async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
     let mut next_sweep = Instant::now();
     loop {
+        if shared.waiting.borrow().is_empty() && Rc::strong_count(&shared) == 1 {
+            // Retired by the pool and nobody waits: done.
+            return;
+        }
         let now = Instant::now();
         if now >= next_sweep {
             sweep(&shared, now);
@@ -268,14 +307,7 @@ async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
             _ = tokio::time::sleep(wait) => None,
         };
         match ready {
-            None => {
-                // Quiet: stop once the pool has let go of this socket and
-                // nobody waits on it.
-                if idle && Rc::strong_count(&shared) == 1 {
-                    return;
-                }
-                continue;
-            }
+            None => continue,
             Some(Err(e)) => {
                 shared.broken.set(true);
                 log::debug!("udp {remote}: {e}");
@@ -334,5 +366,63 @@ fn deliver(shared: &Shared, answer: &[u8], remote: SocketAddr) {
             "udp {remote}: ignored a {}-byte datagram that answers no query of ours",
             answer.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(sock: UdpSocket) -> Shared {
+        Shared {
+            sock,
+            waiting: RefCell::new(HashMap::with_hasher(SeededHash::random())),
+            uses: Cell::new(0),
+            born: Instant::now(),
+            broken: Cell::new(false),
+            released: Cell::new(false),
+            next_seq: Cell::new(0),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn wait(s: &Shared, id: u16, seq: u64) -> oneshot::Receiver<Answer> {
+        let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
+        let w = Waiter {
+            query: Box::new([0; 12]),
+            question_end: 12,
+            next_send: now,
+            deadline: now,
+            tx,
+            seq,
+        };
+        s.waiting.borrow_mut().insert(id, w);
+        rx
+    }
+
+    #[test]
+    fn an_ended_query_never_removes_a_newer_wait_on_its_id() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let s = Rc::new(shared(sock));
+            // Query 0 waits on id 7 and is answered: the reader took its wait.
+            let _first = wait(&s, 7, 0);
+            s.waiting.borrow_mut().remove(&7);
+            // Before query 0's task runs again, query 1 takes id 7.
+            let mut second = wait(&s, 7, 1);
+            // Query 0 ends: its wait is gone; query 1's stays.
+            drop(Unwait(&s, 7, 0));
+            assert!(s.waiting.borrow().contains_key(&7));
+            assert!(second
+                .try_recv()
+                .is_err_and(|e| e == oneshot::error::TryRecvError::Empty));
+            drop(Unwait(&s, 7, 1));
+            assert!(s.waiting.borrow().is_empty());
+        });
     }
 }

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -70,7 +72,7 @@ pub fn free_port() -> u16 {
     }
 }
 
-fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
         if ok() {
@@ -81,7 +83,7 @@ fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     ok()
 }
 
-fn kill(child: &mut Child) {
+pub fn kill(child: &mut Child) {
     // SIGTERM first so servers clean up, then SIGKILL.
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let end = Instant::now() + Duration::from_secs(3);
@@ -120,7 +122,12 @@ pub fn rand_id() -> u16 {
 
 /// One UDP exchange; `None` if nothing came back in `timeout`.
 pub fn udp_exchange(server: SocketAddr, q: &[u8], timeout: Duration) -> Option<Vec<u8>> {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let any = if server.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let s = UdpSocket::bind(any).unwrap();
     s.set_read_timeout(Some(timeout)).unwrap();
     s.send_to(q, server).unwrap();
     let mut buf = vec![0u8; 65535];
@@ -282,24 +289,61 @@ pub struct Dae {
 
 impl Dae {
     pub fn start(uci: &str) -> Dae {
+        Self::start_in(None, uci, &[])
+    }
+
+    /// Starts `dae run` with extra arguments, inside the network namespace
+    /// `netns` if one is given (`ip netns exec` execs dae, so the child's pid
+    /// is dae's own).
+    pub fn start_in(netns: Option<&str>, uci: &str, args: &[&str]) -> Dae {
         let dir = TempDir::new("dae");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         std::fs::write(dir.path("dae.uci"), Self::fill(uci, addr, &dir)).unwrap();
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_dae")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_dae")),
+        };
         let log = std::fs::File::create(dir.path("dae.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dae"))
+        let child = cmd
             .args(["run", "-c"])
             .arg(dir.path("dae.uci"))
+            .args(args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start dae");
-        let d = Dae { child, addr, dir };
-        assert!(
-            d.wait_log("started with", Duration::from_secs(10)),
-            "dae did not start:\n{}",
-            d.log()
-        );
+        let mut d = Dae { child, addr, dir };
+        let started = wait_until(Duration::from_secs(10), || {
+            d.log().contains("started with") || !d.alive()
+        });
+        assert!(started && d.alive(), "dae did not start:\n{}", d.log());
         d
+    }
+
+    /// `dae status --json` of this daemon, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_dae"))
+            .args(["status", "--json", "-s"])
+            .arg(self.status_socket())
+            .output()
+            .expect("dae status");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "dae status --json: {e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// SIGKILL, as a crash would; waits until the process is gone.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Puts the listen address in, and a status socket of this test's own

@@ -1,0 +1,58 @@
+"""Turns bench/run.sh's result lines into the report: medians per server and
+workload, and ratios of dae against each peer. Standard library only.
+
+Input lines (tab-separated):
+  hits|misses  SERVER  QPS  CPU_US_PER_QUERY  LOST  AVG_LATENCY_US  LATENCY_SD_US
+  rss          SERVER  KB
+  size         dae     BYTES
+  startup      dae     MS
+"""
+import statistics
+import sys
+from collections import defaultdict
+
+path, rounds, duration, outstanding = sys.argv[1:5]
+runs = defaultdict(list)
+rss, other = {}, {}
+with open(path) as f:
+    for line in f:
+        parts = line.rstrip("\n").split("\t")
+        if parts[0] in ("hits", "misses"):
+            runs[(parts[0], parts[1])].append([float(x) for x in parts[2:]])
+        elif parts[0] == "rss":
+            rss[parts[1]] = int(parts[2])
+        else:
+            other[parts[0]] = parts[2]
+
+
+def med(workload, server, column):
+    values = [r[column] for r in runs.get((workload, server), [])]
+    return statistics.median(values) if values else float("nan")
+
+
+QPS, CPU, LOST, LAT, SD = range(5)
+print(f"dae benchmark: {rounds} round(s) of {duration} s per run, dnsperf -c 4 -q {outstanding}, "
+      "servers pinned to CPU 0, dnsperf and unbound to CPU 1; medians.")
+print()
+for workload, servers in (("hits", ["dae", "dnsdist", "dnsmasq", "echo"]), ("misses", ["dae", "dnsdist", "dnsmasq"])):
+    print(f"cache {workload}:")
+    print(f"  {'server':<9}{'qps':>9}{'CPU us/query':>14}{'avg latency us':>16}{'latency sd us':>15}{'lost':>7}")
+    for s in servers:
+        print(f"  {s:<9}{med(workload, s, QPS):>9.0f}{med(workload, s, CPU):>14.2f}"
+              f"{med(workload, s, LAT):>16.0f}{med(workload, s, SD):>15.0f}{med(workload, s, LOST):>7.0f}")
+    for peer in [p for p in servers if p != "dae"]:
+        cpu = med(workload, "dae", CPU) / med(workload, peer, CPU)
+        qps = med(workload, "dae", QPS) / med(workload, peer, QPS)
+        print(f"  dae / {peer:<8} CPU per query {cpu:5.2f} (lower is better)   qps {qps:5.2f}")
+    print()
+print("peak RSS (VmHWM) after the runs, same 4096-entry cache:")
+for s in ("dae", "dnsmasq", "dnsdist", "echo"):
+    if s in rss:
+        print(f"  {s:<9}{rss[s]:>8} KiB")
+if "dae" in rss and "dnsmasq" in rss:
+    print(f"  dae / dnsmasq RSS {rss['dae'] / rss['dnsmasq']:.2f}   dae / dnsdist RSS {rss['dae'] / rss['dnsdist']:.2f}")
+print()
+if "size" in other:
+    print(f"dae binary (release, stripped, this machine's target): {int(other['size']) / 1024:.0f} KiB")
+if "startup" in other:
+    print(f"dae start to first answered query: {other['startup']} ms (median of 5)")

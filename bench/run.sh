@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# dae's benchmark: dnsperf against dae, dnsmasq and dnsdist (with its packet
+# cache) on this machine in one run, all forwarding to the same unbound, all
+# with a 4096-entry cache; plus a bare UDP echo as the floor for cache hits.
+#
+# Method (see bench/README.md): every server under test is pinned to CPU 0,
+# dnsperf and the upstream to CPU 1; servers are interleaved within each
+# round; medians over the rounds are reported. Servers are ranked by their
+# CPU time per answered query (utime+stime from /proc/PID/stat over the run,
+# divided by the queries dnsperf completed), because on two cores dnsperf
+# itself saturates near the servers' rate.
+#
+# Usage (as root on Debian 12): bench/run.sh
+#   ROUNDS=3 DURATION=8 OUTSTANDING=200 bench/run.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+OUTSTANDING=${OUTSTANDING:-200}
+CACHE=4096
+NAMES=1000
+
+# shellcheck source=tests/deps.sh
+. "$repo/tests/deps.sh"
+need_root
+install_packages dnsperf dnsmasq dnsdist unbound gcc libc6-dev procps util-linux python3 bind9-dnsutils
+ensure_rust
+
+echo "== building dae (release, as shipped)"
+(cd "$repo" && cargo build --release --locked -q)
+dae_bin="$repo/target/release/dae"
+
+work=$(mktemp -d /tmp/dae-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# next_port: sets $PORT to a loopback port nothing listens on (UDP or TCP)
+# and that no earlier call handed out.
+port_n=20000
+next_port() {
+  while :; do
+    port_n=$((port_n + 1))
+    if ! ss -Hlnu "sport = :$port_n" | grep -q . && ! ss -Hlnt "sport = :$port_n" | grep -q .; then
+      PORT=$port_n
+      return
+    fi
+  done
+}
+
+wait_answer() { # PORT NAME
+  local i
+  for i in $(seq 1 100); do
+    if dig +tries=1 +time=1 +short -p "$1" @127.0.0.1 "$2" A 2>/dev/null | grep -q .; then return 0; fi
+    sleep 0.1
+  done
+  echo "no answer on port $1" >&2
+  return 1
+}
+
+# --- the upstream: unbound with a zone of NAMES names, never asking out
+next_port
+up_port=$PORT
+{
+  cat <<EOF
+server:
+  interface: 127.0.0.1@$up_port
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  chroot: ""
+  username: ""
+  directory: "$work"
+  pidfile: ""
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  num-threads: 1
+  local-zone: "." static
+  local-zone: "bench.example." static
+  local-data: "bench.example. 3600 IN SOA ns.bench.example. admin.bench.example. 1 3600 600 86400 3600"
+EOF
+  for i in $(seq 1 "$NAMES"); do
+    echo "  local-data: \"h$i.bench.example. 3600 IN A 192.0.2.$((i % 250 + 1))\""
+  done
+} > "$work/unbound.conf"
+taskset -c 1 unbound -d -c "$work/unbound.conf" > "$work/unbound.log" 2>&1 &
+pids+=($!)
+wait_answer "$up_port" h1.bench.example
+
+# --- the servers under test, each on CPU 0
+declare -A port pid
+next_port
+port[dae]=$PORT
+cat > "$work/dae.uci" <<EOF
+config dae 'config'
+	option log_level 'warn'
+	option status_socket '$work/dae.sock'
+
+config dns 'dns'
+	list dns_listen '127.0.0.1:${port[dae]}'
+	option cache_size '$CACHE'
+	option request_fallback 'up'
+
+config upstream 'up'
+	option address 'udp://127.0.0.1:$up_port'
+EOF
+taskset -c 0 "$dae_bin" run -c "$work/dae.uci" > "$work/dae.log" 2>&1 &
+pid[dae]=$!
+pids+=("${pid[dae]}")
+
+next_port
+port[dnsmasq]=$PORT
+taskset -c 0 dnsmasq -k --no-resolv --no-hosts --server="127.0.0.1#$up_port" \
+  --cache-size="$CACHE" -p "${port[dnsmasq]}" --listen-address=127.0.0.1 \
+  --bind-interfaces --user=root --dns-forward-max=1000 --pid-file= > "$work/dnsmasq.log" 2>&1 &
+pid[dnsmasq]=$!
+pids+=("${pid[dnsmasq]}")
+
+next_port
+port[dnsdist]=$PORT
+cat > "$work/dnsdist.conf" <<EOF
+setLocal("127.0.0.1:${port[dnsdist]}")
+setSecurityPollSuffix("")
+newServer({address="127.0.0.1:$up_port", checkName="h1.bench.example."})
+pc = newPacketCache($CACHE)
+getPool(""):setCache(pc)
+EOF
+taskset -c 0 dnsdist --supervised --disable-syslog -C "$work/dnsdist.conf" > "$work/dnsdist.log" 2>&1 &
+pid[dnsdist]=$!
+pids+=("${pid[dnsdist]}")
+
+next_port
+port[echo]=$PORT
+gcc -O2 -o "$work/echo" "$here/echo.c"
+taskset -c 0 "$work/echo" "${port[echo]}" &
+pid[echo]=$!
+pids+=("${pid[echo]}")
+
+for s in dae dnsmasq dnsdist; do wait_answer "${port[$s]}" h1.bench.example; done
+
+# --- workloads
+for i in $(seq 1 100); do echo "h$i.bench.example A"; done > "$work/hits.txt"
+for s in dae dnsmasq dnsdist echo; do
+  dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/hits.txt" -n 2 > /dev/null 2>&1 || true
+done
+
+ticks=$(getconf CLK_TCK)
+results="$work/results.tsv"
+: > "$results"
+
+# run WORKLOAD SERVER QUERYFILE: one dnsperf run, one result line.
+run() {
+  local workload=$1 server=$2 file=$3 p=${pid[$2]} u0 s0 u1 s1 out
+  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$p/stat")
+  out=$(taskset -c 1 dnsperf -s 127.0.0.1 -p "${port[$server]}" -d "$file" \
+    -l "$DURATION" -c 4 -q "$OUTSTANDING" 2>&1)
+  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$p/stat")
+  echo "$out" | awk -v w="$workload" -v s="$server" -v cpu=$(( (u1 - u0) + (s1 - s0) )) -v tck="$ticks" '
+    /Queries completed:/ { done = $3 }
+    /Queries lost:/ { lost = $3 }
+    /Queries per second:/ { qps = $4 }
+    /Average Latency/ { lat = $4 }
+    /Latency StdDev/ { sd = $4 }
+    END { printf "%s\t%s\t%.0f\t%.3f\t%.0f\t%.1f\t%.1f\n", w, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), lost, lat * 1e6, sd * 1e6 }' >> "$results"
+  tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-8s %8s qps  %7s us CPU/query  lost %s\n", $1, $2, $3, $4, $5}'
+}
+
+order=(dae dnsmasq dnsdist)
+for r in $(seq 1 "$ROUNDS"); do
+  echo "== round $r of $ROUNDS"
+  # Rotate the order each round so no server always goes first.
+  rot=$(( (r - 1) % 3 ))
+  this=("${order[@]:$rot}" "${order[@]:0:$rot}")
+  for s in "${this[@]}" echo; do run hits "$s" "$work/hits.txt"; done
+  for s in "${this[@]}"; do
+    # Names nobody asked before: every query is a cache miss.
+    awk -v p="r$r$s" 'BEGIN { for (i = 1; i <= 2500000; i++) printf "m%d.%s.bench.example A\n", i, p }' > "$work/miss.txt"
+    run misses "$s" "$work/miss.txt"
+  done
+done
+rm -f "$work/miss.txt"
+
+for s in dae dnsmasq dnsdist echo; do
+  printf 'rss\t%s\t%s\n' "$s" "$(awk '/VmHWM/ {print $2}' "/proc/${pid[$s]}/status")" >> "$results"
+done
+printf 'size\tdae\t%s\n' "$(stat -c %s "$dae_bin")" >> "$results"
+next_port
+startup=$(python3 "$here/startup.py" "$dae_bin" "$work" "$up_port" "$PORT")
+printf 'startup\tdae\t%s\n' "$startup" >> "$results"
+
+mkdir -p "$here/out"
+report="$here/out/report-$(date -u +%Y%m%d-%H%M%S).txt"
+python3 "$here/report.py" "$results" "$ROUNDS" "$DURATION" "$OUTSTANDING" | tee "$report"
+echo "(saved to $report)"
