@@ -15,6 +15,8 @@ usage: dae run [-c FILE] [--syslog] [--tcx]
        dae validate [-c FILE]    check a config file and print every problem
        dae status [--json] [-s SOCKET]
                                  what the running daemon is doing
+       dae schema --json         every UCI section and option (types, defaults,
+                                 allowed values), for LuCI and its tests
        dae --version             print the version
 
 FILE defaults to /etc/config/dae. Signals: SIGHUP reloads the config,
@@ -65,6 +67,16 @@ fn main() -> ExitCode {
             0
         }
         "status" => status(&argv[1..]),
+        "schema" => match argv.get(1).map(String::as_str) {
+            Some("--json") if argv.len() == 2 => {
+                println!("{:#}", dae::config::schema::schema_json());
+                0
+            }
+            _ => {
+                eprintln!("dae schema: use 'dae schema --json'");
+                2
+            }
+        },
         "run" | "validate" => match parse(&argv[1..], cmd == "run") {
             Ok(a) if cmd == "run" => dae::daemon::run(&a.config, a.syslog, a.attach),
             Ok(a) => dae::daemon::validate(&a.config),

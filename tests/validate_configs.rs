@@ -213,3 +213,61 @@ fn a_missing_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn schema_json_lists_every_section_and_option_of_the_contract() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dae"))
+        .args(["schema", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let sections = v["sections"].as_array().unwrap();
+    let options = |ty: &str| -> Vec<String> {
+        let s = sections
+            .iter()
+            .find(|s| s["type"] == ty)
+            .unwrap_or_else(|| panic!("{ty}"));
+        s["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The options of the UCI contract (shared/guide/system.md).
+    for (ty, names) in [
+        (
+            "dae",
+            &["enabled", "log_level", "lan_interface", "tproxy_port"][..],
+        ),
+        (
+            "dns",
+            &[
+                "cache_size",
+                "ipversion_prefer",
+                "request_rule",
+                "request_fallback",
+                "response_rule",
+                "response_fallback",
+            ][..],
+        ),
+        ("upstream", &["address"][..]),
+        ("node", &["link"][..]),
+        ("group", &["node", "policy"][..]),
+        ("routing", &["rule", "fallback"][..]),
+    ] {
+        let have = options(ty);
+        for n in names {
+            assert!(
+                have.iter().any(|h| h == n),
+                "{ty}.{n} missing from {have:?}"
+            );
+        }
+    }
+    let level = &sections[0]["options"][1];
+    assert_eq!(level["name"], "log_level");
+    assert_eq!(level["type"], "enum");
+    assert_eq!(level["default"], "info");
+    assert_eq!(level["values"][4], "trace");
+}
