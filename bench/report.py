@@ -37,6 +37,7 @@ print()
 for workload, servers in (("hits", ["dae", "dnsdist", "dnsmasq", "echo"]), ("misses", ["dae", "dnsdist", "dnsmasq"])):
     print(f"cache {workload}:")
     print(f"  {'server':<9}{'qps':>9}{'CPU us/query':>14}{'avg latency us':>16}{'latency sd us':>15}{'lost':>7}")
+    servers = [s for s in servers if (workload, s) in runs]
     for s in servers:
         print(f"  {s:<9}{med(workload, s, QPS):>9.0f}{med(workload, s, CPU):>14.2f}"
               f"{med(workload, s, LAT):>16.0f}{med(workload, s, SD):>15.0f}{med(workload, s, LOST):>7.0f}")

@@ -20,10 +20,11 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
 OUTSTANDING=${OUTSTANDING:-200}
 CACHE=4096
-NAMES=1000
 
 # shellcheck source=tests/deps.sh
 . "$repo/tests/deps.sh"
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
 need_root
 install_packages dnsperf dnsmasq dnsdist unbound gcc libc6-dev procps util-linux python3 bind9-dnsutils
 ensure_rust
@@ -41,63 +42,19 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-
-# next_port: sets $PORT to a loopback port nothing listens on (UDP or TCP)
-# and that no earlier call handed out.
-port_n=20000
-next_port() {
-  while :; do
-    port_n=$((port_n + 1))
-    if ! ss -Hlnu "sport = :$port_n" | grep -q . && ! ss -Hlnt "sport = :$port_n" | grep -q .; then
-      PORT=$port_n
-      return
-    fi
-  done
-}
-
-wait_answer() { # PORT NAME
-  local i
-  for i in $(seq 1 100); do
-    if dig +tries=1 +time=1 +short -p "$1" @127.0.0.1 "$2" A 2>/dev/null | grep -q .; then return 0; fi
-    sleep 0.1
-  done
-  echo "no answer on port $1" >&2
-  return 1
-}
+client=()
+declare -A addr port pid
+for s in dae dnsmasq dnsdist echo unbound; do addr[$s]=127.0.0.1; done
 
 # --- the upstream: unbound with a zone of NAMES names, never asking out
 next_port
 up_port=$PORT
-{
-  cat <<EOF
-server:
-  interface: 127.0.0.1@$up_port
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  chroot: ""
-  username: ""
-  directory: "$work"
-  pidfile: ""
-  do-ip6: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  num-threads: 1
-  local-zone: "." static
-  local-zone: "bench.example." static
-  local-data: "bench.example. 3600 IN SOA ns.bench.example. admin.bench.example. 1 3600 600 86400 3600"
-EOF
-  for i in $(seq 1 "$NAMES"); do
-    echo "  local-data: \"h$i.bench.example. 3600 IN A 192.0.2.$((i % 250 + 1))\""
-  done
-} > "$work/unbound.conf"
+unbound_conf "$work/unbound.conf" 127.0.0.0/8 "127.0.0.1@$up_port"
 taskset -c 1 unbound -d -c "$work/unbound.conf" > "$work/unbound.log" 2>&1 &
 pids+=($!)
-wait_answer "$up_port" h1.bench.example
+wait_answer 127.0.0.1 "$up_port" h1.bench.example
 
 # --- the servers under test, each on CPU 0
-declare -A port pid
 next_port
 port[dae]=$PORT
 cat > "$work/dae.uci" <<EOF
@@ -145,34 +102,16 @@ taskset -c 0 "$work/echo" "${port[echo]}" &
 pid[echo]=$!
 pids+=("${pid[echo]}")
 
-for s in dae dnsmasq dnsdist; do wait_answer "${port[$s]}" h1.bench.example; done
+for s in dae dnsmasq dnsdist; do wait_answer 127.0.0.1 "${port[$s]}" h1.bench.example; done
 
 # --- workloads
-for i in $(seq 1 100); do echo "h$i.bench.example A"; done > "$work/hits.txt"
+hit_names > "$work/hits.txt"
 for s in dae dnsmasq dnsdist echo; do
   dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/hits.txt" -n 2 > /dev/null 2>&1 || true
 done
 
-ticks=$(getconf CLK_TCK)
 results="$work/results.tsv"
 : > "$results"
-
-# run WORKLOAD SERVER QUERYFILE: one dnsperf run, one result line.
-run() {
-  local workload=$1 server=$2 file=$3 p=${pid[$2]} u0 s0 u1 s1 out
-  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$p/stat")
-  out=$(taskset -c 1 dnsperf -s 127.0.0.1 -p "${port[$server]}" -d "$file" \
-    -l "$DURATION" -c 4 -q "$OUTSTANDING" 2>&1)
-  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$p/stat")
-  echo "$out" | awk -v w="$workload" -v s="$server" -v cpu=$(( (u1 - u0) + (s1 - s0) )) -v tck="$ticks" '
-    /Queries completed:/ { done = $3 }
-    /Queries lost:/ { lost = $3 }
-    /Queries per second:/ { qps = $4 }
-    /Average Latency/ { lat = $4 }
-    /Latency StdDev/ { sd = $4 }
-    END { printf "%s\t%s\t%.0f\t%.3f\t%.0f\t%.1f\t%.1f\n", w, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), lost, lat * 1e6, sd * 1e6 }' >> "$results"
-  tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-8s %8s qps  %7s us CPU/query  lost %s\n", $1, $2, $3, $4, $5}'
-}
 
 order=(dae dnsmasq dnsdist)
 for r in $(seq 1 "$ROUNDS"); do
@@ -183,7 +122,7 @@ for r in $(seq 1 "$ROUNDS"); do
   for s in "${this[@]}" echo; do run hits "$s" "$work/hits.txt"; done
   for s in "${this[@]}"; do
     # Names nobody asked before: every query is a cache miss.
-    awk -v p="r$r$s" 'BEGIN { for (i = 1; i <= 2500000; i++) printf "m%d.%s.bench.example A\n", i, p }' > "$work/miss.txt"
+    miss_names "r$r$s" > "$work/miss.txt"
     run misses "$s" "$work/miss.txt"
   done
 done

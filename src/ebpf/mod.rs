@@ -48,6 +48,19 @@ fn program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, String> {
         .map_err(|e| format!("program '{}': {e}", shared::PROGRAM_NAME))
 }
 
+/// aya parses the kernel's own BTF (`/sys/kernel/btf/vmlinux`, some MB of
+/// types; OpenWrt kernels have none) while it loads, though our program
+/// needs none of it. glibc keeps the freed pages; hand them back so the
+/// daemon's resident size is what it serves with. (musl returns freed
+/// memory by itself.)
+fn give_back_load_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Removes filters of ours left on `iface` by an earlier run.
 fn remove_stale(iface: &str) {
     match tc::qdisc_detach_program(iface, TcAttachType::Ingress, shared::PROGRAM_NAME) {
@@ -84,6 +97,7 @@ impl Datapath {
                 return Err(e);
             }
         }
+        give_back_load_memory();
         Ok(dp)
     }
 

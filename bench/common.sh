@@ -1,0 +1,103 @@
+# shellcheck shell=bash
+# Parts shared by bench/run.sh (loopback) and bench/lab.sh (namespace lab).
+#
+# The caller sets:
+#   work          a scratch directory
+#   DURATION, OUTSTANDING
+#   client=(...)  the command prefix that runs a client (empty on loopback,
+#                 `ip netns exec NS` in the lab); dig and dnsperf run under it
+#   addr[SERVER], port[SERVER], pid[SERVER]   (associative arrays)
+#   results       the result file run() appends to
+# (so shellcheck, reading this file alone, cannot see them assigned)
+# shellcheck disable=SC2034,SC2154
+
+# Names of the bench zone: h1 ... hNAMES.bench.example.
+NAMES=${NAMES:-1000}
+
+# next_port: sets $PORT to a loopback port nothing listens on (UDP or TCP)
+# and that no earlier call handed out.
+port_n=20000
+next_port() {
+  while :; do
+    port_n=$((port_n + 1))
+    if ! ss -Hlnu "sport = :$port_n" | grep -q . && ! ss -Hlnt "sport = :$port_n" | grep -q .; then
+      PORT=$port_n
+      return
+    fi
+  done
+}
+
+# wait_answer ADDR PORT NAME: waits up to 10 s for an answer.
+wait_answer() {
+  local i
+  for i in $(seq 1 100); do
+    if "${client[@]}" dig +tries=1 +time=1 +short -p "$2" "@$1" "$3" A 2>/dev/null | grep -q .; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "no answer from $1 port $2" >&2
+  return 1
+}
+
+# unbound_conf FILE ACCESS_CIDR INTERFACE...: the upstream's config, a zone
+# of NAMES names with a long TTL and NXDOMAIN for the rest; it never asks out.
+unbound_conf() {
+  local file=$1 access=$2 i
+  shift 2
+  {
+    echo "server:"
+    for i in "$@"; do echo "  interface: $i"; done
+    cat <<EOF
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  chroot: ""
+  username: ""
+  directory: "$work"
+  pidfile: ""
+  access-control: $access allow
+  module-config: "iterator"
+  num-threads: 1
+  num-queries-per-thread: 4096
+  local-zone: "." static
+  local-zone: "bench.example." static
+  local-data: "bench.example. 3600 IN SOA ns.bench.example. admin.bench.example. 1 3600 600 86400 3600"
+EOF
+    for i in $(seq 1 "$NAMES"); do
+      echo "  local-data: \"h$i.bench.example. 3600 IN A 192.0.2.$((i % 250 + 1))\""
+    done
+  } > "$file"
+}
+
+# hit_names: the 100 names of the cache-hit workload.
+hit_names() {
+  local i
+  for i in $(seq 1 100); do echo "h$i.bench.example A"; done
+}
+
+# miss_names TAG: names nobody asked before (unique per TAG).
+miss_names() {
+  awk -v p="$1" 'BEGIN { for (i = 1; i <= 2500000; i++) printf "m%d.%s.bench.example A\n", i, p }'
+}
+
+# run WORKLOAD SERVER QUERYFILE: one dnsperf run against SERVER, one result
+# line: workload, server, qps, CPU us per completed query (the server
+# process's utime+stime over the run), lost, average latency, deviation.
+run() {
+  local workload=$1 server=$2 file=$3 p=${pid[$2]} u0 s0 u1 s1 out ticks
+  ticks=$(getconf CLK_TCK)
+  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$p/stat")
+  out=$("${client[@]}" taskset -c 1 dnsperf -s "${addr[$server]}" -p "${port[$server]}" -d "$file" \
+    -l "$DURATION" -c 4 -q "$OUTSTANDING" 2>&1)
+  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$p/stat")
+  echo "$out" | awk -v w="$workload" -v s="$server" -v cpu=$(((u1 - u0) + (s1 - s0))) -v tck="$ticks" '
+    /Queries completed:/ { done = $3 }
+    /Queries lost:/ { lost = $3 }
+    /Queries per second:/ { qps = $4 }
+    /Average Latency/ { lat = $4 }
+    /Latency StdDev/ { sd = $4 }
+    END { printf "%s\t%s\t%.0f\t%.3f\t%.0f\t%.1f\t%.1f\n", w, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), lost, lat * 1e6, sd * 1e6 }' >> "$results"
+  tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-8s %8s qps  %7s us CPU/query  lost %s\n", $1, $2, $3, $4, $5}'
+}
