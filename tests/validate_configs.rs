@@ -98,8 +98,18 @@ const BROKEN: &[(&str, &str, &[&str])] = &[
     ),
     (
         "encrypted upstream this build cannot reach yet",
-        "config upstream 'up'\n\toption address 'tls://192.0.2.53'\n",
-        &["upstream 'up', option 'address'", "tls upstreams are not supported by this build yet"],
+        "config upstream 'up'\n\toption address 'quic://192.0.2.53'\n",
+        &["upstream 'up', option 'address'", "quic upstreams are not supported by this build yet"],
+    ),
+    (
+        "host name with no way to look it up",
+        "config upstream 'up'\n\toption address 'tls://dns.example'\n",
+        &["upstream 'up', option 'address'", "'dns.example' is a host name: give its address in option bootstrap"],
+    ),
+    (
+        "bootstrap not an address",
+        "config upstream 'up'\n\toption address 'tls://dns.example'\n\toption bootstrap 'dns.example'\n",
+        &["upstream 'up', option 'bootstrap'", "\"dns.example\" is not an IPv4 or IPv6 address"],
     ),
 ];
 

@@ -45,6 +45,9 @@ pub struct General {
     /// `option bpf_object`: the compiled TC program (default
     /// `/lib/bpf/dae_tc.o`, where the package installs it).
     pub bpf_object: std::path::PathBuf,
+    /// `option ca_file`: PEM certificates that encrypted upstreams are
+    /// checked against (default `/etc/ssl/certs/ca-certificates.crt`).
+    pub ca_file: std::path::PathBuf,
     /// `option status_socket`: the Unix socket `dae status` reads (default
     /// `/var/run/dae.sock`).
     pub status_socket: std::path::PathBuf,
@@ -95,6 +98,10 @@ pub struct Upstream {
     pub name: String,
     /// `option address`.
     pub url: UpstreamUrl,
+    /// `option bootstrap`: the address of `url`'s host name, if it is one.
+    pub bootstrap: Option<IpAddr>,
+    /// `option allow_insecure`: accept any certificate (encrypted schemes).
+    pub allow_insecure: bool,
 }
 
 /// A parsed upstream address: `scheme://host[:port][/path]`.

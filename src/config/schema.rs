@@ -23,6 +23,8 @@ pub enum Kind {
     Port,
     /// A 32-bit mark, decimal or 0x hex.
     Mark,
+    /// An IPv4 or IPv6 address.
+    IpAddress,
     /// A network interface name.
     Interface,
     /// An absolute file path.
@@ -171,6 +173,12 @@ pub static SCHEMA: &[SectionSchema] = &[
                 "The compiled TC program",
             ),
             opt(
+                "ca_file",
+                Kind::Path,
+                Some("/etc/ssl/certs/ca-certificates.crt"),
+                "Certificates encrypted upstreams are checked against (the ca-bundle package)",
+            ),
+            opt(
                 "status_socket",
                 Kind::Path,
                 Some("/var/run/dae.sock"),
@@ -259,12 +267,27 @@ pub static SCHEMA: &[SectionSchema] = &[
         single: false,
         named: true,
         help: "A DNS server dae asks",
-        options: &[required(
-            "address",
-            Kind::UpstreamAddress,
-            false,
-            "udp://, tcp://, tcp+udp://, tls://, https://, h3:// or quic:// address",
-        )],
+        options: &[
+            required(
+                "address",
+                Kind::UpstreamAddress,
+                false,
+                "udp://, tcp://, tcp+udp://, tls://, https://, h3:// or quic:// address",
+            ),
+            opt(
+                "bootstrap",
+                Kind::IpAddress,
+                None,
+                "IP address of the upstream's host name, so it need not be looked up \
+                 (otherwise the first plain upstream with an IP address looks it up)",
+            ),
+            opt(
+                "allow_insecure",
+                Kind::Bool,
+                Some("0"),
+                "Accept any certificate (self-signed servers); logged as a warning",
+            ),
+        ],
     },
     SectionSchema {
         ty: "node",
@@ -343,6 +366,10 @@ pub fn check_scalar(kind: Kind, v: &str) -> Result<(), String> {
         }
         Kind::Port => super::url::port_number(v).map(|_| ()),
         Kind::Mark => parse_mark(v).map(|_| ()),
+        Kind::IpAddress => v
+            .parse::<std::net::IpAddr>()
+            .map(|_| ())
+            .map_err(|_| format!("\"{v}\" is not an IPv4 or IPv6 address")),
         Kind::Interface => {
             let ok = !v.is_empty()
                 && v.len() <= 15
@@ -385,6 +412,7 @@ fn kind_json(kind: Kind) -> Value {
         Kind::Enum(words) => json!({"type": "enum", "values": words}),
         Kind::Port => json!({"type": "port", "min": 1, "max": 65535}),
         Kind::Mark => json!({"type": "mark"}),
+        Kind::IpAddress => json!({"type": "ip_address"}),
         Kind::Interface => json!({"type": "interface"}),
         Kind::Path => json!({"type": "path"}),
         Kind::ListenAddress => json!({"type": "listen_address"}),

@@ -252,6 +252,8 @@ fn build(sections: &[Section], p: &mut Problems) -> Config {
             match url::upstream(address) {
                 Ok(url) => Some(Upstream {
                     name: s.name.clone(),
+                    bootstrap: s.one("bootstrap").and_then(|a| a.parse().ok()),
+                    allow_insecure: flag(s, "allow_insecure"),
                     url,
                 }),
                 Err(e) => {
@@ -396,6 +398,7 @@ fn general(s: &Section) -> General {
             .unwrap_or(0),
         fail_closed: flag(s, "fail_closed"),
         bpf_object: PathBuf::from(s.one("bpf_object").unwrap_or_default()),
+        ca_file: PathBuf::from(s.one("ca_file").unwrap_or_default()),
         status_socket: PathBuf::from(s.one("status_socket").unwrap_or_default()),
     }
 }

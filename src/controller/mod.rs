@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError, DnsTarget, IpVersionPrefer};
+use crate::config::{Config, ConfigError, DnsTarget, Host, IpVersionPrefer};
 use crate::dialer::Direct;
 use crate::forwarder::{self, Forwarder};
 use crate::wire::{self, rcode, rtype, QueryError, QueryInfo, ResponseInfo};
@@ -130,22 +130,30 @@ impl Policy {
     /// connections) of `previous` whose upstream did not change.
     pub fn new(config: &Config, previous: Option<&Policy>) -> Result<Policy, String> {
         let dialer = Direct::new(config.general.so_mark);
+        let mut ctx = forwarder::Context::new(dialer.clone(), config.general.ca_file.clone());
+        let build = |i: usize, ctx: &forwarder::Context| -> Result<Rc<Forwarder>, String> {
+            let u = &config.upstreams[i];
+            let kept =
+                previous.and_then(|p| p.forwarders.iter().find(|f| f.same_path(u, ctx)).cloned());
+            match kept {
+                Some(f) => Ok(f),
+                None => Forwarder::new(u, ctx)
+                    .map(Rc::new)
+                    .map_err(|e| format!("upstream '{}': {e}", u.name)),
+            }
+        };
+        // The first plain upstream at an IP address looks up the others'
+        // host names; it is built first.
+        let resolver = config.upstreams.iter().position(forwarder::can_resolve);
+        if let Some(i) = resolver {
+            ctx.resolver = Some(build(i, &ctx)?);
+        }
         let mut forwarders = Vec::with_capacity(config.upstreams.len());
-        for u in &config.upstreams {
-            let kept = previous.and_then(|p| {
-                p.forwarders
-                    .iter()
-                    .find(|f| f.same_path(&u.url, &dialer))
-                    .cloned()
-            });
-            let forwarder = match kept {
-                Some(f) => f,
-                None => Rc::new(
-                    Forwarder::new(&u.url, dialer.clone())
-                        .map_err(|e| format!("upstream '{}': {e}", u.name))?,
-                ),
-            };
-            forwarders.push(forwarder);
+        for i in 0..config.upstreams.len() {
+            match (&ctx.resolver, resolver) {
+                (Some(r), Some(ri)) if ri == i => forwarders.push(r.clone()),
+                _ => forwarders.push(build(i, &ctx)?),
+            }
         }
         let dns = &config.dns;
         Ok(Policy {
@@ -193,11 +201,20 @@ impl Policy {
 /// Checks what `config::load` cannot know: that this build can reach every
 /// upstream. `dae validate` and reload both run it.
 pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
+    let can_look_up = config.upstreams.iter().any(forwarder::can_resolve);
     let errors: Vec<ConfigError> = config
         .upstreams
         .iter()
         .filter_map(|u| {
+            let lookup = match &u.url.host {
+                Host::Name(n) if u.bootstrap.is_none() && !can_look_up => Err(format!(
+                    "'{n}' is a host name: give its address in option bootstrap, or define a \
+                     plain upstream (udp, tcp) with an IP address to look it up"
+                )),
+                _ => Ok(()),
+            };
             forwarder::check_supported(&u.url)
+                .and(lookup)
                 .err()
                 .map(|message| ConfigError {
                     section: Some(("upstream".into(), u.name.clone())),

@@ -8,23 +8,40 @@
 //! - `tcp://`: one connection per upstream, length-prefixed, pipelined, reused
 //!   until idle (`tcp.rs`).
 //! - `tcp+udp://`: UDP first, TCP when the answer comes back truncated.
+//! - `tls://` (DoT): the TCP pipeline over TLS (`tls.rs`), certificates
+//!   checked against `ca_file`.
+//!
+//! An upstream given by host name is looked up once, at its first query:
+//! at its `bootstrap` address if it has one, else through the first plain
+//! upstream with an IP address (never through the system resolver, which on
+//! a router is ourselves). The address is kept until a connection to it
+//! fails after its TTL.
 //!
 //! Every reply is checked against the query (id, name, type, class) before it
 //! is handed back; the controller decides what an answer means.
 //!
 //! Neighbours: `controller` (calls `exchange`), `dialer` (sockets), `wire`.
 
+mod lookup;
 mod tcp;
+pub mod tls;
 mod udp;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Host, Scheme, UpstreamUrl};
+use rustls::RootCertStore;
+
+use crate::config::{Host, Scheme, Upstream, UpstreamUrl};
 use crate::dialer::Direct;
 use crate::wire::{self, QueryInfo};
+use tls::TlsClient;
 
 pub use tcp::TcpPipeline;
 pub use udp::UdpPool;
@@ -42,6 +59,10 @@ pub enum ForwardError {
     Io(io::Error),
     /// Too many queries already waiting on this connection.
     Busy,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls(String),
+    /// The upstream's host name could not be looked up.
+    Lookup(String),
 }
 
 impl fmt::Display for ForwardError {
@@ -52,6 +73,18 @@ impl fmt::Display for ForwardError {
             ForwardError::Closed => f.write_str("connection closed before the answer"),
             ForwardError::Io(e) => write!(f, "{e}"),
             ForwardError::Busy => f.write_str("too many queries in flight"),
+            ForwardError::Tls(e) => write!(f, "TLS: {e}"),
+            ForwardError::Lookup(e) => write!(f, "cannot look up its address: {e}"),
+        }
+    }
+}
+
+impl ForwardError {
+    /// A failed TLS handshake: rustls's reason when there is one.
+    fn from_tls(e: io::Error) -> ForwardError {
+        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(t) => ForwardError::Tls(t.to_string()),
+            None => ForwardError::from(e),
         }
     }
 }
@@ -68,35 +101,52 @@ impl From<io::Error> for ForwardError {
     }
 }
 
-/// A reusable path to one upstream.
-pub struct Forwarder {
-    remote: SocketAddr,
-    scheme: Scheme,
-    dialer: Direct,
-    /// Used by the UDP schemes.
-    udp: UdpPool,
-    /// Used by `tcp://`, and by the UDP schemes for truncated answers.
-    tcp: TcpPipeline,
+/// What forwarders are built with, shared by the upstreams of one config.
+pub struct Context {
+    pub dialer: Direct,
+    pub ca_file: PathBuf,
+    /// The trusted certificates, read from `ca_file` when first needed.
+    roots: RefCell<Option<Arc<RootCertStore>>>,
+    /// Looks up upstreams given by host name without a bootstrap address.
+    pub resolver: Option<Rc<Forwarder>>,
+}
+
+impl Context {
+    pub fn new(dialer: Direct, ca_file: PathBuf) -> Context {
+        Context {
+            dialer,
+            ca_file,
+            roots: RefCell::new(None),
+            resolver: None,
+        }
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, String> {
+        if let Some(r) = &*self.roots.borrow() {
+            return Ok(r.clone());
+        }
+        let r = tls::load_roots(&self.ca_file)?;
+        *self.roots.borrow_mut() = Some(r.clone());
+        Ok(r)
+    }
 }
 
 /// Whether this build can forward to `url`, and if not, why.
 pub fn check_supported(url: &UpstreamUrl) -> Result<(), String> {
     match url.scheme {
-        Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp => {}
-        Scheme::Tls | Scheme::Https | Scheme::H3 | Scheme::Quic => {
-            return Err(format!(
-                "{} upstreams are not supported by this build yet (udp, tcp and tcp+udp are)",
-                scheme_name(url.scheme)
-            ))
-        }
-    }
-    match &url.host {
-        Host::Ip(_) => Ok(()),
-        Host::Name(n) => Err(format!(
-            "upstream host '{n}' is a name; plain upstreams need an IP address \
-             (a router must not resolve its own resolver through itself)"
+        Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp | Scheme::Tls => Ok(()),
+        Scheme::Https | Scheme::H3 | Scheme::Quic => Err(format!(
+            "{} upstreams are not supported by this build yet (udp, tcp, tcp+udp and tls are)",
+            scheme_name(url.scheme)
         )),
     }
+}
+
+/// Whether `u` can look up other upstreams' host names: a plain upstream
+/// at an IP address.
+pub fn can_resolve(u: &Upstream) -> bool {
+    matches!(u.url.scheme, Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp)
+        && matches!(u.url.host, Host::Ip(_))
 }
 
 pub fn scheme_name(s: Scheme) -> &'static str {
@@ -111,46 +161,124 @@ pub fn scheme_name(s: Scheme) -> &'static str {
     }
 }
 
+/// What a forwarder was built from: a reload keeps a forwarder (and its
+/// connections) whose spec is the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Spec {
+    url: UpstreamUrl,
+    bootstrap: Option<IpAddr>,
+    allow_insecure: bool,
+    dialer: Direct,
+    /// For encrypted schemes: the certificates they trust.
+    ca_file: Option<PathBuf>,
+}
+
+/// The transports to one address.
+struct Paths {
+    remote: SocketAddr,
+    /// Used by the UDP schemes.
+    udp: UdpPool,
+    /// Used by `tcp://` and `tls://`, and by the UDP schemes for truncated
+    /// answers.
+    stream: TcpPipeline,
+}
+
+impl Paths {
+    fn new(remote: SocketAddr, dialer: &Direct, tls: Option<TlsClient>) -> Rc<Paths> {
+        Rc::new(Paths {
+            remote,
+            udp: UdpPool::new(remote, dialer.clone()),
+            stream: TcpPipeline::new(remote, dialer.clone(), tls),
+        })
+    }
+}
+
+enum Route {
+    /// An IP address, or a host name with its bootstrap address.
+    Fixed(Rc<Paths>),
+    /// A host name, looked up when needed.
+    Lookup(lookup::Lookup),
+}
+
+/// A reusable path to one upstream.
+pub struct Forwarder {
+    spec: Option<Spec>,
+    scheme: Scheme,
+    route: Route,
+}
+
 impl Forwarder {
-    pub fn new(url: &UpstreamUrl, dialer: Direct) -> Result<Forwarder, String> {
-        check_supported(url)?;
-        let Host::Ip(ip) = url.host else {
-            unreachable!("checked above")
+    pub fn new(u: &Upstream, ctx: &Context) -> Result<Forwarder, String> {
+        check_supported(&u.url)?;
+        let encrypted = u.url.scheme == Scheme::Tls;
+        let host = match &u.url.host {
+            Host::Ip(ip) => ip.to_string(),
+            Host::Name(n) => n.clone(),
         };
-        Ok(Forwarder::plain(
-            SocketAddr::new(ip, url.port),
-            url.scheme,
-            dialer,
-        ))
+        let tls = if encrypted {
+            let roots = if u.allow_insecure {
+                log::warn!(
+                    "upstream '{}': allow_insecure is set: its certificate is not checked",
+                    u.name
+                );
+                None
+            } else {
+                Some(ctx.roots()?)
+            };
+            Some(TlsClient::new(&host, roots, &[b"dot"])?)
+        } else {
+            None
+        };
+        let route = match (&u.url.host, u.bootstrap) {
+            (&Host::Ip(ip), _) | (Host::Name(_), Some(ip)) => Route::Fixed(Paths::new(
+                SocketAddr::new(ip, u.url.port),
+                &ctx.dialer,
+                tls,
+            )),
+            (Host::Name(name), None) => {
+                let resolver = ctx.resolver.clone().ok_or_else(|| no_resolver(name))?;
+                Route::Lookup(lookup::Lookup::new(
+                    name.clone(),
+                    u.url.port,
+                    resolver,
+                    ctx.dialer.clone(),
+                    tls,
+                ))
+            }
+        };
+        Ok(Forwarder {
+            spec: Some(Spec {
+                url: u.url.clone(),
+                bootstrap: u.bootstrap,
+                allow_insecure: u.allow_insecure,
+                dialer: ctx.dialer.clone(),
+                ca_file: encrypted.then(|| ctx.ca_file.clone()),
+            }),
+            scheme: u.url.scheme,
+            route,
+        })
     }
 
     /// A forwarder to the address the client asked (`asis`): UDP, with TCP
     /// for truncated answers to TCP clients.
     pub fn asis(remote: SocketAddr, dialer: Direct) -> Forwarder {
-        Forwarder::plain(remote, Scheme::Udp, dialer)
-    }
-
-    fn plain(remote: SocketAddr, scheme: Scheme, dialer: Direct) -> Forwarder {
         Forwarder {
-            remote,
-            scheme,
-            udp: UdpPool::new(remote, dialer.clone()),
-            tcp: TcpPipeline::new(remote, dialer.clone()),
-            dialer,
+            spec: None,
+            scheme: Scheme::Udp,
+            route: Route::Fixed(Paths::new(remote, &dialer, None)),
         }
     }
 
-    /// Whether this forwarder goes where `url` says, the way `dialer` says
-    /// (a reload keeps such forwarders and their connections).
-    pub fn same_path(&self, url: &UpstreamUrl, dialer: &Direct) -> bool {
-        match url.host {
-            Host::Ip(ip) => {
-                self.remote == SocketAddr::new(ip, url.port)
-                    && self.scheme == url.scheme
-                    && &self.dialer == dialer
-            }
-            Host::Name(_) => false,
-        }
+    /// Whether this forwarder was built for `u` with `ctx` as it is now.
+    pub fn same_path(&self, u: &Upstream, ctx: &Context) -> bool {
+        let encrypted = u.url.scheme == Scheme::Tls;
+        self.spec.as_ref().is_some_and(|s| {
+            s.url == u.url
+                && s.bootstrap == u.bootstrap
+                && s.allow_insecure == u.allow_insecure
+                && s.dialer == ctx.dialer
+                && s.ca_file.as_ref() == encrypted.then_some(&ctx.ca_file)
+        })
     }
 
     /// Sends `query` and returns the upstream's answer (its id is ours, not
@@ -162,18 +290,50 @@ impl Forwarder {
         client_over_tcp: bool,
         deadline: Instant,
     ) -> Result<Vec<u8>, ForwardError> {
-        // The TCP futures are boxed: most queries never take that path, and
-        // every pending query carries this future's size.
-        let tcp_on_truncation = match self.scheme {
-            Scheme::Tcp => return Box::pin(self.tcp.exchange(query, info, deadline)).await,
+        let paths = match &self.route {
+            Route::Fixed(p) => p.clone(),
+            Route::Lookup(l) => Box::pin(l.paths(deadline)).await?,
+        };
+        let result = self
+            .exchange_on(&paths, query, info, client_over_tcp, deadline)
+            .await;
+        if let (Route::Lookup(l), Err(ForwardError::Refused | ForwardError::Io(_))) =
+            (&self.route, &result)
+        {
+            l.failed(&paths);
+        }
+        result
+    }
+
+    async fn exchange_on(
+        &self,
+        paths: &Paths,
+        query: &[u8],
+        info: &QueryInfo,
+        client_over_tcp: bool,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ForwardError> {
+        // The stream futures are boxed: most queries never take that path,
+        // and every pending query carries this future's size.
+        let stream_on_truncation = match self.scheme {
+            Scheme::Tcp | Scheme::Tls => {
+                return Box::pin(paths.stream.exchange(query, info, deadline)).await
+            }
             Scheme::TcpUdp => true,
             _ => client_over_tcp,
         };
-        let reply = self.udp.exchange(query, info, deadline).await?;
-        if tcp_on_truncation && wire::flags(&reply) & wire::flag::TC != 0 {
-            log::debug!("{}: truncated answer, asking again over TCP", self.remote);
-            return Box::pin(self.tcp.exchange(query, info, deadline)).await;
+        let reply = paths.udp.exchange(query, info, deadline).await?;
+        if stream_on_truncation && wire::flags(&reply) & wire::flag::TC != 0 {
+            log::debug!("{}: truncated answer, asking again over TCP", paths.remote);
+            return Box::pin(paths.stream.exchange(query, info, deadline)).await;
         }
         Ok(reply)
     }
+}
+
+fn no_resolver(name: &str) -> String {
+    format!(
+        "'{name}' is a host name: give its address in option bootstrap, or define a plain \
+         upstream (udp, tcp) with an IP address to look it up"
+    )
 }

@@ -1,13 +1,15 @@
-//! DNS over TCP to one upstream (RFC 7766): one connection, opened when first
-//! needed, carrying many queries at once (pipelined, each with its own id,
-//! answers matched by id in whatever order they come), closed after a quiet
-//! spell. A query whose connection breaks before its answer is tried once
-//! more on a fresh connection.
+//! DNS over a stream to one upstream: TCP (RFC 7766) or TLS over TCP (DoT,
+//! RFC 7858). One connection, opened when first needed, carries many
+//! queries at once (pipelined, each with its own id, answers matched by id
+//! in whatever order they come) and is closed after a quiet spell. A query
+//! whose connection breaks before its answer is tried once more on a fresh
+//! connection.
 //!
-//! Each connection has a writer task (queue → socket, and the idle close) and
-//! a reader task (socket → the waiting query, by id).
+//! Each connection has a writer task (queue → stream, and the idle close)
+//! and a reader task (stream → the waiting query, by id).
 //!
-//! Neighbours: `forwarder` (the caller), `dialer::Direct` (the socket).
+//! Neighbours: `forwarder` (the caller), `dialer::Direct` (the socket),
+//! `tls` (the TLS client setup).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -15,25 +17,32 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+use super::tls::TlsClient;
 use super::ForwardError;
 use crate::dialer::Direct;
 use crate::wire::{self, QueryInfo};
 
-/// A connection with nothing in flight for this long is closed.
+/// A TCP connection with nothing in flight for this long is closed.
 const IDLE: Duration = Duration::from_secs(10);
+/// ... a TLS one, dearer to open, after this.
+const IDLE_TLS: Duration = Duration::from_secs(30);
 /// How often the writer looks at the idle clock.
 const TICK: Duration = Duration::from_secs(1);
 /// Queries one connection may carry at once.
 const MAX_IN_FLIGHT: usize = 1024;
 
-/// The TCP path to one upstream.
+type Reader = Box<dyn AsyncRead + Unpin>;
+type Writer = Box<dyn AsyncWrite + Unpin>;
+
+/// The stream path to one upstream.
 pub struct TcpPipeline {
     remote: SocketAddr,
     dialer: Direct,
+    /// DoT when set.
+    tls: Option<TlsClient>,
     conn: RefCell<Option<Rc<Conn>>>,
     /// Held while connecting, so concurrent queries share one new connection.
     connecting: tokio::sync::Mutex<()>,
@@ -55,10 +64,11 @@ impl Conn {
 }
 
 impl TcpPipeline {
-    pub fn new(remote: SocketAddr, dialer: Direct) -> TcpPipeline {
+    pub fn new(remote: SocketAddr, dialer: Direct, tls: Option<TlsClient>) -> TcpPipeline {
         TcpPipeline {
             remote,
             dialer,
+            tls,
             conn: RefCell::new(None),
             connecting: tokio::sync::Mutex::new(()),
         }
@@ -86,7 +96,23 @@ impl TcpPipeline {
         }
         let timeout = deadline.saturating_duration_since(Instant::now());
         let stream = self.dialer.tcp(self.remote, timeout).await?;
-        let (rd, wr) = stream.into_split();
+        let (rd, wr): (Reader, Writer) = match &self.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                (Box::new(rd), Box::new(wr))
+            }
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let handshake = connector.connect(tls.name.clone(), stream);
+                let s = tokio::time::timeout_at(deadline.into(), handshake)
+                    .await
+                    .map_err(|_| ForwardError::Timeout)?
+                    .map_err(ForwardError::from_tls)?;
+                let (rd, wr) = tokio::io::split(s);
+                (Box::new(rd), Box::new(wr))
+            }
+        };
+        let idle = if self.tls.is_some() { IDLE_TLS } else { IDLE };
         let (queue, rx) = mpsc::unbounded_channel();
         let conn = Rc::new(Conn {
             queue,
@@ -95,10 +121,18 @@ impl TcpPipeline {
             last_used: Cell::new(Instant::now()),
         });
         let reader = tokio::task::spawn_local(read_answers(rd, conn.clone(), self.remote));
-        tokio::task::spawn_local(write_queries(wr, rx, conn.clone(), reader));
-        log::debug!("tcp {}: connected", self.remote);
+        tokio::task::spawn_local(write_queries(wr, rx, conn.clone(), reader, idle));
+        log::debug!("{} {}: connected", self.kind(), self.remote);
         *self.conn.borrow_mut() = Some(conn.clone());
         Ok(conn)
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.tls.is_some() {
+            "tls"
+        } else {
+            "tcp"
+        }
     }
 
     pub async fn exchange(
@@ -136,7 +170,11 @@ impl TcpPipeline {
                         return Ok(reply);
                     }
                     // Same id, other question: the connection is confused.
-                    log::debug!("tcp {}: answer does not match its query", self.remote);
+                    log::debug!(
+                        "{} {}: answer does not match its query",
+                        self.kind(),
+                        self.remote
+                    );
                     conn.close();
                     last_err = ForwardError::Closed;
                 }
@@ -151,7 +189,7 @@ impl TcpPipeline {
     }
 }
 
-async fn read_answers(mut rd: OwnedReadHalf, conn: Rc<Conn>, remote: SocketAddr) {
+async fn read_answers(mut rd: Reader, conn: Rc<Conn>, remote: SocketAddr) {
     let mut len = [0u8; 2];
     loop {
         if rd.read_exact(&mut len).await.is_err() {
@@ -180,10 +218,11 @@ async fn read_answers(mut rd: OwnedReadHalf, conn: Rc<Conn>, remote: SocketAddr)
 }
 
 async fn write_queries(
-    mut wr: OwnedWriteHalf,
+    mut wr: Writer,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
     conn: Rc<Conn>,
     reader: tokio::task::JoinHandle<()>,
+    idle_after: Duration,
 ) {
     let mut tick = tokio::time::interval(TICK);
     loop {
@@ -193,12 +232,24 @@ async fn write_queries(
                     if wr.write_all(&frame).await.is_err() {
                         break;
                     }
+                    // Whatever else is queued goes in the same flush (for
+                    // TLS, the same records).
+                    let mut ok = true;
+                    while let Ok(more) = queue.try_recv() {
+                        if wr.write_all(&more).await.is_err() {
+                            ok = false;
+                            break;
+                        }
+                    }
+                    if !ok || wr.flush().await.is_err() {
+                        break;
+                    }
                 }
                 None => break,
             },
             _ = tick.tick() => {
                 let idle = conn.waiting.borrow().is_empty()
-                    && conn.last_used.get().elapsed() >= IDLE;
+                    && conn.last_used.get().elapsed() >= idle_after;
                 if conn.closed.get() || idle {
                     break;
                 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -176,6 +177,11 @@ pub struct Unbound {
 
 impl Unbound {
     pub fn start(records: &[&str]) -> Unbound {
+        Self::start_with(records, "")
+    }
+
+    /// With extra lines for its `server:` section (more interfaces, TLS).
+    pub fn start_with(records: &[&str], extra: &str) -> Unbound {
         let dir = TempDir::new("unbound");
         let port = free_port();
         let mut conf = format!(
@@ -190,6 +196,7 @@ impl Unbound {
         for r in records {
             conf.push_str(&format!("  local-data: '{r}'\n"));
         }
+        conf.push_str(extra);
         std::fs::write(dir.path("unbound.conf"), conf).unwrap();
         let log = std::fs::File::create(dir.path("unbound.log")).unwrap();
         let child = Command::new("unbound")

@@ -1,0 +1,240 @@
+//! Encrypted upstreams against real servers: DNS over TLS to unbound and to
+//! dnsdist, with certificates from a CA the test makes (openssl).
+//!
+//! Shown: answers come back right; many queries share one connection; a
+//! certificate from an untrusted CA or for another name is refused (and
+//! taken with allow_insecure); a server restarted mid-run is reconnected;
+//! a silent server gives SERVFAIL within the timeout; an upstream given by
+//! host name is looked up through the plain upstream.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::tls::TestCa;
+use common::{answers, ask, free_port, have, Dae, Dnsdist, Unbound};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+const RECORDS: &[&str] = &[
+    "www.lab.example. 300 IN A 192.0.2.80",
+    "dns.lab.example. 300 IN A 127.0.0.1",
+];
+
+/// unbound answering DoT on its own port (besides its plain one).
+fn dot_unbound(ca: &TestCa, sans: &[&str]) -> Option<(Unbound, u16)> {
+    if !have("unbound") || !have("openssl") {
+        return None;
+    }
+    let (cert, key) = ca.server("dns.lab.example", sans);
+    let port = free_port();
+    let extra = format!(
+        "  interface: 127.0.0.1@{port}\n  tls-port: {port}\n  tls-service-key: \"{}\"\n  \
+         tls-service-pem: \"{}\"\n",
+        key.display(),
+        cert.display()
+    );
+    Some((Unbound::start_with(RECORDS, &extra), port))
+}
+
+/// A config whose every query goes to `address` over TLS.
+fn dot_config(ca_file: &std::path::Path, address: &str, upstream_extra: &str) -> String {
+    format!(
+        "config dae 'config'\n\toption log_level 'debug'\n\toption ca_file '{}'\n\n\
+         config dns 'dns'\n\tlist dns_listen '@LISTEN@'\n\toption request_fallback 'dot'\n\
+         \toption upstream_timeout '2'\n\n\
+         config upstream 'dot'\n\toption address '{address}'\n{upstream_extra}\n",
+        ca_file.display()
+    )
+}
+
+/// Established TCP connections from this host to `port`.
+fn connections_to(port: u16) -> usize {
+    let out = Command::new("ss")
+        .args([
+            "-Htn",
+            "state",
+            "established",
+            &format!("( dport = :{port} )"),
+        ])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn dot_to_unbound_answers_over_one_reused_connection() {
+    let ca = TestCa::new("dot");
+    let Some((up, port)) = dot_unbound(&ca, &["DNS:dns.lab.example", "IP:127.0.0.1"]) else {
+        return;
+    };
+    // By IP address (the certificate names it), then by name with a
+    // bootstrap address (the name is the SNI and must match).
+    for (run, (address, extra)) in [
+        (format!("tls://127.0.0.1:{port}"), String::new()),
+        (
+            format!("tls://dns.lab.example:{port}"),
+            "\toption bootstrap '127.0.0.1'\n".to_string(),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dae = Dae::start(&dot_config(&ca.cert, &address, &extra));
+        let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NoError,
+            "{}",
+            dae.log()
+        );
+        assert_eq!(answers(&m), vec!["192.0.2.80"]);
+        // Twenty more, ten at a time, all different names (no cache).
+        for round in 0..2 {
+            let handles: Vec<_> = (0..10)
+                .map(|i| {
+                    let addr = dae.addr;
+                    std::thread::spawn(move || {
+                        ask(
+                            addr,
+                            &format!("n{run}{round}x{i}.lab.example."),
+                            RecordType::A,
+                        )
+                        .metadata
+                        .response_code
+                    })
+                })
+                .collect();
+            for h in handles {
+                assert_eq!(h.join().unwrap(), ResponseCode::NXDomain);
+            }
+        }
+        assert_eq!(
+            connections_to(port),
+            1,
+            "{address}: one connection carries them all:\n{}\n{}",
+            ss_all(port),
+            dae.log()
+        );
+        assert_eq!(up.queries(&format!("n{run}1x9.lab.example."), "A"), 1);
+        drop(dae);
+    }
+}
+
+#[test]
+fn dot_refuses_certificates_it_cannot_trust_unless_told_to() {
+    let ca = TestCa::new("trusted");
+    let rogue = TestCa::new("rogue");
+    let Some((_up, port)) = dot_unbound(&rogue, &["DNS:dns.lab.example", "IP:127.0.0.1"]) else {
+        return;
+    };
+    // Signed by a CA dae does not trust.
+    let address = format!("tls://127.0.0.1:{port}");
+    let dae = Dae::start(&dot_config(&ca.cert, &address, ""));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        dae.log().contains("invalid peer certificate"),
+        "{}",
+        dae.log()
+    );
+    drop(dae);
+
+    // Trusted CA, but the certificate is for another name.
+    let dae = Dae::start(&dot_config(
+        &rogue.cert,
+        &format!("tls://other.lab.example:{port}"),
+        "\toption bootstrap '127.0.0.1'\n",
+    ));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(dae.log().contains("not valid for name"), "{}", dae.log());
+    drop(dae);
+
+    // allow_insecure takes it, with a warning.
+    let dae = Dae::start(&dot_config(
+        &ca.cert,
+        &address,
+        "\toption allow_insecure '1'\n",
+    ));
+    assert!(dae.log().contains("allow_insecure is set"), "{}", dae.log());
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(answers(&m), vec!["192.0.2.80"]);
+}
+
+#[test]
+fn dot_through_dnsdist_survives_a_restart_and_a_silent_server_gets_servfail() {
+    if !have("dnsdist") {
+        return;
+    }
+    let ca = TestCa::new("dnsdist");
+    let Some((up, _)) = dot_unbound(&ca, &["IP:127.0.0.1"]) else {
+        return;
+    };
+    let (cert, key) = ca.server("dnsdist", &["IP:127.0.0.1"]);
+    let port = free_port();
+    let rules = format!(
+        "addTLSLocal(\"127.0.0.1:{port}\", \"{}\", \"{}\")\n\
+         addAction(QNameRule(\"silent.lab.example.\"), DropAction())\n",
+        cert.display(),
+        key.display()
+    );
+    let start = || Dnsdist::start(up.addr(), "www.lab.example.", &rules);
+    let dist = start();
+    let dae = Dae::start(&dot_config(
+        &ca.cert,
+        &format!("tls://127.0.0.1:{port}"),
+        "",
+    ));
+    assert_eq!(
+        answers(&ask(dae.addr, "www.lab.example.", RecordType::A)),
+        vec!["192.0.2.80"]
+    );
+
+    // A server that says nothing: SERVFAIL once upstream_timeout (2 s) is up.
+    let t = Instant::now();
+    let m = ask(dae.addr, "silent.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "SERVFAIL came after {:?}",
+        t.elapsed()
+    );
+
+    // The server goes away and comes back on the same port: the next query
+    // finds the old connection dead and opens a new one.
+    drop(dist);
+    let _dist = start();
+    let m = ask(dae.addr, "dns.lab.example.", RecordType::A);
+    assert_eq!(answers(&m), vec!["127.0.0.1"], "{}", dae.log());
+}
+
+#[test]
+fn a_named_dot_upstream_is_looked_up_through_the_plain_one() {
+    let ca = TestCa::new("lookup");
+    let Some((up, port)) = dot_unbound(&ca, &["DNS:dns.lab.example"]) else {
+        return;
+    };
+    let uci = format!(
+        "{}config upstream 'plain'\n\toption address 'udp://{}'\n",
+        dot_config(&ca.cert, &format!("tls://dns.lab.example:{port}"), ""),
+        up.addr()
+    );
+    let dae = Dae::start(&uci);
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(answers(&m), vec!["192.0.2.80"], "{}", dae.log());
+    assert_eq!(up.queries("dns.lab.example.", "A"), 1, "looked up once");
+    assert!(dae.log().contains("looked up 127.0.0.1:"), "{}", dae.log());
+    let m = ask(dae.addr, "x.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(up.queries("dns.lab.example.", "A"), 1, "and kept");
+}
+
+fn ss_all(port: u16) -> String {
+    let out = Command::new("ss")
+        .args(["-Htnp", &format!("( dport = :{port} or sport = :{port} )")])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
