@@ -1,5 +1,6 @@
-//! Encrypted upstreams against real servers: DNS over TLS to unbound and to
-//! dnsdist, with certificates from a CA the test makes (openssl).
+//! Encrypted upstreams against real servers: DNS over TLS and DNS over
+//! HTTPS (HTTP/2) to unbound and to dnsdist, with certificates from a CA the
+//! test makes (openssl). Each test runs for both schemes.
 //!
 //! Shown: answers come back right; many queries share one connection; a
 //! certificate from an untrusted CA or for another name is refused (and
@@ -22,16 +23,24 @@ const RECORDS: &[&str] = &[
     "dns.lab.example. 300 IN A 127.0.0.1",
 ];
 
-/// unbound answering DoT on its own port (besides its plain one).
-fn dot_unbound(ca: &TestCa, sans: &[&str]) -> Option<(Unbound, u16)> {
+const SCHEMES: [&str; 2] = ["tls", "https"];
+
+/// unbound answering DoT (`tls`) or DoH (`https`, at /dns-query) on its own
+/// port, besides its plain one.
+fn encrypted_unbound(scheme: &str, ca: &TestCa, sans: &[&str]) -> Option<(Unbound, u16)> {
     if !have("unbound") || !have("openssl") {
         return None;
     }
     let (cert, key) = ca.server("dns.lab.example", sans);
     let port = free_port();
+    let which = if scheme == "tls" {
+        "tls-port"
+    } else {
+        "https-port"
+    };
     let extra = format!(
-        "  interface: 127.0.0.1@{port}\n  tls-port: {port}\n  tls-service-key: \"{}\"\n  \
-         tls-service-pem: \"{}\"\n",
+        "  interface: 127.0.0.1@{port}\n  {which}: {port}\n  tls-service-key: \"{}\"\n  \
+         tls-service-pem: \"{}\"\n  http-endpoint: \"/dns-query\"\n",
         key.display(),
         cert.display()
     );
@@ -64,17 +73,24 @@ fn connections_to(port: u16) -> usize {
 }
 
 #[test]
-fn dot_to_unbound_answers_over_one_reused_connection() {
-    let ca = TestCa::new("dot");
-    let Some((up, port)) = dot_unbound(&ca, &["DNS:dns.lab.example", "IP:127.0.0.1"]) else {
+fn encrypted_upstreams_answer_over_one_reused_connection() {
+    for scheme in SCHEMES {
+        answers_over_one_reused_connection(scheme);
+    }
+}
+
+fn answers_over_one_reused_connection(scheme: &str) {
+    let ca = TestCa::new("reuse");
+    let sans = ["DNS:dns.lab.example", "IP:127.0.0.1"];
+    let Some((up, port)) = encrypted_unbound(scheme, &ca, &sans) else {
         return;
     };
     // By IP address (the certificate names it), then by name with a
     // bootstrap address (the name is the SNI and must match).
     for (run, (address, extra)) in [
-        (format!("tls://127.0.0.1:{port}"), String::new()),
+        (format!("{scheme}://127.0.0.1:{port}"), String::new()),
         (
-            format!("tls://dns.lab.example:{port}"),
+            format!("{scheme}://dns.lab.example:{port}"),
             "\toption bootstrap '127.0.0.1'\n".to_string(),
         ),
     ]
@@ -123,14 +139,21 @@ fn dot_to_unbound_answers_over_one_reused_connection() {
 }
 
 #[test]
-fn dot_refuses_certificates_it_cannot_trust_unless_told_to() {
+fn encrypted_upstreams_refuse_certificates_they_cannot_trust_unless_told_to() {
+    for scheme in SCHEMES {
+        refuses_certificates(scheme);
+    }
+}
+
+fn refuses_certificates(scheme: &str) {
     let ca = TestCa::new("trusted");
     let rogue = TestCa::new("rogue");
-    let Some((_up, port)) = dot_unbound(&rogue, &["DNS:dns.lab.example", "IP:127.0.0.1"]) else {
+    let sans = ["DNS:dns.lab.example", "IP:127.0.0.1"];
+    let Some((_up, port)) = encrypted_unbound(scheme, &rogue, &sans) else {
         return;
     };
     // Signed by a CA dae does not trust.
-    let address = format!("tls://127.0.0.1:{port}");
+    let address = format!("{scheme}://127.0.0.1:{port}");
     let dae = Dae::start(&dot_config(&ca.cert, &address, ""));
     let m = ask(dae.addr, "www.lab.example.", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
@@ -144,7 +167,7 @@ fn dot_refuses_certificates_it_cannot_trust_unless_told_to() {
     // Trusted CA, but the certificate is for another name.
     let dae = Dae::start(&dot_config(
         &rogue.cert,
-        &format!("tls://other.lab.example:{port}"),
+        &format!("{scheme}://other.lab.example:{port}"),
         "\toption bootstrap '127.0.0.1'\n",
     ));
     let m = ask(dae.addr, "www.lab.example.", RecordType::A);
@@ -164,27 +187,35 @@ fn dot_refuses_certificates_it_cannot_trust_unless_told_to() {
 }
 
 #[test]
-fn dot_through_dnsdist_survives_a_restart_and_a_silent_server_gets_servfail() {
+fn encrypted_upstreams_through_dnsdist_survive_a_restart_and_silence_is_servfail() {
+    for scheme in SCHEMES {
+        survives_restart_and_silence(scheme);
+    }
+}
+
+fn survives_restart_and_silence(scheme: &str) {
     if !have("dnsdist") {
         return;
     }
     let ca = TestCa::new("dnsdist");
-    let Some((up, _)) = dot_unbound(&ca, &["IP:127.0.0.1"]) else {
+    let Some((up, _)) = encrypted_unbound(scheme, &ca, &["IP:127.0.0.1"]) else {
         return;
     };
     let (cert, key) = ca.server("dnsdist", &["IP:127.0.0.1"]);
     let port = free_port();
-    let rules = format!(
-        "addTLSLocal(\"127.0.0.1:{port}\", \"{}\", \"{}\")\n\
-         addAction(QNameRule(\"silent.lab.example.\"), DropAction())\n",
-        cert.display(),
-        key.display()
-    );
+    let (cert, key) = (cert.display(), key.display());
+    let frontend = if scheme == "tls" {
+        format!("addTLSLocal(\"127.0.0.1:{port}\", \"{cert}\", \"{key}\")")
+    } else {
+        format!("addDOHLocal(\"127.0.0.1:{port}\", \"{cert}\", \"{key}\", \"/dns-query\")")
+    };
+    let rules =
+        format!("{frontend}\naddAction(QNameRule(\"silent.lab.example.\"), DropAction())\n");
     let start = || Dnsdist::start(up.addr(), "www.lab.example.", &rules);
     let dist = start();
     let dae = Dae::start(&dot_config(
         &ca.cert,
-        &format!("tls://127.0.0.1:{port}"),
+        &format!("{scheme}://127.0.0.1:{port}"),
         "",
     ));
     assert_eq!(
@@ -213,7 +244,7 @@ fn dot_through_dnsdist_survives_a_restart_and_a_silent_server_gets_servfail() {
 #[test]
 fn a_named_dot_upstream_is_looked_up_through_the_plain_one() {
     let ca = TestCa::new("lookup");
-    let Some((up, port)) = dot_unbound(&ca, &["DNS:dns.lab.example"]) else {
+    let Some((up, port)) = encrypted_unbound("tls", &ca, &["DNS:dns.lab.example"]) else {
         return;
     };
     let uci = format!(
@@ -237,4 +268,22 @@ fn ss_all(port: u16) -> String {
         .output()
         .expect("ss");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn doh_error_statuses_are_servfail_with_the_reason_logged() {
+    let ca = TestCa::new("status");
+    let Some((_up, port)) = encrypted_unbound("https", &ca, &["IP:127.0.0.1"]) else {
+        return;
+    };
+    // unbound serves /dns-query only: another path is a 404.
+    let base = format!("https://127.0.0.1:{port}");
+    let dae = Dae::start(&dot_config(&ca.cert, &format!("{base}/nowhere"), ""));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(dae.log().contains("HTTP status 404"), "{}", dae.log());
+    drop(dae);
+    let dae = Dae::start(&dot_config(&ca.cert, &format!("{base}/dns-query"), ""));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(answers(&m), vec!["192.0.2.80"]);
 }

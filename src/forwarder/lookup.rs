@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::tls::TlsClient;
-use super::{ForwardError, Forwarder, Paths};
+use super::{ForwardError, Forwarder, Paths, Security};
 use crate::dialer::Direct;
 use crate::wire;
 
@@ -31,7 +30,7 @@ pub struct Lookup {
     port: u16,
     resolver: Rc<Forwarder>,
     dialer: Direct,
-    tls: Option<TlsClient>,
+    security: Security,
     /// The paths to the address found, and until when it is sure.
     current: RefCell<Option<(Rc<Paths>, Instant)>>,
     /// Held during a lookup, so concurrent queries share it.
@@ -44,14 +43,14 @@ impl Lookup {
         port: u16,
         resolver: Rc<Forwarder>,
         dialer: Direct,
-        tls: Option<TlsClient>,
+        security: Security,
     ) -> Lookup {
         Lookup {
             name,
             port,
             resolver,
             dialer,
-            tls,
+            security,
             current: RefCell::new(None),
             busy: tokio::sync::Mutex::new(()),
         }
@@ -72,7 +71,7 @@ impl Lookup {
                 Ok(Some((ip, ttl))) => {
                     let remote = SocketAddr::new(ip, self.port);
                     log::info!("upstream {}: looked up {remote} (TTL {ttl} s)", self.name);
-                    let paths = Paths::new(remote, &self.dialer, self.tls.clone());
+                    let paths = Paths::new(remote, &self.dialer, &self.security);
                     let sure = Instant::now() + Duration::from_secs(ttl.into()).max(MIN_KEEP);
                     *self.current.borrow_mut() = Some((paths.clone(), sure));
                     return Ok(paths);

@@ -10,6 +10,8 @@
 //! - `tcp+udp://`: UDP first, TCP when the answer comes back truncated.
 //! - `tls://` (DoT): the TCP pipeline over TLS (`tls.rs`), certificates
 //!   checked against `ca_file`.
+//! - `https://` (DoH): HTTP/2 over TLS, one connection, a stream per query
+//!   (`https.rs`).
 //!
 //! An upstream given by host name is looked up once, at its first query:
 //! at its `bootstrap` address if it has one, else through the first plain
@@ -22,6 +24,7 @@
 //!
 //! Neighbours: `controller` (calls `exchange`), `dialer` (sockets), `wire`.
 
+mod https;
 mod lookup;
 mod tcp;
 pub mod tls;
@@ -63,6 +66,8 @@ pub enum ForwardError {
     Tls(String),
     /// The upstream's host name could not be looked up.
     Lookup(String),
+    /// DoH: an HTTP/2 error or status.
+    Http(String),
 }
 
 impl fmt::Display for ForwardError {
@@ -75,6 +80,7 @@ impl fmt::Display for ForwardError {
             ForwardError::Busy => f.write_str("too many queries in flight"),
             ForwardError::Tls(e) => write!(f, "TLS: {e}"),
             ForwardError::Lookup(e) => write!(f, "cannot look up its address: {e}"),
+            ForwardError::Http(e) => write!(f, "HTTPS: {e}"),
         }
     }
 }
@@ -134,9 +140,9 @@ impl Context {
 /// Whether this build can forward to `url`, and if not, why.
 pub fn check_supported(url: &UpstreamUrl) -> Result<(), String> {
     match url.scheme {
-        Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp | Scheme::Tls => Ok(()),
-        Scheme::Https | Scheme::H3 | Scheme::Quic => Err(format!(
-            "{} upstreams are not supported by this build yet (udp, tcp, tcp+udp and tls are)",
+        Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp | Scheme::Tls | Scheme::Https => Ok(()),
+        Scheme::H3 | Scheme::Quic => Err(format!(
+            "{} upstreams are not supported by this build yet (udp, tcp, tcp+udp, tls and https are)",
             scheme_name(url.scheme)
         )),
     }
@@ -173,6 +179,16 @@ struct Spec {
     ca_file: Option<PathBuf>,
 }
 
+/// What protects the queries of one upstream.
+#[derive(Clone)]
+enum Security {
+    Plain,
+    /// DoT.
+    Tls(TlsClient),
+    /// DoH over HTTP/2.
+    Https(TlsClient, https::DohTarget),
+}
+
 /// The transports to one address.
 struct Paths {
     remote: SocketAddr,
@@ -181,14 +197,30 @@ struct Paths {
     /// Used by `tcp://` and `tls://`, and by the UDP schemes for truncated
     /// answers.
     stream: TcpPipeline,
+    /// Used by `https://`.
+    doh: Option<https::DohClient>,
 }
 
 impl Paths {
-    fn new(remote: SocketAddr, dialer: &Direct, tls: Option<TlsClient>) -> Rc<Paths> {
+    fn new(remote: SocketAddr, dialer: &Direct, security: &Security) -> Rc<Paths> {
+        let (tls, doh) = match security {
+            Security::Plain => (None, None),
+            Security::Tls(t) => (Some(t.clone()), None),
+            Security::Https(t, target) => (
+                None,
+                Some(https::DohClient::new(
+                    remote,
+                    dialer.clone(),
+                    t.clone(),
+                    target.clone(),
+                )),
+            ),
+        };
         Rc::new(Paths {
             remote,
             udp: UdpPool::new(remote, dialer.clone()),
             stream: TcpPipeline::new(remote, dialer.clone(), tls),
+            doh,
         })
     }
 }
@@ -196,8 +228,8 @@ impl Paths {
 enum Route {
     /// An IP address, or a host name with its bootstrap address.
     Fixed(Rc<Paths>),
-    /// A host name, looked up when needed.
-    Lookup(lookup::Lookup),
+    /// A host name, looked up when needed (boxed: rare, and larger).
+    Lookup(Box<lookup::Lookup>),
 }
 
 /// A reusable path to one upstream.
@@ -210,40 +242,48 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn new(u: &Upstream, ctx: &Context) -> Result<Forwarder, String> {
         check_supported(&u.url)?;
-        let encrypted = u.url.scheme == Scheme::Tls;
+        let encrypted = is_encrypted(u.url.scheme);
         let host = match &u.url.host {
             Host::Ip(ip) => ip.to_string(),
             Host::Name(n) => n.clone(),
         };
-        let tls = if encrypted {
-            let roots = if u.allow_insecure {
-                log::warn!(
-                    "upstream '{}': allow_insecure is set: its certificate is not checked",
-                    u.name
-                );
-                None
-            } else {
-                Some(ctx.roots()?)
-            };
-            Some(TlsClient::new(&host, roots, &[b"dot"])?)
-        } else {
+        let roots = if !encrypted {
             None
+        } else if u.allow_insecure {
+            log::warn!(
+                "upstream '{}': allow_insecure is set: its certificate is not checked",
+                u.name
+            );
+            None
+        } else {
+            Some(ctx.roots()?)
+        };
+        let security = match u.url.scheme {
+            Scheme::Tls => Security::Tls(TlsClient::new(&host, roots, &[b"dot"])?),
+            Scheme::Https => {
+                let path = u.url.path.as_deref().unwrap_or("/dns-query");
+                Security::Https(
+                    TlsClient::new(&host, roots, &[b"h2"])?,
+                    https::DohTarget::new(&host, u.url.port, path)?,
+                )
+            }
+            _ => Security::Plain,
         };
         let route = match (&u.url.host, u.bootstrap) {
             (&Host::Ip(ip), _) | (Host::Name(_), Some(ip)) => Route::Fixed(Paths::new(
                 SocketAddr::new(ip, u.url.port),
                 &ctx.dialer,
-                tls,
+                &security,
             )),
             (Host::Name(name), None) => {
                 let resolver = ctx.resolver.clone().ok_or_else(|| no_resolver(name))?;
-                Route::Lookup(lookup::Lookup::new(
+                Route::Lookup(Box::new(lookup::Lookup::new(
                     name.clone(),
                     u.url.port,
                     resolver,
                     ctx.dialer.clone(),
-                    tls,
-                ))
+                    security,
+                )))
             }
         };
         Ok(Forwarder {
@@ -265,13 +305,13 @@ impl Forwarder {
         Forwarder {
             spec: None,
             scheme: Scheme::Udp,
-            route: Route::Fixed(Paths::new(remote, &dialer, None)),
+            route: Route::Fixed(Paths::new(remote, &dialer, &Security::Plain)),
         }
     }
 
     /// Whether this forwarder was built for `u` with `ctx` as it is now.
     pub fn same_path(&self, u: &Upstream, ctx: &Context) -> bool {
-        let encrypted = u.url.scheme == Scheme::Tls;
+        let encrypted = is_encrypted(u.url.scheme);
         self.spec.as_ref().is_some_and(|s| {
             s.url == u.url
                 && s.bootstrap == u.bootstrap
@@ -319,6 +359,12 @@ impl Forwarder {
             Scheme::Tcp | Scheme::Tls => {
                 return Box::pin(paths.stream.exchange(query, info, deadline)).await
             }
+            Scheme::Https => {
+                return match &paths.doh {
+                    Some(doh) => Box::pin(doh.exchange(query, info, deadline)).await,
+                    None => Err(ForwardError::Closed),
+                }
+            }
             Scheme::TcpUdp => true,
             _ => client_over_tcp,
         };
@@ -329,6 +375,10 @@ impl Forwarder {
         }
         Ok(reply)
     }
+}
+
+fn is_encrypted(s: Scheme) -> bool {
+    matches!(s, Scheme::Tls | Scheme::Https | Scheme::H3 | Scheme::Quic)
 }
 
 fn no_resolver(name: &str) -> String {

@@ -1,0 +1,277 @@
+//! DNS over HTTPS (RFC 8484) over HTTP/2, on the h2 crate and rustls.
+//!
+//! One HTTP/2 connection per upstream, opened when first needed, carries
+//! every query as its own stream (`POST path`, `application/dns-message`,
+//! id 0 as the RFC recommends) and is closed after a quiet spell. A query
+//! whose connection broke is tried once more on a fresh connection; an
+//! HTTP error status or a body that is not the answer to our question is a
+//! failure (the client gets SERVFAIL).
+//!
+//! Each connection has one driver task (h2's connection future, and the
+//! idle close).
+//!
+//! Neighbours: `forwarder` (the caller), `tls` (the TLS client setup,
+//! ALPN `h2`), `dialer::Direct` (the socket).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{header, Method, Request, Uri};
+
+use super::tls::TlsClient;
+use super::ForwardError;
+use crate::dialer::Direct;
+use crate::wire::{self, QueryInfo};
+
+/// A connection with no stream open for this long is closed.
+const IDLE: Duration = Duration::from_secs(30);
+/// How often the driver looks at the idle clock.
+const TICK: Duration = Duration::from_secs(1);
+/// The largest DNS message.
+const MAX_ANSWER: usize = 65535;
+const DNS_MESSAGE: &str = "application/dns-message";
+
+/// Where DoH requests go: `https://authority/path`.
+#[derive(Debug, Clone)]
+pub struct DohTarget {
+    pub uri: Uri,
+}
+
+impl DohTarget {
+    pub fn new(host: &str, port: u16, path: &str) -> Result<DohTarget, String> {
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let authority = if port == 443 {
+            host
+        } else {
+            format!("{host}:{port}")
+        };
+        let uri = Uri::builder()
+            .scheme("https")
+            .authority(authority.as_str())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| format!("https://{authority}{path}: {e}"))?;
+        Ok(DohTarget { uri })
+    }
+}
+
+struct Conn {
+    send: SendRequest<Bytes>,
+    in_flight: Cell<usize>,
+    last_used: Cell<Instant>,
+    closed: Cell<bool>,
+}
+
+/// The DoH path to one upstream address.
+pub struct DohClient {
+    remote: SocketAddr,
+    dialer: Direct,
+    tls: TlsClient,
+    target: DohTarget,
+    conn: RefCell<Option<Rc<Conn>>>,
+    /// Held while connecting, so concurrent queries share one connection.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+/// Counts a stream open on a connection while it lives.
+struct Open<'a>(&'a Conn);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.set(self.0.in_flight.get() - 1);
+        self.0.last_used.set(Instant::now());
+    }
+}
+
+impl DohClient {
+    pub fn new(remote: SocketAddr, dialer: Direct, tls: TlsClient, target: DohTarget) -> DohClient {
+        DohClient {
+            remote,
+            dialer,
+            tls,
+            target,
+            conn: RefCell::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Option<Rc<Conn>> {
+        let mut slot = self.conn.borrow_mut();
+        match &*slot {
+            Some(c) if !c.closed.get() => Some(c.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn connection(&self, deadline: Instant) -> Result<Rc<Conn>, ForwardError> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let tcp = self.dialer.tcp(self.remote, timeout).await?;
+        let connector = tokio_rustls::TlsConnector::from(self.tls.config.clone());
+        let setup = async {
+            let tls = connector
+                .connect(self.tls.name.clone(), tcp)
+                .await
+                .map_err(ForwardError::from_tls)?;
+            h2::client::Builder::new()
+                .enable_push(false)
+                .handshake::<_, Bytes>(tls)
+                .await
+                .map_err(|e| ForwardError::Http(format!("HTTP/2 handshake: {e}")))
+        };
+        let (send, connection) = tokio::time::timeout_at(deadline.into(), setup)
+            .await
+            .map_err(|_| ForwardError::Timeout)??;
+        let conn = Rc::new(Conn {
+            send,
+            in_flight: Cell::new(0),
+            last_used: Cell::new(Instant::now()),
+            closed: Cell::new(false),
+        });
+        tokio::task::spawn_local(drive(connection, conn.clone(), self.remote));
+        log::debug!("https {}: connected", self.remote);
+        *self.conn.borrow_mut() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    pub async fn exchange(
+        &self,
+        query: &[u8],
+        info: &QueryInfo,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ForwardError> {
+        let mut body = query.to_vec();
+        wire::set_id(&mut body, 0);
+        let body = Bytes::from(body);
+        let mut last_err = ForwardError::Closed;
+        for _attempt in 0..2 {
+            let conn = self.connection(deadline).await?;
+            conn.in_flight.set(conn.in_flight.get() + 1);
+            let _open = Open(&conn);
+            let ask = self.ask(&conn, body.clone());
+            match tokio::time::timeout_at(deadline.into(), ask).await {
+                Err(_) => return Err(ForwardError::Timeout),
+                Ok(Ok(answer)) => {
+                    if wire::response_matches(&answer, 0, query, info) {
+                        return Ok(answer);
+                    }
+                    return Err(ForwardError::Http(
+                        "the body is not an answer to the question".into(),
+                    ));
+                }
+                Ok(Err(Failure::Connection(e))) => {
+                    // The connection is gone (reset, GOAWAY): once more on
+                    // a fresh one.
+                    log::debug!("https {}: {e}", self.remote);
+                    conn.closed.set(true);
+                    last_err = ForwardError::Http(e);
+                }
+                Ok(Err(Failure::Answer(e))) => return Err(e),
+            }
+        }
+        Err(last_err)
+    }
+
+    async fn ask(&self, conn: &Conn, body: Bytes) -> Result<Vec<u8>, Failure> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(self.target.uri.clone())
+            .header(header::CONTENT_TYPE, DNS_MESSAGE)
+            .header(header::ACCEPT, DNS_MESSAGE)
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(())
+            .map_err(|e| Failure::Answer(ForwardError::Http(e.to_string())))?;
+        let mut send = conn.send.clone().ready().await.map_err(Failure::from_h2)?;
+        let (response, mut stream) = send
+            .send_request(request, false)
+            .map_err(Failure::from_h2)?;
+        stream.send_data(body, true).map_err(Failure::from_h2)?;
+        let response = response.await.map_err(Failure::from_h2)?;
+        let status = response.status();
+        if status != http::StatusCode::OK {
+            return Err(Failure::Answer(ForwardError::Http(format!(
+                "HTTP status {status}"
+            ))));
+        }
+        let mut body = response.into_body();
+        let mut answer = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(Failure::from_h2)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            if answer.len() + chunk.len() > MAX_ANSWER {
+                return Err(Failure::Answer(ForwardError::Http(
+                    "answer too long".into(),
+                )));
+            }
+            answer.extend_from_slice(&chunk);
+        }
+        if answer.len() < wire::HEADER_LEN {
+            return Err(Failure::Answer(ForwardError::Http(format!(
+                "{}-byte body is no DNS message",
+                answer.len()
+            ))));
+        }
+        Ok(answer)
+    }
+}
+
+/// Why one request failed: the connection (try again on a new one) or the
+/// answer (give up).
+enum Failure {
+    Connection(String),
+    Answer(ForwardError),
+}
+
+impl Failure {
+    fn from_h2(e: h2::Error) -> Failure {
+        if e.is_io() || e.is_go_away() || e.is_remote() && e.is_reset() {
+            Failure::Connection(e.to_string())
+        } else {
+            Failure::Answer(ForwardError::Http(e.to_string()))
+        }
+    }
+}
+
+/// Runs one HTTP/2 connection until it breaks or stays idle too long.
+async fn drive<T>(connection: h2::client::Connection<T, Bytes>, conn: Rc<Conn>, remote: SocketAddr)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            r = &mut connection => {
+                if let Err(e) = r {
+                    log::debug!("https {remote}: connection ended: {e}");
+                }
+                break;
+            }
+            _ = tick.tick() => {
+                let idle = conn.in_flight.get() == 0 && conn.last_used.get().elapsed() >= IDLE;
+                if conn.closed.get() || idle {
+                    break;
+                }
+            }
+        }
+    }
+    conn.closed.set(true);
+}
