@@ -53,3 +53,15 @@ ensure_rust() {
   install_packages rustc-web cargo-web gcc libc6-dev
   export PATH="/usr/bin:$PATH"
 }
+
+# Python packages from PyPI that some tests need (aioquic: the DoQ server),
+# installed into target/pydeps, where the tests look for them.
+install_python_packages() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/pydeps"
+  if ! PYTHONPATH="$dir" python3 -c "import aioquic" 2>/dev/null; then
+    python3 -m pip --version >/dev/null 2>&1 || install_packages python3-pip
+    echo "installing into $dir: aioquic"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$dir" "aioquic==1.7.2"
+  fi
+}

@@ -287,3 +287,187 @@ fn doh_error_statuses_are_servfail_with_the_reason_logged() {
     let m = ask(dae.addr, "www.lab.example.", RecordType::A);
     assert_eq!(answers(&m), vec!["192.0.2.80"]);
 }
+
+/// The DoQ server of `tests/servers/doq_server.py` (aioquic), relaying to a
+/// real unbound; its log has a line per connection and per query.
+struct DoqServer {
+    child: std::process::Child,
+    dir: common::TempDir,
+    port: u16,
+}
+
+/// Where `tests/run-all.sh` installs aioquic (pip --target).
+fn pydeps() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pydeps")
+}
+
+fn have_aioquic() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import aioquic"])
+        .env("PYTHONPATH", pydeps())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!(
+            "SKIPPED: aioquic is not installed (tests/run-all.sh installs it: \
+             pip install --target target/pydeps aioquic)"
+        );
+    }
+    ok
+}
+
+impl DoqServer {
+    fn start(ca: &TestCa, upstream: std::net::SocketAddr, port: u16) -> DoqServer {
+        let dir = common::TempDir::new("doq");
+        let (cert, key) = ca.server("doq", &["DNS:dns.lab.example", "IP:127.0.0.1"]);
+        let log = std::fs::File::create(dir.path("doq.log")).unwrap();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/doq_server.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(&cert)
+            .arg(&key)
+            .args([
+                "127.0.0.1",
+                &upstream.port().to_string(),
+                "--silent",
+                "silent.lab.example.",
+            ])
+            .env("PYTHONPATH", pydeps())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the DoQ server");
+        let s = DoqServer { child, dir, port };
+        assert!(
+            common::wait_until(Duration::from_secs(10), || s.log().contains("ready")),
+            "the DoQ server did not start: {}",
+            s.log()
+        );
+        s
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("doq.log")).unwrap_or_default()
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.log().lines().filter(|l| *l == line).count()
+    }
+}
+
+impl Drop for DoqServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn doq_answers_over_one_connection_and_checks_certificates() {
+    if !have("unbound") || !have("openssl") || !have_aioquic() {
+        return;
+    }
+    let ca = TestCa::new("doq");
+    let up = Unbound::start(RECORDS);
+    let doq = DoqServer::start(&ca, up.addr(), free_port());
+    let address = format!("quic://dns.lab.example:{}", doq.port);
+    let bootstrap = "\toption bootstrap '127.0.0.1'\n";
+    let dae = Dae::start(&dot_config(&ca.cert, &address, bootstrap));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(
+        answers(&m),
+        vec!["192.0.2.80"],
+        "{}\n{}",
+        dae.log(),
+        doq.log()
+    );
+    for round in 0..2 {
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let addr = dae.addr;
+                std::thread::spawn(move || {
+                    let name = format!("q{round}x{i}.lab.example.");
+                    ask(addr, &name, RecordType::A).metadata.response_code
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), ResponseCode::NXDomain);
+        }
+    }
+    assert_eq!(doq.count("query q1x9.lab.example."), 1);
+    assert_eq!(
+        doq.count("connection"),
+        1,
+        "one connection for all:\n{}",
+        doq.log()
+    );
+    drop(dae);
+
+    // A CA dae does not trust: refused; allow_insecure: taken.
+    let rogue = TestCa::new("doq-rogue");
+    let dae = Dae::start(&dot_config(&rogue.cert, &address, bootstrap));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        dae.log().contains("invalid peer certificate"),
+        "{}",
+        dae.log()
+    );
+    drop(dae);
+    let insecure = format!("{bootstrap}\toption allow_insecure '1'\n");
+    let dae = Dae::start(&dot_config(&rogue.cert, &address, &insecure));
+    assert_eq!(
+        answers(&ask(dae.addr, "www.lab.example.", RecordType::A)),
+        vec!["192.0.2.80"]
+    );
+}
+
+#[test]
+fn doq_survives_a_server_restart_and_silence_is_servfail() {
+    if !have("unbound") || !have("openssl") || !have_aioquic() {
+        return;
+    }
+    let ca = TestCa::new("doq-restart");
+    let up = Unbound::start(RECORDS);
+    let port = free_port();
+    let doq = DoqServer::start(&ca, up.addr(), port);
+    let dae = Dae::start(&dot_config(
+        &ca.cert,
+        &format!("quic://127.0.0.1:{port}"),
+        "",
+    ));
+    assert_eq!(
+        answers(&ask(dae.addr, "www.lab.example.", RecordType::A)),
+        vec!["192.0.2.80"]
+    );
+
+    let t = Instant::now();
+    let q = common::query("silent.lab.example.", RecordType::A, false);
+    let r = common::udp_exchange(dae.addr, &q, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no answer:\n{}", dae.log()));
+    let m = hickory_proto::op::Message::from_vec(&r).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "SERVFAIL came after {:?}",
+        t.elapsed()
+    );
+
+    drop(doq);
+    let doq = DoqServer::start(&ca, up.addr(), port);
+    let q = common::query("dns.lab.example.", RecordType::A, false);
+    let r = common::udp_exchange(dae.addr, &q, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no answer:\n{}", dae.log()));
+    let m = hickory_proto::op::Message::from_vec(&r).unwrap();
+    assert_eq!(
+        answers(&m),
+        vec!["127.0.0.1"],
+        "{}\n{}",
+        dae.log(),
+        doq.log()
+    );
+}

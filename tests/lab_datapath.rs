@@ -71,7 +71,7 @@ fn client_ask(
             s.set_read_timeout(Some(timeout)).unwrap();
             s.send_to(&q, server).unwrap();
             let mut buf = vec![0u8; 65535];
-            let (n, from) = s.recv_from(&mut buf).ok()?;
+            let (n, from) = common::recv_from(&s, &mut buf).ok()?;
             assert_eq!(from, server, "the reply must come from the address asked");
             buf.truncate(n);
             Some(buf)

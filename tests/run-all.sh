@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 . tests/deps.sh
 need_root
 install_packages "${DAE_TEST_PACKAGES[@]}"
+install_python_packages
 ensure_rust
 
 echo "== shellcheck"

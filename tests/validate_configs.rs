@@ -98,8 +98,8 @@ const BROKEN: &[(&str, &str, &[&str])] = &[
     ),
     (
         "encrypted upstream this build cannot reach yet",
-        "config upstream 'up'\n\toption address 'quic://192.0.2.53'\n",
-        &["upstream 'up', option 'address'", "quic upstreams are not supported by this build yet"],
+        "config upstream 'up'\n\toption address 'h3://192.0.2.53'\n",
+        &["upstream 'up', option 'address'", "h3 upstreams are not supported by this build yet"],
     ),
     (
         "host name with no way to look it up",

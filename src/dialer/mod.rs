@@ -68,6 +68,19 @@ impl Direct {
         UdpSocket::from_std(sock)
     }
 
+    /// A UDP socket on a fresh random local port of `remote`'s family,
+    /// not connected (QUIC connects by itself), non-blocking.
+    pub fn udp_unconnected(&self, remote: SocketAddr) -> io::Result<std::net::UdpSocket> {
+        let local: SocketAddr = match remote {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let sock = std::net::UdpSocket::bind(local)?;
+        self.apply_mark(&sock)?;
+        sock.set_nonblocking(true)?;
+        Ok(sock)
+    }
+
     /// A TCP connection to `remote`, given up after `timeout`.
     pub async fn tcp(&self, remote: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         let sock = match remote {

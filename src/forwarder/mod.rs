@@ -12,6 +12,7 @@
 //!   checked against `ca_file`.
 //! - `https://` (DoH): HTTP/2 over TLS, one connection, a stream per query
 //!   (`https.rs`).
+//! - `quic://` (DoQ): one QUIC connection, a stream per query (`quic.rs`).
 //!
 //! An upstream given by host name is looked up once, at its first query:
 //! at its `bootstrap` address if it has one, else through the first plain
@@ -26,6 +27,7 @@
 
 mod https;
 mod lookup;
+mod quic;
 mod tcp;
 pub mod tls;
 mod udp;
@@ -68,6 +70,8 @@ pub enum ForwardError {
     Lookup(String),
     /// DoH: an HTTP/2 error or status.
     Http(String),
+    /// DoQ: a QUIC error.
+    Quic(String),
 }
 
 impl fmt::Display for ForwardError {
@@ -81,6 +85,7 @@ impl fmt::Display for ForwardError {
             ForwardError::Tls(e) => write!(f, "TLS: {e}"),
             ForwardError::Lookup(e) => write!(f, "cannot look up its address: {e}"),
             ForwardError::Http(e) => write!(f, "HTTPS: {e}"),
+            ForwardError::Quic(e) => write!(f, "QUIC: {e}"),
         }
     }
 }
@@ -140,9 +145,12 @@ impl Context {
 /// Whether this build can forward to `url`, and if not, why.
 pub fn check_supported(url: &UpstreamUrl) -> Result<(), String> {
     match url.scheme {
-        Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp | Scheme::Tls | Scheme::Https => Ok(()),
-        Scheme::H3 | Scheme::Quic => Err(format!(
-            "{} upstreams are not supported by this build yet (udp, tcp, tcp+udp, tls and https are)",
+        Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp | Scheme::Tls | Scheme::Https | Scheme::Quic => {
+            Ok(())
+        }
+        Scheme::H3 => Err(format!(
+            "{} upstreams are not supported by this build yet \
+             (udp, tcp, tcp+udp, tls, https and quic are)",
             scheme_name(url.scheme)
         )),
     }
@@ -187,6 +195,8 @@ enum Security {
     Tls(TlsClient),
     /// DoH over HTTP/2.
     Https(TlsClient, https::DohTarget),
+    /// DoQ, with the server name the certificate must carry.
+    Quic(TlsClient, String),
 }
 
 /// The transports to one address.
@@ -199,28 +209,38 @@ struct Paths {
     stream: TcpPipeline,
     /// Used by `https://`.
     doh: Option<https::DohClient>,
+    /// Used by `quic://`.
+    doq: Option<quic::DoqClient>,
 }
 
 impl Paths {
     fn new(remote: SocketAddr, dialer: &Direct, security: &Security) -> Rc<Paths> {
-        let (tls, doh) = match security {
-            Security::Plain => (None, None),
-            Security::Tls(t) => (Some(t.clone()), None),
-            Security::Https(t, target) => (
-                None,
-                Some(https::DohClient::new(
+        let (mut tls, mut doh, mut doq) = (None, None, None);
+        match security {
+            Security::Plain => {}
+            Security::Tls(t) => tls = Some(t.clone()),
+            Security::Https(t, target) => {
+                doh = Some(https::DohClient::new(
                     remote,
                     dialer.clone(),
                     t.clone(),
                     target.clone(),
-                )),
-            ),
-        };
+                ))
+            }
+            Security::Quic(t, name) => {
+                match quic::DoqClient::new(remote, dialer.clone(), t, name) {
+                    Ok(c) => doq = Some(c),
+                    // Checked when the upstream was set up (`Forwarder::new`).
+                    Err(e) => log::error!("quic {remote}: {e}"),
+                }
+            }
+        }
         Rc::new(Paths {
             remote,
             udp: UdpPool::new(remote, dialer.clone()),
             stream: TcpPipeline::new(remote, dialer.clone(), tls),
             doh,
+            doq,
         })
     }
 }
@@ -266,6 +286,13 @@ impl Forwarder {
                     TlsClient::new(&host, roots, &[b"h2"])?,
                     https::DohTarget::new(&host, u.url.port, path)?,
                 )
+            }
+            Scheme::Quic => {
+                let t = TlsClient::new(&host, roots, &[b"doq"])?;
+                // Fails here, at setup, if the TLS config cannot do QUIC.
+                let any = SocketAddr::from(([0, 0, 0, 0], 0));
+                quic::DoqClient::new(any, ctx.dialer.clone(), &t, &host)?;
+                Security::Quic(t, host.clone())
             }
             _ => Security::Plain,
         };
@@ -362,6 +389,12 @@ impl Forwarder {
             Scheme::Https => {
                 return match &paths.doh {
                     Some(doh) => Box::pin(doh.exchange(query, info, deadline)).await,
+                    None => Err(ForwardError::Closed),
+                }
+            }
+            Scheme::Quic => {
+                return match &paths.doq {
+                    Some(doq) => Box::pin(doq.exchange(query, info, deadline)).await,
                     None => Err(ForwardError::Closed),
                 }
             }

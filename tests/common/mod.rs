@@ -132,9 +132,26 @@ pub fn udp_exchange(server: SocketAddr, q: &[u8], timeout: Duration) -> Option<V
     s.set_read_timeout(Some(timeout)).unwrap();
     s.send_to(q, server).unwrap();
     let mut buf = vec![0u8; 65535];
-    let (n, _) = s.recv_from(&mut buf).ok()?;
+    let (n, _) = match recv_from(&s, &mut buf) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("udp exchange with {server}: {e}");
+            return None;
+        }
+    };
     buf.truncate(n);
     Some(buf)
+}
+
+/// `recv_from` that carries on after a signal: a signal to this test
+/// process (a child server exiting) is not the server's silence.
+pub fn recv_from(s: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    loop {
+        match s.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
 }
 
 /// One TCP exchange (length-prefixed).

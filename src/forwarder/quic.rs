@@ -1,0 +1,223 @@
+//! DNS over QUIC (RFC 9250) on quinn, with rustls (ring) for its TLS.
+//!
+//! One QUIC connection per upstream (ALPN `doq`), opened when first needed;
+//! each query gets its own bidirectional stream carrying one message with a
+//! 2-byte length prefix and id 0, as the RFC says. The connection closes
+//! itself after a quiet spell (QUIC idle timeout) and is opened again on
+//! demand; a query whose connection broke is tried once more on a fresh
+//! one. The UDP socket under it carries the daemon's socket mark.
+//!
+//! Neighbours: `forwarder` (the caller), `tls` (the TLS client setup),
+//! `dialer::Direct` (the socket).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn::crypto::rustls::QuicClientConfig;
+
+use super::tls::TlsClient;
+use super::ForwardError;
+use crate::dialer::Direct;
+use crate::wire::{self, QueryInfo};
+
+/// QUIC closes a connection with no traffic for this long.
+const IDLE: Duration = Duration::from_secs(30);
+/// The largest answer: a DNS message and its length prefix.
+const MAX_ANSWER: usize = 65535 + 2;
+
+/// The DoQ path to one upstream address.
+pub struct DoqClient {
+    remote: SocketAddr,
+    dialer: Direct,
+    /// The host the certificate must name (and the SNI).
+    server_name: String,
+    config: quinn::ClientConfig,
+    endpoint: RefCell<Option<quinn::Endpoint>>,
+    conn: RefCell<Option<quinn::Connection>>,
+    /// Held while connecting, so concurrent queries share one connection.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl DoqClient {
+    pub fn new(
+        remote: SocketAddr,
+        dialer: Direct,
+        tls: &TlsClient,
+        server_name: &str,
+    ) -> Result<DoqClient, String> {
+        let crypto = QuicClientConfig::try_from(tls.config.clone())
+            .map_err(|e| format!("QUIC TLS setup: {e}"))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(IDLE).map_err(|e| e.to_string())?,
+        ));
+        config.transport_config(Arc::new(transport));
+        Ok(DoqClient {
+            remote,
+            dialer,
+            server_name: server_name.to_string(),
+            config,
+            endpoint: RefCell::new(None),
+            conn: RefCell::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn current(&self) -> Option<quinn::Connection> {
+        let mut slot = self.conn.borrow_mut();
+        match &*slot {
+            Some(c) if c.close_reason().is_none() => Some(c.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn endpoint(&self) -> Result<quinn::Endpoint, ForwardError> {
+        if let Some(e) = &*self.endpoint.borrow() {
+            return Ok(e.clone());
+        }
+        let sock = self.dialer.udp_unconnected(self.remote)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            sock,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        *self.endpoint.borrow_mut() = Some(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    async fn connection(&self, deadline: Instant) -> Result<quinn::Connection, ForwardError> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let connecting = self
+            .endpoint()?
+            .connect_with(self.config.clone(), self.remote, &self.server_name)
+            .map_err(|e| ForwardError::Quic(e.to_string()))?;
+        let conn = tokio::time::timeout_at(deadline.into(), connecting)
+            .await
+            .map_err(|_| ForwardError::Timeout)?
+            .map_err(from_connection_error)?;
+        log::debug!("quic {}: connected", self.remote);
+        *self.conn.borrow_mut() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    pub async fn exchange(
+        &self,
+        query: &[u8],
+        info: &QueryInfo,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ForwardError> {
+        let mut message = Vec::with_capacity(query.len() + 2);
+        message.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        message.extend_from_slice(query);
+        wire::set_id(&mut message[2..], 0);
+        let mut last_err = ForwardError::Closed;
+        for _attempt in 0..2 {
+            let reused = self.current().is_some();
+            let conn = self.connection(deadline).await?;
+            let heard = conn.stats().udp_rx.datagrams;
+            let mut ask = std::pin::pin!(ask(&conn, &message));
+            if reused {
+                // A server that restarted knows nothing of our connection
+                // and stays silent (QUIC has no reset for that). A live one
+                // acknowledges the query at once even when the answer takes
+                // long: if half the time passes with nothing heard at all,
+                // the connection is dead; try a fresh one.
+                let now = Instant::now();
+                let half = now + deadline.saturating_duration_since(now) / 2;
+                if let Ok(r) = tokio::time::timeout_at(half.into(), &mut ask).await {
+                    match self.finish(r, &conn, query, info) {
+                        Some(result) => return result,
+                        None => continue,
+                    }
+                }
+                if conn.stats().udp_rx.datagrams == heard {
+                    log::debug!(
+                        "quic {}: nothing heard on the connection, reconnecting",
+                        self.remote
+                    );
+                    conn.close(0u32.into(), b"");
+                    last_err = ForwardError::Timeout;
+                    continue;
+                }
+            }
+            match tokio::time::timeout_at(deadline.into(), ask).await {
+                Err(_) => return Err(ForwardError::Timeout),
+                Ok(r) => match self.finish(r, &conn, query, info) {
+                    Some(result) => return result,
+                    None => last_err = ForwardError::Quic("the connection broke".into()),
+                },
+            }
+        }
+        Err(last_err)
+    }
+
+    /// What one stream's outcome means: the result for the query, or
+    /// `None` when the connection broke and a fresh one should be tried.
+    fn finish(
+        &self,
+        outcome: Result<Vec<u8>, String>,
+        conn: &quinn::Connection,
+        query: &[u8],
+        info: &QueryInfo,
+    ) -> Option<Result<Vec<u8>, ForwardError>> {
+        match outcome {
+            Ok(framed) => Some(match unframe(&framed) {
+                Ok(answer) if wire::response_matches(answer, 0, query, info) => Ok(answer.to_vec()),
+                Ok(_) => Err(ForwardError::Quic(
+                    "the stream did not carry an answer to the question".into(),
+                )),
+                Err(e) => Err(e),
+            }),
+            Err(e) => {
+                // Closed, reset, timed out: once more on a fresh one.
+                log::debug!("quic {}: {e}", self.remote);
+                conn.close(0u32.into(), b"");
+                None
+            }
+        }
+    }
+}
+
+/// One query on its own stream; the framed answer.
+async fn ask(conn: &quinn::Connection, message: &[u8]) -> Result<Vec<u8>, String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    send.write_all(message).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    recv.read_to_end(MAX_ANSWER)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn unframe(framed: &[u8]) -> Result<&[u8], ForwardError> {
+    let bad = || ForwardError::Quic(format!("{}-byte stream is no DNS message", framed.len()));
+    if framed.len() < 2 + wire::HEADER_LEN {
+        return Err(bad());
+    }
+    let len = usize::from(u16::from_be_bytes([framed[0], framed[1]]));
+    if framed.len() != 2 + len {
+        return Err(bad());
+    }
+    Ok(&framed[2..])
+}
+
+fn from_connection_error(e: quinn::ConnectionError) -> ForwardError {
+    match e {
+        quinn::ConnectionError::TransportError(t) => ForwardError::Tls(t.to_string()),
+        quinn::ConnectionError::TimedOut => ForwardError::Timeout,
+        other => ForwardError::Quic(other.to_string()),
+    }
+}
