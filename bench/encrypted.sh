@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# dae's benchmark for encrypted upstreams: cache misses forwarded over DoT
+# (tls://) and DoH (https://, HTTP/2) by dae and by dnsdist to the same
+# unbound, which answers DoT and DoH on loopback with a certificate from a
+# CA made here. dnsperf asks each over plain UDP with names nobody asked
+# before, so every query crosses the encrypted link.
+#
+# Printed per scheme and server: qps, CPU us per query (the server's
+# utime+stime over the run, divided by completed queries), median and 99th
+# percentile latency (from dnsperf -v), lost; and dae / dnsdist ratios.
+# Pinning and rounds as in run.sh: servers on CPU 0, dnsperf and unbound on
+# CPU 1, servers interleaved, medians over the rounds.
+#
+# Peers: dnsdist forwards over DoT. Its outgoing DoH (1.7.3 in Debian 12)
+# never marked this unbound up nor answered through it here, even with the
+# server forced up, so the DoH row has dae alone (absolute figures, no
+# ratio). DoQ (quic://) has no row: neither Debian's dnsdist (1.7) nor its
+# unbound (1.17) speaks DoQ.
+#
+# Usage (as root on Debian 12): bench/encrypted.sh   (ROUNDS=3 DURATION=8)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+OUTSTANDING=${OUTSTANDING:-100}
+CACHE=4096
+
+# shellcheck source=tests/deps.sh
+. "$repo/tests/deps.sh"
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
+need_root
+install_packages dnsperf dnsdist unbound openssl procps util-linux python3 bind9-dnsutils
+ensure_rust
+
+echo "== building dae (release, as shipped)"
+(cd "$repo" && cargo build --release --locked -q)
+dae_bin="$repo/target/release/dae"
+
+work=$(mktemp -d /tmp/dae-benchtls.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+client=()
+declare -A addr port pid
+
+# --- a CA and the upstream's certificate (for 127.0.0.1)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=dae bench CA" -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+  -keyout "$work/up.key" -out "$work/up.csr" 2>/dev/null
+echo "subjectAltName=IP:127.0.0.1" > "$work/up.ext"
+openssl x509 -req -in "$work/up.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 2 -extfile "$work/up.ext" -out "$work/up.pem" 2>/dev/null
+
+# --- the upstream: unbound, plain (for health checks) + DoT + DoH
+next_port; up_plain=$PORT
+next_port; up_tls=$PORT
+next_port; up_https=$PORT
+unbound_conf "$work/unbound.conf" 127.0.0.0/8 "127.0.0.1@$up_plain" "127.0.0.1@$up_tls" "127.0.0.1@$up_https"
+cat >> "$work/unbound.conf" <<EOF
+  tls-port: $up_tls
+  https-port: $up_https
+  tls-service-key: "$work/up.key"
+  tls-service-pem: "$work/up.pem"
+  http-endpoint: "/dns-query"
+  incoming-num-tcp: 100
+EOF
+taskset -c 1 unbound -d -c "$work/unbound.conf" > "$work/unbound.log" 2>&1 &
+pids+=($!)
+wait_answer 127.0.0.1 "$up_plain" h1.bench.example
+
+results="$work/results.tsv"
+: > "$results"
+
+# serve SCHEME: starts dae and dnsdist forwarding over SCHEME.
+serve() {
+  local scheme=$1 up
+  if [ "$scheme" = tls ]; then up=$up_tls; else up=$up_https; fi
+  next_port
+  port[dae]=$PORT
+  cat > "$work/dae-$scheme.uci" <<EOF
+config dae 'config'
+	option log_level 'warn'
+	option status_socket '$work/dae-$scheme.sock'
+	option ca_file '$work/ca.pem'
+
+config dns 'dns'
+	list dns_listen '127.0.0.1:${port[dae]}'
+	option cache_size '$CACHE'
+	option request_fallback 'up'
+
+config upstream 'up'
+	option address '$scheme://127.0.0.1:$up'
+EOF
+  taskset -c 0 "$dae_bin" run -c "$work/dae-$scheme.uci" > "$work/dae-$scheme.log" 2>&1 &
+  pid[dae]=$!
+  pids+=("${pid[dae]}")
+
+  addr[dae]=127.0.0.1
+  wait_answer 127.0.0.1 "${port[dae]}" h1.bench.example
+  [ "$scheme" = tls ] || return 0
+
+  next_port
+  port[dnsdist]=$PORT
+  cat > "$work/dnsdist-$scheme.conf" <<EOF
+setLocal("127.0.0.1:${port[dnsdist]}")
+setSecurityPollSuffix("")
+newServer({address="127.0.0.1:$up", tls="openssl", subjectAddr="127.0.0.1", caStore="$work/ca.pem", validateCertificates=true, checkName="h1.bench.example."})
+pc = newPacketCache($CACHE)
+getPool(""):setCache(pc)
+EOF
+  taskset -c 0 dnsdist --supervised --disable-syslog -C "$work/dnsdist-$scheme.conf" > "$work/dnsdist-$scheme.log" 2>&1 &
+  pid[dnsdist]=$!
+  pids+=("${pid[dnsdist]}")
+  addr[dnsdist]=127.0.0.1
+  wait_answer 127.0.0.1 "${port[dnsdist]}" h1.bench.example
+}
+
+stop_servers() {
+  local p
+  for p in "${pid[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pid[@]}"; do wait "$p" 2>/dev/null || true; done
+  pid=()
+}
+
+# measure SCHEME SERVER FILE: one run; one result line:
+# scheme, server, qps, CPU us/query, p50 ms, p99 ms, lost.
+measure() {
+  local scheme=$1 server=$2 file=$3 p=${pid[$2]} u0 s0 u1 s1 ticks
+  ticks=$(getconf CLK_TCK)
+  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$p/stat")
+  taskset -c 1 dnsperf -s 127.0.0.1 -p "${port[$server]}" -d "$file" -l "$DURATION" \
+    -c 4 -q "$OUTSTANDING" -v > "$work/out.txt" 2>&1 || true
+  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$p/stat")
+  local lat="$work/lat.txt"
+  awk '/^> / { print $NF * 1000 }' "$work/out.txt" | sort -n > "$lat"
+  local n p50 p99
+  n=$(wc -l < "$lat")
+  p50=$(awk -v n="$n" 'NR == int(n * 0.50) + 1 { print; exit }' "$lat")
+  p99=$(awk -v n="$n" 'NR == int(n * 0.99) + 1 { print; exit }' "$lat")
+  awk -v sc="$scheme" -v s="$server" -v cpu=$(((u1 - u0) + (s1 - s0))) -v tck="$ticks" \
+    -v p50="${p50:-0}" -v p99="${p99:-0}" '
+    /Queries completed:/ { done = $3 }
+    /Queries lost:/ { lost = $3 }
+    /Queries per second:/ { qps = $4 }
+    END { printf "%s\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%.0f\n", sc, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), p50, p99, lost }' \
+    "$work/out.txt" >> "$results"
+  tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-8s %7s qps  %7s us CPU/query  p50 %s ms  p99 %s ms  lost %s\n", $1, $2, $3, $4, $5, $6, $7}'
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  echo "== round $r of $ROUNDS"
+  for scheme in tls https; do
+    serve "$scheme"
+    order=(dae)
+    if [ "$scheme" = tls ]; then
+      order=(dae dnsdist)
+      [ $((r % 2)) -eq 0 ] && order=(dnsdist dae)
+    fi
+    for s in "${order[@]}"; do
+      miss_names "r$r$scheme$s" > "$work/miss.txt"
+      measure "$scheme" "$s" "$work/miss.txt"
+    done
+    stop_servers
+  done
+done
+rm -f "$work/miss.txt"
+
+mkdir -p "$here/out"
+report="$here/out/encrypted-report-$(date -u +%Y%m%d-%H%M%S).txt"
+python3 - "$results" "$ROUNDS" "$DURATION" "$OUTSTANDING" <<'EOF' | tee "$report"
+import statistics, sys
+from collections import defaultdict
+path, rounds, duration, outstanding = sys.argv[1:5]
+runs = defaultdict(list)
+for line in open(path):
+    sc, s, *v = line.rstrip("\n").split("\t")
+    runs[(sc, s)].append([float(x) for x in v])
+def med(sc, s, i):
+    vals = [r[i] for r in runs.get((sc, s), [])]
+    return statistics.median(vals) if vals else float("nan")
+print(f"encrypted upstreams, cache misses: {rounds} round(s) of {duration} s, dnsperf -c 4 -q {outstanding}; medians")
+for sc, label in (("tls", "DoT"), ("https", "DoH (HTTP/2)")):
+    print(f"\n{label}:")
+    print(f"  {'server':<9}{'qps':>9}{'CPU us/query':>14}{'p50 ms':>9}{'p99 ms':>9}{'lost':>7}")
+    for s in ("dae", "dnsdist"):
+        if (sc, s) in runs:
+            print(f"  {s:<9}{med(sc, s, 0):>9.0f}{med(sc, s, 1):>14.2f}{med(sc, s, 2):>9.3f}{med(sc, s, 3):>9.3f}{med(sc, s, 4):>7.0f}")
+    if (sc, "dnsdist") in runs:
+        print(f"  dae / dnsdist  qps {med(sc, 'dae', 0) / med(sc, 'dnsdist', 0):.2f}   "
+              f"CPU per query {med(sc, 'dae', 1) / med(sc, 'dnsdist', 1):.2f}   "
+              f"p99 {med(sc, 'dae', 3) / med(sc, 'dnsdist', 3):.2f} (lower is better for CPU and p99)")
+    else:
+        print("  (no peer: dnsdist 1.7.3's outgoing DoH did not work against this unbound)")
+print("\nDoQ: no row (no DoQ peer in Debian 12: dnsdist 1.7, unbound 1.17)")
+EOF
+echo "(saved to $report)"
