@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         "status" => status(&argv[1..]),
         "schema" => match argv.get(1).map(String::as_str) {
             Some("--json") if argv.len() == 2 => {
-                println!("{:#}", dae::config::schema::schema_json());
+                println!("{:#}", schema_with_build_facts());
                 0
             }
             _ => {
@@ -91,6 +91,28 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code as u8)
+}
+
+/// The UCI schema, with what this build can do: for each upstream
+/// address, the schemes it forwards to (`supported`) and those whose
+/// upstreams can look up other upstreams' host names (`resolvers`).
+fn schema_with_build_facts() -> serde_json::Value {
+    let mut schema = dae::config::schema::schema_json();
+    let schemes = dae::forwarder::schemes();
+    let supported: Vec<&str> = schemes.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let resolvers: Vec<&str> = schemes.iter().filter(|s| s.2).map(|s| s.0).collect();
+    if let Some(sections) = schema["sections"].as_array_mut() {
+        for option in sections
+            .iter_mut()
+            .filter_map(|s| s["options"].as_array_mut())
+            .flatten()
+            .filter(|o| o["type"] == "upstream_address")
+        {
+            option["supported"] = serde_json::json!(supported);
+            option["resolvers"] = serde_json::json!(resolvers);
+        }
+    }
+    schema
 }
 
 fn status(rest: &[String]) -> i32 {

@@ -65,3 +65,13 @@ install_python_packages() {
     python3 -m pip install --quiet --disable-pip-version-check --target "$dir" "aioquic==1.7.2"
   fi
 }
+
+# Node.js 18.18+ and npm, for the LuCI app's checks (tests/luci/run.sh):
+# the one on PATH if new enough, else Debian's.
+ensure_node() {
+  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+    node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a == 18 && b >= 18) ? 0 : 1)'; then
+    return
+  fi
+  install_packages nodejs npm
+}

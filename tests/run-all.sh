@@ -9,13 +9,16 @@ cd "$(dirname "$0")/.."
 need_root
 install_packages "${DAE_TEST_PACKAGES[@]}"
 install_python_packages
+ensure_node
 ensure_rust
 
 echo "== shellcheck"
-shellcheck -x tests/*.sh bench/*.sh ebpf/*.sh .ci/run
+shellcheck -x tests/*.sh tests/luci/*.sh bench/*.sh ebpf/*.sh .ci/run
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+echo "== LuCI app (luci-app-dae)"
+DAE_BIN="$PWD/target/debug/dae" tests/luci/run.sh

@@ -179,7 +179,16 @@ fn good_configs_pass() {
         config group 'proxy'\n\tlist node 'node1'\n\toption policy 'min_moving_avg'\n\n\
         config routing 'routing'\n\tlist rule 'dip(192.0.2.0/24) -> direct'\n\
         \tlist rule 'dport(53) && l4proto(udp) -> direct'\n\toption fallback 'proxy'\n";
-    for (name, text) in [("contract.uci", contract), ("empty.uci", "")] {
+    // As `uci set` and LuCI write a value with single quotes in it.
+    let libuci =
+        "config dns 'dns'\n\tlist request_rule 'qname(regex: '\\''^ads\\.'\\'') -> reject'\n\
+                  \toption request_fallback 'up'\n\n\
+                  config upstream 'up'\n\toption address 'udp://192.0.2.53'\n";
+    for (name, text) in [
+        ("contract.uci", contract),
+        ("empty.uci", ""),
+        ("libuci-quoting.uci", libuci),
+    ] {
         let (code, out, err) = validate(&dir, name, text);
         assert_eq!(code, Some(0), "{name}: {err}");
         assert_eq!(out.trim(), "configuration OK");

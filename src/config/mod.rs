@@ -6,10 +6,12 @@
 //!
 //! - `schema`: every section and option (kinds, defaults, limits, help);
 //! - `uci`: the checker that builds the `Config`;
+//! - `quoting`: libuci's quoting made readable for `uci_rs`;
 //! - `rule`: rule syntax; `url`: addresses and share links;
 //! - `model`: the typed result.
 
 pub mod model;
+mod quoting;
 pub mod rule;
 pub mod schema;
 mod uci;

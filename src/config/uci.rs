@@ -81,6 +81,13 @@ impl Problems {
 
 /// Parses and checks UCI text.
 pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let text = &super::quoting::normalize(text).map_err(|message| {
+        vec![ConfigError {
+            section: None,
+            option: None,
+            message: format!("not a valid UCI file: {message}"),
+        }]
+    })?;
     let uci = uci_rs::parse_raw_to_uci("dae", text.to_string()).map_err(|e| {
         vec![ConfigError {
             section: None,

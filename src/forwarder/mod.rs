@@ -156,11 +156,43 @@ pub fn check_supported(url: &UpstreamUrl) -> Result<(), String> {
     }
 }
 
+/// Every scheme, for `dae schema --json`: (name, this build forwards to
+/// it, an upstream of it at an IP address can look up others' host names).
+pub fn schemes() -> Vec<(&'static str, bool, bool)> {
+    [
+        Scheme::Udp,
+        Scheme::Tcp,
+        Scheme::TcpUdp,
+        Scheme::Tls,
+        Scheme::Https,
+        Scheme::H3,
+        Scheme::Quic,
+    ]
+    .into_iter()
+    .map(|scheme| {
+        let url = UpstreamUrl {
+            scheme,
+            host: Host::Ip(IpAddr::from([192, 0, 2, 1])),
+            port: 53,
+            path: None,
+        };
+        (
+            scheme_name(scheme),
+            check_supported(&url).is_ok(),
+            resolves(scheme),
+        )
+    })
+    .collect()
+}
+
 /// Whether `u` can look up other upstreams' host names: a plain upstream
 /// at an IP address.
 pub fn can_resolve(u: &Upstream) -> bool {
-    matches!(u.url.scheme, Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp)
-        && matches!(u.url.host, Host::Ip(_))
+    resolves(u.url.scheme) && matches!(u.url.host, Host::Ip(_))
+}
+
+fn resolves(s: Scheme) -> bool {
+    matches!(s, Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp)
 }
 
 pub fn scheme_name(s: Scheme) -> &'static str {

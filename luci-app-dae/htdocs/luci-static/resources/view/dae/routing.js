@@ -1,0 +1,48 @@
+'use strict';
+'require view';
+'require form';
+'require uci';
+'require dae.tools as tools';
+
+/*
+ * Routing: the `config routing` section, ordered rules that send traffic
+ * direct, block it or hand it to a group, and the fallback for the rest.
+ */
+
+return view.extend({
+	load: function() {
+		return uci.load('dae').then(function() {
+			tools.ensureSection('routing', 'routing');
+		});
+	},
+
+	render: function() {
+		var m, s, o;
+
+		m = new form.Map('dae', _('Routing'),
+			_('Which traffic goes direct, is blocked, or goes through a group of proxy nodes. dae checks and keeps these rules; they take effect with the proxy support of a later dae release.'));
+
+		s = m.section(form.TypedSection, 'routing', _('Routing rules'));
+		s.anonymous = true;
+		s.addremove = false;
+
+		o = s.option(form.DynamicList, 'rule', _('Rules'),
+			_('One rule per entry; the first that matches decides. Conditions: dip(192.0.2.0/24), sip(...), dport(443), sport(1024-65535), l4proto(tcp), ipversion(6), domain(suffix: example.com), mac(02:00:5e:00:53:01), pname(curl), dscp(46), joined with && and negated with !. After ->: direct, block, must_direct, or a group\'s name (add "(must)" to force it). Example: dport(53) && l4proto(udp) -> direct'));
+		o.placeholder = 'dip(192.0.2.0/24) -> direct';
+		o.validate = tools.validator('routing_rule');
+
+		o = s.option(form.Value, 'fallback', _('Fallback'),
+			_('Where traffic that no rule matched goes.'));
+		o.placeholder = 'direct';
+		tools.targets('routing_target').forEach(function(name) {
+			o.value(name, {
+				direct: _('direct: not proxied'),
+				block: _('block: dropped'),
+				must_direct: _('must_direct: not proxied, not even DNS')
+			}[name] || _('group %s').format(name));
+		});
+		o.validate = tools.validator('routing_target');
+
+		return m.render();
+	}
+});

@@ -1,0 +1,248 @@
+'use strict';
+'require view';
+'require dom';
+'require fs';
+'require poll';
+'require rpc';
+'require uci';
+'require ui';
+
+/*
+ * Status page: whether dae runs (procd's `service list`), what the running
+ * daemon reports (`dae status --json`: version, interfaces, datapath
+ * counters, DNS figures, cache), buttons for the init script's start, stop,
+ * restart and reload, and the last lines of dae's log (`logread -e dae`).
+ * Refreshed every 5 seconds.
+ */
+
+var DAE = '/usr/bin/dae';
+var INIT = '/etc/init.d/dae';
+var LOGREAD = '/sbin/logread';
+var DEFAULT_SOCKET = '/var/run/dae.sock';
+var LOG_LINES = 50;
+
+var callServiceList = rpc.declare({
+	object: 'service',
+	method: 'list',
+	params: [ 'name' ],
+	expect: { '': {} }
+});
+
+function statusArgs() {
+	var socket = uci.get_first('dae', 'dae', 'status_socket');
+	return (socket && socket != DEFAULT_SOCKET)
+		? [ 'status', '--json', '-s', socket ] : [ 'status', '--json' ];
+}
+
+function isRunning(services) {
+	var inst = (services && services.dae && services.dae.instances) ? services.dae.instances.dae : null;
+	return !!(inst && inst.running);
+}
+
+/* The daemon's report, or { error } when it cannot be had. */
+function readStatus(running) {
+	if (!running)
+		return Promise.resolve(null);
+	return L.resolveDefault(fs.exec(DAE, statusArgs()), null).then(function(res) {
+		if (res && res.code == 0) {
+			try {
+				return JSON.parse(res.stdout);
+			}
+			catch (e) {
+				return { error: _('The daemon answered something that is not JSON.') };
+			}
+		}
+		return { error: (res && res.stderr) ? res.stderr.trim() : _('The daemon did not answer.') };
+	});
+}
+
+function readVersion() {
+	return L.resolveDefault(fs.exec(DAE, [ '--version' ]), null).then(function(res) {
+		return (res && res.code == 0) ? res.stdout.trim().replace(/^dae\s+/, '') : null;
+	});
+}
+
+function readLog() {
+	return L.resolveDefault(fs.exec(LOGREAD, [ '-e', 'dae' ]), null).then(function(res) {
+		if (!res || res.code != 0)
+			return null;
+		var lines = (res.stdout || '').split('\n').filter(function(l) { return l.length; });
+		return lines.slice(-LOG_LINES);
+	});
+}
+
+function number(v) {
+	return (v == null) ? '-' : String(v);
+}
+
+function table(rows) {
+	return E('table', { 'class': 'table' }, rows.map(function(row) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td left', 'width': '40%' }, [ row[0] ]),
+			E('td', { 'class': 'td left' }, [ row[1] ])
+		]);
+	}));
+}
+
+function section(title, body) {
+	return E('div', { 'class': 'cbi-section' }, [ E('h3', {}, [ title ]) ].concat(body));
+}
+
+return view.extend({
+	load: function() {
+		return Promise.all([
+			L.resolveDefault(callServiceList('dae'), {}),
+			uci.load('dae')
+		]).then(L.bind(this.refreshData, this));
+	},
+
+	/* Everything the page shows, fetched anew. */
+	refreshData: function(first) {
+		var services = first ? first[0] : null;
+		var list = services ? Promise.resolve(services) : L.resolveDefault(callServiceList('dae'), {});
+		return list.then(function(svc) {
+			var running = isRunning(svc);
+			return Promise.all([
+				readStatus(running),
+				running ? Promise.resolve(null) : readVersion(),
+				readLog()
+			]).then(function(res) {
+				return {
+					running: running,
+					status: res[0],
+					version: res[0] && res[0].version ? res[0].version : res[1],
+					log: res[2],
+					enabled: uci.get_first('dae', 'dae', 'enabled')
+				};
+			});
+		});
+	},
+
+	renderService: function(data) {
+		var st = data.status, rows = [];
+
+		rows.push([ _('Running'), data.running ? E('strong', {}, _('yes')) : E('em', {}, _('no')) ]);
+		rows.push([ _('Version'), data.version || '-' ]);
+
+		if (data.running && st && !st.error) {
+			rows.push([ _('Process'), _('pid %d, up %s').format(st.pid, '%t'.format(st.uptime_seconds)) ]);
+			rows.push([ _('Intercepting on'), (st.interfaces && st.interfaces.length)
+				? st.interfaces.join(', ') : _('no interface (plain listeners only)') ]);
+			rows.push([ _('Transparent port'), number(st.tproxy_port) ]);
+			rows.push([ _('While dae is down'), st.fail_closed
+				? _('LAN DNS is dropped (fail closed)') : _('LAN DNS passes untouched (fail open)') ]);
+			if (st.dns_listen && st.dns_listen.length)
+				rows.push([ _('Plain listeners'), st.dns_listen.join(', ') ]);
+		}
+
+		var body = [ table(rows) ];
+
+		if (data.running && st && st.error)
+			body.push(E('div', { 'class': 'alert-message warning' }, [ _('Cannot read the daemon\'s status: %s').format(st.error) ]));
+
+		if (data.enabled != '1' && data.enabled != 'true' && data.enabled != 'yes' && data.enabled != 'on')
+			body.push(E('div', { 'class': 'alert-message notice' },
+				_('dae is disabled in the General Settings: it does not start with the router, and Start does nothing until it is enabled.')));
+
+		return section(_('Service'), body);
+	},
+
+	renderCounters: function(data) {
+		var st = data.status;
+		if (!data.running || !st || st.error)
+			return E('div', {}, []);
+
+		var out = [], d = st.datapath, dns = st.dns || {}, c = st.cache || {};
+
+		if (d)
+			out.push(section(_('Datapath'), [ table([
+				[ _('LAN DNS packets seen'), number(d.seen) ],
+				[ _('Handed to dae'), number(d.handed) ],
+				[ _('Passed (no listener)'), number(d.passed) ],
+				[ _('Dropped (fail closed)'), number(d.dropped) ],
+				[ _('Hand-over failures'), number(d.assign_failed) ]
+			]) ]));
+
+		out.push(section(_('DNS'), [ table([
+			[ _('Queries'), number(dns.queries) ],
+			[ _('Upstream exchanges'), number(dns.upstream_exchanges) ],
+			[ _('Upstream failures'), number(dns.upstream_failures) ],
+			[ _('Answered SERVFAIL'), number(dns.servfail) ],
+			[ _('Rejected by rules'), number(dns.rejected) ],
+			[ _('Refused'), number(dns.refused) ],
+			[ _('Malformed queries'), number(dns.malformed) ]
+		]) ]));
+
+		var lookups = (c.hits || 0) + (c.stale_hits || 0) + (c.misses || 0);
+		out.push(section(_('Cache'), [ table([
+			[ _('Entries'), _('%s of %s').format(number(c.entries), number(c.capacity)) ],
+			[ _('Hits'), number(c.hits) ],
+			[ _('Stale hits'), number(c.stale_hits) ],
+			[ _('Misses'), number(c.misses) ],
+			[ _('Hit rate'), lookups ? '%.1f%%'.format(100 * ((c.hits || 0) + (c.stale_hits || 0)) / lookups) : '-' ],
+			[ _('Inserts'), number(c.inserts) ],
+			[ _('Evictions'), number(c.evictions) ]
+		]) ]));
+
+		return E('div', {}, out);
+	},
+
+	renderLog: function(data) {
+		return section(_('Log'), [
+			(data.log && data.log.length)
+				? E('pre', { 'style': 'white-space:pre-wrap' }, [ data.log.join('\n') ])
+				: E('em', {}, (data.log == null) ? _('The system log cannot be read.') : _('dae has not logged anything yet.'))
+		]);
+	},
+
+	renderContent: function(data) {
+		return [ this.renderService(data), this.renderCounters(data), this.renderLog(data) ];
+	},
+
+	handleAction: function(action) {
+		return fs.exec(INIT, [ action ]).then(function(res) {
+			if (res.code != 0)
+				ui.addNotification(null, E('p', {}, [ _('"%s" failed: %s').format(action,
+					(res.stderr || res.stdout || '').trim() || _('exit code %d').format(res.code)) ]), 'error');
+		}).catch(function(e) {
+			ui.addNotification(null, E('p', {}, [ _('"%s" failed: %s').format(action, e.message) ]), 'error');
+		}).then(L.bind(this.refresh, this));
+	},
+
+	refresh: function() {
+		return this.refreshData().then(L.bind(function(data) {
+			dom.content(this.content, this.renderContent(data));
+		}, this));
+	},
+
+	render: function(data) {
+		var buttons = [
+			[ 'start', _('Start'), 'cbi-button-apply' ],
+			[ 'stop', _('Stop'), 'cbi-button-reset' ],
+			[ 'restart', _('Restart'), 'cbi-button-action' ],
+			[ 'reload', _('Reload'), 'cbi-button-action' ]
+		].map(L.bind(function(b) {
+			return E('button', {
+				'class': 'cbi-button ' + b[2],
+				'click': ui.createHandlerFn(this, 'handleAction', b[0])
+			}, b[1]);
+		}, this));
+
+		this.content = E('div', {}, this.renderContent(data));
+
+		poll.add(L.bind(this.refresh, this), 5);
+
+		return E([], [
+			E('h2', {}, _('dae')),
+			E('div', { 'class': 'cbi-map-descr' }, _('The DNS controller of this router: what it is doing now.')),
+			E('div', { 'class': 'cbi-page-actions', 'style': 'text-align:left' }, buttons.reduce(function(acc, b) {
+				return acc.concat([ b, ' ' ]);
+			}, [])),
+			this.content
+		]);
+	},
+
+	handleSave: null,
+	handleSaveApply: null,
+	handleReset: null
+});

@@ -1,0 +1,106 @@
+'use strict';
+/*
+ * Values, by schema type, that the browser checks and `dae validate` must
+ * judge alike. Good and bad ones, with the edges each check has (signs,
+ * leading zeros, limits, brackets, quoting, unsupported features). The
+ * fixture they are tried in (lib/dae.js) defines the upstreams dns_a and
+ * dns_b, the nodes n1 and n2 and the group g (n1, n2).
+ */
+
+const INTEGER = [ '0', '1', '4', '30', '31', '4096', '86400', '604800', '604801', '1048576', '1048577',
+	'+5', '-1', '007', 'abc', '1.5', ' 5', '5 ', '0x10', '99999999999999999999999', '+', '' ];
+
+const RULE_SHAPES = [
+	'', '->', 'qname(a)', 'qname(a) ->', 'qname(a -> dns_a', 'qname(a)) -> dns_a', 'qname("a) -> dns_a',
+	'(a) -> dns_a', 'qname(a) && -> dns_a', 'qname -> dns_a', 'qname() -> dns_a', 'qname(a,,b) -> dns_a',
+	'qname(a) || qtype(a) -> dns_a', 'qname(a) -> dns_a -> dns_b', 'qname(suffix: ) -> dns_a',
+	'qname(a b) -> dns_a', '1qname(a) -> dns_a', 'qname(a)x -> dns_a', 'qname("a b") -> dns_a'
+];
+
+module.exports = {
+	integer: INTEGER,
+
+	port: [ '0', '1', '53', '12345', '65535', '65536', '+53', '-1', 'abc', '053', '4294967296', '' ],
+
+	mark: [ '0', '255', '0x80', '0X80', '0xffffffff', '0x100000000', '4294967295', '4294967296', '0x',
+		'0x+80', '0xg', '-1', '+128', '80h', '0b1', '' ],
+
+	interface: [ 'br-lan', 'eth0.1', 'a', 'abcdefghijklmno', 'abcdefghijklmnop', 'a/b', 'a:b', 'a b',
+		'.', '..', '...', 'wlan0-1', 'éééé', 'éééééééé', 'a\u3000b', 'a\u00a0b', '' ],
+
+	path: [ '/lib/bpf/dae_tc.o', '/', '/var/run/dae.sock', 'lib/x.o', './x', '~/x', '' ],
+
+	listen_address: [ '127.0.0.1:5353', '0.0.0.0:53', '127.0.0.1', '[::1]:53', '::1:53', '[::1]',
+		'127.0.0.1:0', '127.0.0.1:65535', '127.0.0.1:65536', '01.2.3.4:53', '1.2.3.4:053',
+		'[fe80::1%2]:53', '[fe80::1%eth0]:53', '[::ffff:1.2.3.4]:53', '256.1.1.1:53', '1.2.3.4:+53',
+		'[1:2:3:4:5:6:7:8]:53', '[1:2:3:4:5:6:7::]:53', '[1:2:3:4:5:6:7:8::]:53', '[::1.2.3.4]:53',
+		'[1.2.3.4::]:53', '[1:2:3:4:5:6:1.2.3.4]:53', '[::12345]:53', '[:::]:53', '[::]:53',
+		'localhost:53', '1.2.3:53', '' ],
+
+	upstream_address: [ 'udp://192.0.2.53:53', 'udp://192.0.2.53', 'UDP://192.0.2.53', 'Tcp+Udp://192.0.2.53',
+		'tcp+udp://[2001:db8::53]:5353', 'tcp://[2001:db8::53]', 'udp://2001:db8::53', 'udp://dns.example',
+		'tls://192.0.2.1', 'https://192.0.2.1/dns-query', 'https://dns.example', 'h3://192.0.2.1', 'quic://192.0.2.1',
+		'dns://192.0.2.1', '192.0.2.1', 'udp://', 'udp://192.0.2.53:0', 'udp://192.0.2.53:+53',
+		'udp://192.0.2.53:70000', 'udp://192.0.2.53:', 'udp://user@192.0.2.53', 'udp://192.0.2.53/path',
+		'udp://192.0.2.53/', 'udp://999.1.1.1', 'udp://[192.0.2.1]', 'udp://[dns.example]', 'udp://192.0.2.53?x',
+		'udp://[::1', 'udp://[::1]x', 'udp://[::1]:53', 'udp://1.2.3', 'udp://a..b', 'udp://bad_-.example',
+		'udp://[::ffff:192.0.2.1]', 'udp:/192.0.2.1', 'https://[2001:db8::1]:8443/q', 'tls://dns.example:853',
+		'https://dns.example/dns-query', 'TLS://Dns.Example.', 'tls://192.0.2.1/x', 'tcp://dns.example', '' ],
+
+	ip_address: [ '192.0.2.1', '2001:db8::1', '::', '::ffff:192.0.2.1', '[2001:db8::1]', '192.0.2.1/32',
+		'192.0.2.256', '01.2.3.4', 'fe80::1%2', 'dns.example', '1.2.3', '' ],
+
+	share_link: [ 'socks5://192.0.2.80:1080', 'socks5://user:pass@[2001:db8::80]:1080', 'http://192.0.2.80:3128',
+		'https://proxy.example:443', 'ss://YWVzLTI1Ni1nY206cGFzcw@192.0.2.80:8388#name',
+		'ss://YWVzLTI1Ni1nY206cGFzc0AxOTIuMC4yLjgwOjgzODg#legacy', 'ss://!!!#x', 'ss://aGVsbG8',
+		'trojan://secret@proxy.example:443?sni=proxy.example#x', 'vless://uuid@proxy.example:443?security=tls',
+		'vmess://eyJhZGQiOiIxOTIuMC4yLjgwIiwicG9ydCI6IjQ0MyIsImlkIjoieCJ9',
+		'vmess://eyJhZGQiOiIxOTIuMC4yLjgwIn0', 'vmess://WzFd', 'vmess://!!!', 'vmess://aGVsbG8',
+		'ftp://x:1', 'SOCKS5://192.0.2.80:1080', 'socks5://192.0.2.80', 'trojan://x@host:99999', 'proxy',
+		'socks5://[192.0.2.80]:1080', 'socks5://2001:db8::1:1080', 'socks5://a..b:1', '' ],
+
+	fixed_ttl: [ 'ddns.example.com:0', 'DDNS.example.:10', 'a:604800', 'a:604801', 'a:+5', 'a', 'a:-1',
+		':5', 'a..b:5', 'host:ten', 'a:b:5', '' ],
+
+	dns_request_rule: RULE_SHAPES.concat([
+		'qname(suffix: lan) -> asis', 'qname(keyword: ads) -> reject', 'qtype(aaaa) && qname(full: v4.example.com) -> reject',
+		'qname(lan) -> dns_a', '!qname(suffix: cn) -> dns_b', 'qname(regex: "^ads\\.") -> reject',
+		'qname(regex: "(") -> reject', 'qname(regex: "a(?=b)") -> reject', 'qname(regex: "(?i)ads") -> reject',
+		'qname(regex: "a{2,1}") -> reject', 'qname(regex: "a**") -> reject', 'qname(regex: "\\p{L}") -> reject',
+		'qname(regex: "a\\1") -> reject', 'qname(regex: "[a-") -> reject', 'qname(regex: "[z-a]") -> reject',
+		'qname(regex: "\\e") -> reject', 'qname(regex: "*a") -> reject', 'qname(regex: "[[:alpha:]]+") -> reject',
+		'qname(regex: "(?P<n>a)|b") -> reject', 'qname(regex: "a{3}") -> reject', 'qname(regex: ")") -> reject',
+		'qname(regex: "[]a]") -> reject', 'qname(regex: "\\x41\\u0042") -> reject', 'qname(regex: "(?)") -> reject',
+		'qname(regex: "a|*") -> reject', 'qname(regex: "[a&&b]") -> reject', 'qname(regex: "\\d-\\w") -> reject',
+		'qtype(a, aaaa, mx, 65, *, any, ANY) -> dns_a', 'qtype(bogus) -> dns_a', 'qtype(65536) -> dns_a', 'qtype(+28) -> dns_a',
+		'qname(geosite:cn) -> dns_a', 'qname(ext:x) -> dns_a', 'qname(color: red) -> dns_a', 'qname(bad..name) -> dns_a',
+		'qname(-a.example) -> dns_a', 'qname(a) -> accept', 'qname(a) -> nosuch', 'qname(a) -> dns_a(x)',
+		'upstream(dns_a) -> dns_a', 'ip(192.0.2.0/24) -> dns_a', 'qtype(geoip:cn) -> dns_a', 'qname(a) -> Asis',
+		'qname(\'a\') -> dns_a', 'qname(full: "a.example") -> dns_a', 'qname(keyword: "a b") -> dns_a'
+	]),
+
+	dns_response_rule: RULE_SHAPES.map(r => r.replace(/dns_a/g, 'accept')).concat([
+		'upstream(dns_a) && ip(192.0.2.0/24) -> dns_b', 'upstream(asis) && ip(2001:db8::/32, 192.0.2.7) && qtype(aaaa, 65) -> reject',
+		'ip(192.0.2.0/33) -> dns_a', 'ip(2001:db8::/129) -> dns_a', 'ip(nonsense) -> dns_a', 'ip(192.0.2.0/+24) -> accept',
+		'upstream(zz) -> dns_a', 'upstream(key: dns_a) -> accept', 'qname(a) -> asis', 'qname(a) -> accept',
+		'qname(a) -> reject', 'qname(a) -> dns_b', 'ip(fe80::1) -> accept', 'ip(::1) -> accept', 'ip(geoip:cn) -> accept',
+		'dport(53) -> accept'
+	]),
+
+	routing_rule: [ 'dip(192.0.2.0/24) -> direct', 'dport(53) && l4proto(udp) -> direct',
+		'mac(02:00:5e:00:53:01) && dport(80-443) && !ipversion(6) -> g(must)', 'mac(aa:bb:cc:dd:ee:ff) -> g',
+		'mac(02:00:5e:00:53) -> direct', 'dport(70000) -> direct', 'dport(443-80) -> direct', 'sport(0) -> direct',
+		'qname(a) -> direct', 'l4proto(icmp) -> direct', 'ipversion(5) -> block', 'domain(suffix: example.com) -> g',
+		'domain(geosite:cn) -> direct', 'pname(curl) -> block', 'pname(key: x) -> block', 'dscp(46) -> direct',
+		'dscp(64) -> direct', 'dscp(+1) -> direct', 'sip(2001:db8::/32) -> must_direct', 'dip(1.2.3) -> direct',
+		'dip(192.0.2.1) -> nowhere', 'dip(192.0.2.1) -> n1', 'dip(192.0.2.1) -> direct(must)',
+		'dip(192.0.2.1) -> g(must, x)', 'dip(192.0.2.1) -> g(fast)', 'dip(192.0.2.1) -> g(k: must)',
+		'dip(192.0.2.1)', '-> direct', 'dip(192.0.2.1) || dport(1) -> direct' ],
+
+	dns_request_target: [ 'asis', 'reject', 'accept', 'dns_a', 'dns_b', 'nosuch', 'Asis', 'dns_a(x)', '' ],
+	dns_response_target: [ 'accept', 'reject', 'asis', 'dns_a', 'nosuch', '' ],
+	routing_target: [ 'direct', 'block', 'must_direct', 'g', 'n1', 'nowhere', 'g(must)', '' ],
+	reference: [ 'n1', 'n2', 'g', 'nosuch', 'N1', '' ],
+	group_policy: [ 'random', 'min', 'min_avg10', 'min_moving_avg', 'fixed(0)', 'fixed(1)', 'fixed(2)',
+		'fixed( 1 )', 'fixed(+1)', 'fixed(-1)', 'fixed()', 'fixed', 'Random', 'fixed(1', 'fixed(01)', '' ]
+};

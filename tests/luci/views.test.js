@@ -1,0 +1,361 @@
+'use strict';
+/*
+ * The settings views against the daemon. Every view is evaluated with the
+ * LuCI recorder (lib/luci-env.js); what it declares is compared with
+ * `dae schema --json`: no option the schema lacks, none it has missing,
+ * the same list-ness, type, allowed values, default and required-ness. Then
+ * each option's browser check is run on the values of corpus.js and
+ * compared with what `dae validate` says of the same value in a config.
+ * Plus the behaviours around the forms: section names, references, the
+ * share-link import, the normal Save & Apply.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('fs');
+const path = require('path');
+const { createEnv, installGlobals, markup, RESOURCES } = require('./lib/luci-env');
+const dae = require('./lib/dae');
+const CORPUS = require('./corpus');
+
+const SCHEMA = dae.schema();
+const VIEW_DIR = path.join(RESOURCES, 'view/dae');
+const VIEWS = fs.readdirSync(VIEW_DIR).filter(f => f.endsWith('.js')).sort();
+const SETTINGS_VIEWS = VIEWS.filter(f => f != 'status.js');
+const NON_WRITING = [ 'CBI.DummyValue', 'CBI.Button' ];
+const LIST_CLASSES = [ 'CBI.DynamicList', 'CBI.MultiValue' ];
+
+function schemaSection(type) {
+	return SCHEMA.sections.find(s => s.type == type);
+}
+
+async function renderView(file, sections, handlers) {
+	const env = createEnv(sections, handlers);
+	installGlobals(env);
+	const View = env.loadView('view/dae/' + file);
+	const view = new View();
+	const data = await view.load();
+	const out = await view.render(data);
+	return { env, view, out };
+}
+
+/* Every option every settings view declares, with where it is. */
+async function collectOptions(sections) {
+	const all = [];
+	for (const file of SETTINGS_VIEWS) {
+		const { env, view } = await renderView(file, sections || dae.fixture());
+		for (const map of env.record.maps) {
+			assert.strictEqual(map.config, 'dae', file + ': a form for another config');
+			for (const s of map.children)
+				for (const o of s.children)
+					all.push({
+						file, env, view, section: s, type: s.sectiontype, o,
+						name: o.ucioption || o.option,
+						cls: o.constructor.displayName,
+						writes: !NON_WRITING.includes(o.constructor.displayName),
+						list: LIST_CLASSES.includes(o.constructor.displayName) || !!o.multiple
+					});
+		}
+	}
+	return all;
+}
+
+function sameSet(a, b) {
+	return JSON.stringify([ ...new Set(a) ].sort()) == JSON.stringify([ ...new Set(b) ].sort());
+}
+
+/* What the schema says of one declared option; [] when they agree. */
+function disagreements(d, spec, fixtureNames) {
+	const o = d.o, out = [], v = o.validate || {}, where = d.file + ': ' + d.type + '.' + d.name;
+	if (spec.list != d.list)
+		out.push(where + ': schema says list=' + spec.list + ', the view declares ' + d.cls + (o.multiple ? ' (multiple)' : ''));
+	if (spec.type == 'bool') {
+		if (d.cls != 'CBI.Flag')
+			out.push(where + ': a bool should be a Flag, not ' + d.cls);
+		if (String(o.default) != spec.default)
+			out.push(where + ': default ' + o.default + ', schema ' + spec.default);
+		if (o.enabled != '1' || o.disabled != '0')
+			out.push(where + ': a Flag must write 1/0');
+		return out;
+	}
+	if (spec.type == 'enum') {
+		if (![ 'CBI.ListValue', 'CBI.RichListValue' ].includes(d.cls))
+			out.push(where + ': an enum should be a ListValue, not ' + d.cls);
+		if (!sameSet(o.keylist, spec.values))
+			out.push(where + ': values ' + JSON.stringify(o.keylist) + ', schema ' + JSON.stringify(spec.values));
+		if (o.default != spec.default)
+			out.push(where + ': default ' + o.default + ', schema ' + spec.default);
+		return out;
+	}
+	if (typeof o.validate != 'function' || v.daeKind != spec.type)
+		out.push(where + ': checked as ' + (v.daeKind || 'nothing') + ', schema type ' + spec.type);
+	const vs = v.daeSpec || {};
+	if (spec.type == 'integer' && (vs.min !== spec.min || vs.max !== spec.max))
+		out.push(where + ': range ' + vs.min + '..' + vs.max + ', schema ' + spec.min + '..' + spec.max);
+	if (spec.refers && spec.type == 'reference' && vs.refers != spec.refers)
+		out.push(where + ': refers to ' + vs.refers + ', schema ' + spec.refers);
+	if (!!spec.required != !!vs.required || (spec.required && o.rmempty !== false))
+		out.push(where + ': required=' + spec.required + ' in the schema, the view: ' + (vs.required ? 'required' : 'optional'));
+	if (spec.default != null && o.placeholder !== spec.default && o.default !== spec.default)
+		out.push(where + ': shows default ' + (o.placeholder || o.default) + ', schema ' + spec.default);
+	if (spec.reserved) {
+		const want = spec.reserved.concat(fixtureNames[spec.refers] || []);
+		const missing = want.filter(x => !o.keylist.includes(x));
+		if (missing.length)
+			out.push(where + ': choices lack ' + missing.join(', '));
+	}
+	if (spec.type == 'group_policy') {
+		const missing = spec.values.filter(x => !/\(N\)/.test(x) && !o.keylist.includes(x));
+		if (missing.length)
+			out.push(where + ': choices lack ' + missing.join(', '));
+	}
+	if (spec.type == 'reference') {
+		const missing = (fixtureNames[spec.refers] || []).filter(x => !o.keylist.includes(x));
+		if (missing.length)
+			out.push(where + ': choices lack ' + missing.join(', '));
+	}
+	return out;
+}
+
+function fixtureNames() {
+	const names = {};
+	for (const s of dae.fixture())
+		(names[s.type] = names[s.type] || []).push(s.name);
+	return names;
+}
+
+test('the fixture config is valid for dae', async () => {
+	const res = await dae.validate(dae.fixture());
+	assert.deepStrictEqual(res.errors, []);
+	assert.strictEqual(res.code, 0);
+});
+
+test('every view loads as LuCI loads it and renders a form of the dae config', async () => {
+	assert.ok(VIEWS.includes('status.js'), 'a status view');
+	for (const file of SETTINGS_VIEWS) {
+		const { env, view } = await renderView(file, dae.fixture());
+		assert.ok(env.record.maps.length > 0, file + ': no form.Map');
+		for (const h of [ 'handleSave', 'handleSaveApply', 'handleReset' ])
+			assert.ok(!Object.prototype.hasOwnProperty.call(Object.getPrototypeOf(view), h), file + ': overrides ' + h + ' (settings pages keep the normal Save & Apply)');
+	}
+});
+
+test('the views write exactly the options of the schema, with its types, values and defaults', async () => {
+	const declared = await collectOptions();
+	const names = fixtureNames();
+	const problems = [];
+
+	for (const d of declared) {
+		const sec = schemaSection(d.type);
+		if (!sec) {
+			problems.push(d.file + ': a section of type ' + d.type + ', which the schema lacks');
+			continue;
+		}
+		if (!d.writes) {
+			if (sec.options.some(o => o.name == d.name))
+				problems.push(d.file + ': ' + d.type + '.' + d.name + ' is shown read-only but is a schema option');
+			continue;
+		}
+		const spec = sec.options.find(o => o.name == d.name);
+		if (!spec) {
+			problems.push(d.file + ': writes ' + d.type + '.' + d.name + ', which the schema lacks');
+			continue;
+		}
+		problems.push(...disagreements(d, spec, names));
+	}
+
+	for (const sec of SCHEMA.sections) {
+		const forms = declared.filter(d => d.type == sec.type);
+		if (!forms.length) {
+			problems.push('no view has a section for ' + sec.type);
+			continue;
+		}
+		for (const opt of sec.options)
+			if (!forms.some(d => d.writes && d.name == opt.name))
+				problems.push('no view sets ' + sec.type + '.' + opt.name);
+		const s = forms[0].section;
+		if (sec.named && !sec.single && (s.anonymous || !s.addremove))
+			problems.push(sec.type + ': named sections need a table that adds and removes named sections');
+		if (sec.named && !Object.prototype.hasOwnProperty.call(s, 'handleAdd'))
+			problems.push(sec.type + ': new section names are not checked (tools.guardSections)');
+		if (sec.single && (s.addremove || (s.constructor.displayName != 'CBI.NamedSection' && !s.anonymous)))
+			problems.push(sec.type + ': a single section should be shown as one anonymous section');
+	}
+
+	assert.deepStrictEqual(problems, []);
+});
+
+/*
+ * One value of one option, in the browser and in dae: null when both agree,
+ * else what differs. `sections`: the config the option's view was rendered
+ * with; the value replaces the option in the section `sid`.
+ */
+async function judge(d, sid, value, sections, stats) {
+	const browser = d.o.validate.call(d.o, sid, value);
+	const where = d.type + '.' + d.name + ' = ' + JSON.stringify(value);
+	const spec = schemaSection(d.type).options.find(o => o.name == d.name);
+	if (value === '') {
+		/* LuCI removes an emptied option: dae then uses the default, unless required. */
+		if ((browser === true) == !!spec.required)
+			return where + ': browser ' + (browser === true ? 'accepts' : 'refuses') + ' an empty value, required=' + spec.required;
+		return null;
+	}
+	if (value.includes('\'') && value.includes('"')) {
+		/* dae reads a value with one kind of quote in it, not both: the browser must refuse it. */
+		return (browser === true) ? where + ': browser accepts both kinds of quote, which dae cannot read' : null;
+	}
+	const changed = sections.map(s => s.name == sid ? Object.assign({}, s, {
+		options: Object.assign({}, s.options, { [d.name]: d.list ? [ value ] : value })
+	}) : s);
+	const res = await dae.validate(changed);
+	const tag = d.type + ' \'' + sid + '\', option \'' + d.name + '\'';
+	const daeErrors = res.errors.filter(e => e.startsWith(tag));
+	const other = res.errors.filter(e => !e.startsWith(tag));
+	stats.compared++;
+	if (other.length)
+		return where + ': dae reports elsewhere: ' + other.join(' | ');
+	if ((browser === true) != (daeErrors.length == 0))
+		return where + ': browser ' + (browser === true ? 'accepts' : 'refuses (' + browser + ')') +
+			', dae ' + (daeErrors.length ? 'refuses (' + daeErrors[0] + ')' : 'accepts');
+	return null;
+}
+
+test('each browser check judges values as dae validate does', async () => {
+	const declared = (await collectOptions()).filter(d => d.writes && d.o.validate && d.o.validate.daeKind);
+	const stats = { compared: 0 };
+	const jobs = [];
+	for (const d of declared) {
+		const corpus = CORPUS[d.o.validate.daeKind];
+		assert.ok(corpus, 'no corpus for ' + d.o.validate.daeKind);
+		const sid = d.env.store.find(s => s['.type'] == d.type)['.name'];
+		for (const value of corpus)
+			jobs.push({ d, sid, value });
+	}
+	const mismatches = (await dae.pool(jobs, 6, j => judge(j.d, j.sid, j.value, dae.fixture(), stats))).filter(m => m);
+	dae.cleanup();
+	process.stdout.write('# ' + stats.compared + ' values compared with dae validate over ' + declared.length + ' options\n');
+	assert.ok(stats.compared > 300, 'only ' + stats.compared + ' values compared');
+	assert.deepStrictEqual(mismatches, []);
+});
+
+test('an upstream host name needs a bootstrap address or a plain upstream at an IP, in both', async () => {
+	const values = [ 'tls://dns.example', 'https://dns.example/q', 'udp://dns.example', 'tls://192.0.2.1', 'udp://192.0.2.53' ];
+	const variants = [
+		/* the other upstream is itself a name: nothing can look names up */
+		{ dns_a: {}, dns_b: { address: 'https://dns2.example', bootstrap: '192.0.2.54' } },
+		/* ... unless this one has its address given */
+		{ dns_a: { bootstrap: '2001:db8::53' }, dns_b: { address: 'https://dns2.example', bootstrap: '192.0.2.54' } }
+	];
+	const stats = { compared: 0 }, mismatches = [];
+	for (const variant of variants) {
+		const sections = dae.fixture().map(s => variant[s.name]
+			? Object.assign({}, s, { options: Object.assign({}, s.options, variant[s.name]) }) : s);
+		const { env } = await renderView('dns.js', sections);
+		const grid = env.record.maps[0].children.find(s => s.sectiontype == 'upstream');
+		const o = grid.children.find(c => c.option == 'address');
+		const d = { o, type: 'upstream', name: 'address', list: false };
+		for (const value of values)
+			mismatches.push(await judge(d, 'dns_a', value, sections, stats));
+	}
+	dae.cleanup();
+	assert.strictEqual(stats.compared, values.length * variants.length);
+	assert.deepStrictEqual(mismatches.filter(m => m), []);
+});
+
+test('new sections get names dae accepts, and referenced sections are not removed', async () => {
+	const { env } = await renderView('dns.js', dae.fixture());
+	const grid = env.record.maps[0].children.find(s => s.sectiontype == 'upstream');
+	for (const bad of [ 'asis', 'reject', 'accept', 'n1', 'g', 'bad-name', '' ]) {
+		const before = env.record.changes.length;
+		await grid.handleAdd(null, bad);
+		assert.strictEqual(env.record.changes.length, before, 'added an upstream named ' + JSON.stringify(bad));
+	}
+	await grid.handleAdd(null, 'dns_c');
+	assert.deepStrictEqual(env.record.changes.at(-1), [ 'add', 'upstream', 'dns_c' ]);
+
+	await grid.handleRemove('dns_a');
+	assert.ok(!env.record.changes.some(c => c[0] == 'remove'), 'removed dns_a, which request_fallback uses');
+	assert.match(env.record.notifications.at(-1).text, /dns\.request_fallback/);
+	await grid.handleRemove('dns_b');
+	assert.deepStrictEqual(env.record.changes.at(-1), [ 'remove', 'dns_b' ]);
+
+	const groups = await renderView('groups.js', dae.fixture());
+	const ggrid = groups.env.record.maps[0].children[0];
+	await ggrid.handleAdd(null, 'direct');
+	assert.strictEqual(groups.env.record.changes.length, 0, 'a group named direct');
+	const nodes = await renderView('nodes.js', dae.fixture());
+	const ngrid = nodes.env.record.maps[0].children[0];
+	await ngrid.handleRemove('n1');
+	assert.strictEqual(nodes.env.record.changes.length, 0, 'removed n1, which group g uses');
+});
+
+test('an empty config gets its single sections when a page opens', async () => {
+	for (const [ file, type, name ] of [ [ 'general.js', 'dae', 'config' ], [ 'dns.js', 'dns', 'dns' ], [ 'routing.js', 'routing', 'routing' ] ]) {
+		const { env } = await renderView(file, []);
+		assert.deepStrictEqual(env.record.changes, [ [ 'add', type, name ] ], file);
+	}
+	const { env } = await renderView('general.js', dae.fixture());
+	assert.deepStrictEqual(env.record.changes, [], 'nothing added when the section exists');
+});
+
+test('share links pasted several at once become nodes', async () => {
+	const { env, view } = await renderView('nodes.js', dae.fixture());
+	const map = env.record.maps[0];
+	const text = [
+		'# my subscription',
+		'ss://YWVzLTI1Ni1nY206cGFzcw@192.0.2.80:8388#HK%201',
+		'',
+		'trojan://secret@proxy.example:443?sni=proxy.example#HK 1',
+		'vmess://eyJhZGQiOiIxOTIuMC4yLjgwIiwicG9ydCI6IjQ0MyIsImlkIjoieCJ9',
+		'socks5://192.0.2.80',
+		'ftp://x:1#n1',
+		'socks5://192.0.2.81:1080#n1',
+		'http://192.0.2.82:3128#\'both "quotes"\'',
+		'<img src=x onerror=alert(1)>://x:1'
+	].join('\n');
+	const res = await view.importLinks(map, text);
+	assert.deepStrictEqual(res.nodes.map(n => n.name), [ 'HK_1', 'HK_1_2', 'vmess', 'n1_2' ]);
+	assert.deepStrictEqual(res.errors.map(e => e.line), [ 6, 7, 9, 10 ]);
+	assert.deepStrictEqual(markup(env.record.notifications.map(n => n.node)), [], 'pasted text would be parsed as HTML');
+	assert.strictEqual(env.record.saves, 1);
+	assert.deepStrictEqual(env.uci.get('dae', 'n1_2', 'link'), 'socks5://192.0.2.81:1080#n1');
+	assert.strictEqual(env.uci.get('dae', 'HK_1', '.type'), 'node');
+	assert.match(env.record.notifications.map(n => n.text).join('\n'), /line 6/);
+
+	/* What was added validates in dae. */
+	const sections = env.store.map(s => ({
+		type: s['.type'], name: s['.name'],
+		options: Object.fromEntries(Object.entries(s).filter(([ k ]) => k[0] != '.'))
+	}));
+	const check = await dae.validate(sections);
+	dae.cleanup();
+	assert.deepStrictEqual(check.errors, []);
+});
+
+test('the rule functions, schemes and reserved words the browser knows are the schema\'s', () => {
+	const env = createEnv([]);
+	installGlobals(env);
+	const tools = env.requireModule('dae.tools');
+	const opt = (type, name) => schemaSection(type).options.find(o => o.name == name);
+	assert.deepStrictEqual(tools.REQUEST_FUNCTIONS, opt('dns', 'request_rule').functions);
+	assert.deepStrictEqual(tools.RESPONSE_FUNCTIONS, opt('dns', 'response_rule').functions);
+	assert.deepStrictEqual(tools.ROUTING_FUNCTIONS, opt('routing', 'rule').functions);
+	assert.deepStrictEqual(tools.REQUEST_RESERVED, opt('dns', 'request_fallback').reserved);
+	assert.deepStrictEqual(tools.RESPONSE_RESERVED, opt('dns', 'response_fallback').reserved);
+	assert.deepStrictEqual(tools.ROUTING_RESERVED, opt('routing', 'fallback').reserved);
+	assert.deepStrictEqual(tools.UPSTREAM_SCHEMES, opt('upstream', 'address').schemes);
+	assert.deepStrictEqual(tools.LINK_SCHEMES, opt('node', 'link').schemes);
+	assert.deepStrictEqual([ ...tools.POLICIES ].sort(), opt('group', 'policy').values.filter(v => !/\(N\)/.test(v)).sort());
+	assert.deepStrictEqual(tools.SUPPORTED_SCHEMES, opt('upstream', 'address').supported);
+	assert.deepStrictEqual(tools.PLAIN_SCHEMES, opt('upstream', 'address').resolvers);
+});
+
+test('the node table summarises links', async () => {
+	const env = createEnv([]);
+	installGlobals(env);
+	const tools = env.requireModule('dae.tools');
+	assert.strictEqual(tools.linkSummary('ss://YWVzLTI1Ni1nY206cGFzc0AxOTIuMC4yLjgwOjgzODg#x'), 'ss 192.0.2.80:8388');
+	assert.strictEqual(tools.linkSummary('vmess://eyJhZGQiOiIxOTIuMC4yLjgwIiwicG9ydCI6IjQ0MyIsImlkIjoieCJ9'), 'vmess 192.0.2.80:443');
+	assert.strictEqual(tools.linkSummary('trojan://pw@h.example:443?x=1#n'), 'trojan h.example:443');
+	assert.strictEqual(tools.linkSummary(null), '-');
+});
