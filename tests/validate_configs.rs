@@ -99,7 +99,7 @@ const BROKEN: &[(&str, &str, &[&str])] = &[
     (
         "encrypted upstream this build cannot reach yet",
         "config upstream 'up'\n\toption address 'h3://192.0.2.53'\n",
-        &["upstream 'up', option 'address'", "h3 upstreams are not supported by this build yet"],
+        &["upstream 'up', option 'address'", "h3 upstreams are not supported by this build (it has udp, tcp, tcp+udp, tls, https, quic)"],
     ),
     (
         "host name with no way to look it up",
