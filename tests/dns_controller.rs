@@ -672,8 +672,13 @@ fn fixed_domain_ttl_and_serve_stale() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(up.queries("short.lab.example.", "A"), 2, "one refresh");
+    // The refreshed entry lives 2 s: asked at once, it is fresh. (On a
+    // machine stalled for longer than that it is stale again: no verdict.)
+    let seen = Instant::now();
     let fresh = ask(dae.addr, "short.lab.example.", RecordType::A);
-    assert!(ttl_of_first_answer(&fresh) <= 2);
+    if seen.elapsed() < Duration::from_secs(1) {
+        assert!(ttl_of_first_answer(&fresh) <= 2);
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! Neighbours: `forwarder` (the caller), `tls` (the TLS client setup,
 //! ALPN `h2`), `dialer::Direct` (the socket).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{header, Method, Request, Uri};
 
+use super::slot::Slot;
 use super::tls::TlsClient;
 use super::ForwardError;
 use crate::dialer::Direct;
@@ -76,9 +77,7 @@ pub struct DohClient {
     dialer: Direct,
     tls: TlsClient,
     target: DohTarget,
-    conn: RefCell<Option<Rc<Conn>>>,
-    /// Held while connecting, so concurrent queries share one connection.
-    connecting: tokio::sync::Mutex<()>,
+    conn: Slot<Rc<Conn>>,
 }
 
 /// Counts a stream open on a connection while it lives.
@@ -98,31 +97,16 @@ impl DohClient {
             dialer,
             tls,
             target,
-            conn: RefCell::new(None),
-            connecting: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn current(&self) -> Option<Rc<Conn>> {
-        let mut slot = self.conn.borrow_mut();
-        match &*slot {
-            Some(c) if !c.closed.get() => Some(c.clone()),
-            Some(_) => {
-                *slot = None;
-                None
-            }
-            None => None,
+            conn: Slot::new(),
         }
     }
 
     async fn connection(&self, deadline: Instant) -> Result<Rc<Conn>, ForwardError> {
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
-        let _guard = self.connecting.lock().await;
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
+        let alive = |c: &Rc<Conn>| !c.closed.get();
+        self.conn.get(alive, self.open(deadline)).await
+    }
+
+    async fn open(&self, deadline: Instant) -> Result<Rc<Conn>, ForwardError> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let tcp = self.dialer.tcp(self.remote, timeout).await?;
         let connector = tokio_rustls::TlsConnector::from(self.tls.config.clone());
@@ -148,7 +132,6 @@ impl DohClient {
         });
         tokio::task::spawn_local(drive(connection, conn.clone(), self.remote));
         log::debug!("https {}: connected", self.remote);
-        *self.conn.borrow_mut() = Some(conn.clone());
         Ok(conn)
     }
 

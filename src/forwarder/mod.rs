@@ -30,6 +30,7 @@ mod https;
 mod lookup;
 #[cfg(feature = "doq")]
 mod quic;
+mod slot;
 mod tcp;
 pub mod tls;
 mod udp;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use quinn::crypto::rustls::QuicClientConfig;
 
+use super::slot::Slot;
 use super::tls::TlsClient;
 use super::ForwardError;
 use crate::dialer::Direct;
@@ -35,9 +36,7 @@ pub struct DoqClient {
     server_name: String,
     config: quinn::ClientConfig,
     endpoint: RefCell<Option<quinn::Endpoint>>,
-    conn: RefCell<Option<quinn::Connection>>,
-    /// Held while connecting, so concurrent queries share one connection.
-    connecting: tokio::sync::Mutex<()>,
+    conn: Slot<quinn::Connection>,
 }
 
 impl DoqClient {
@@ -61,21 +60,12 @@ impl DoqClient {
             server_name: server_name.to_string(),
             config,
             endpoint: RefCell::new(None),
-            conn: RefCell::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            conn: Slot::new(),
         })
     }
 
     fn current(&self) -> Option<quinn::Connection> {
-        let mut slot = self.conn.borrow_mut();
-        match &*slot {
-            Some(c) if c.close_reason().is_none() => Some(c.clone()),
-            Some(_) => {
-                *slot = None;
-                None
-            }
-            None => None,
-        }
+        self.conn.current(alive)
     }
 
     fn endpoint(&self) -> Result<quinn::Endpoint, ForwardError> {
@@ -94,13 +84,10 @@ impl DoqClient {
     }
 
     async fn connection(&self, deadline: Instant) -> Result<quinn::Connection, ForwardError> {
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
-        let _guard = self.connecting.lock().await;
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
+        self.conn.get(alive, self.open(deadline)).await
+    }
+
+    async fn open(&self, deadline: Instant) -> Result<quinn::Connection, ForwardError> {
         let connecting = self
             .endpoint()?
             .connect_with(self.config.clone(), self.remote, &self.server_name)
@@ -110,7 +97,6 @@ impl DoqClient {
             .map_err(|_| ForwardError::Timeout)?
             .map_err(from_connection_error)?;
         log::debug!("quic {}: connected", self.remote);
-        *self.conn.borrow_mut() = Some(conn.clone());
         Ok(conn)
     }
 
@@ -200,6 +186,10 @@ async fn ask(conn: &quinn::Connection, message: &[u8]) -> Result<Vec<u8>, String
     recv.read_to_end(MAX_ANSWER)
         .await
         .map_err(|e| e.to_string())
+}
+
+fn alive(c: &quinn::Connection) -> bool {
+    c.close_reason().is_none()
 }
 
 fn unframe(framed: &[u8]) -> Result<&[u8], ForwardError> {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+use super::slot::Slot;
 use super::tls::TlsClient;
 use super::ForwardError;
 use crate::dialer::Direct;
@@ -43,9 +44,7 @@ pub struct TcpPipeline {
     dialer: Direct,
     /// DoT when set.
     tls: Option<TlsClient>,
-    conn: RefCell<Option<Rc<Conn>>>,
-    /// Held while connecting, so concurrent queries share one new connection.
-    connecting: tokio::sync::Mutex<()>,
+    conn: Slot<Rc<Conn>>,
 }
 
 struct Conn {
@@ -69,31 +68,16 @@ impl TcpPipeline {
             remote,
             dialer,
             tls,
-            conn: RefCell::new(None),
-            connecting: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn current(&self) -> Option<Rc<Conn>> {
-        let mut slot = self.conn.borrow_mut();
-        match &*slot {
-            Some(c) if !c.closed.get() => Some(c.clone()),
-            Some(_) => {
-                *slot = None;
-                None
-            }
-            None => None,
+            conn: Slot::new(),
         }
     }
 
     async fn connection(&self, deadline: Instant) -> Result<Rc<Conn>, ForwardError> {
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
-        let _guard = self.connecting.lock().await;
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
+        let alive = |c: &Rc<Conn>| !c.closed.get();
+        self.conn.get(alive, self.open(deadline)).await
+    }
+
+    async fn open(&self, deadline: Instant) -> Result<Rc<Conn>, ForwardError> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let stream = self.dialer.tcp(self.remote, timeout).await?;
         let (rd, wr): (Reader, Writer) = match &self.tls {
@@ -123,7 +107,6 @@ impl TcpPipeline {
         let reader = tokio::task::spawn_local(read_answers(rd, conn.clone(), self.remote));
         tokio::task::spawn_local(write_queries(wr, rx, conn.clone(), reader, idle));
         log::debug!("{} {}: connected", self.kind(), self.remote);
-        *self.conn.borrow_mut() = Some(conn.clone());
         Ok(conn)
     }
 
