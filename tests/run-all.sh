@@ -13,7 +13,8 @@ ensure_node
 ensure_rust
 
 echo "== shellcheck"
-shellcheck -x tests/*.sh tests/luci/*.sh bench/*.sh ebpf/*.sh .ci/run
+shellcheck -x tests/*.sh tests/luci/*.sh tests/openwrt/*.sh bench/*.sh ebpf/*.sh \
+  openwrt/*.sh init.d/dae .ci/run
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

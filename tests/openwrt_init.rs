@@ -1,0 +1,548 @@
+//! `init.d/dae`, the procd init script, run off the router: OpenWrt's
+//! functions (`procd_*`, `logger`, `start`, `stop`, the `config_*` readers)
+//! are recorders (`tests/openwrt/procd_recorder.sh`), the config check is
+//! the real `dae validate` on a real file, and the shell is the router's
+//! (busybox ash) and dash, whichever are here. Checked: the exact command
+//! line, respawn, triggers, reload by SIGHUP, refusal of a bad config with
+//! its reason in the log, and that no UCI value is ever expanded by a shell.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::TempDir;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shells to run the script with: OpenWrt's is busybox ash.
+fn shells() -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for dir in ["/usr/bin", "/bin"] {
+        let bb = Path::new(dir).join("busybox");
+        if bb.exists() {
+            out.push(vec![bb.display().to_string(), "ash".to_string()]);
+            break;
+        }
+    }
+    if out.is_empty() {
+        eprintln!("NOTE: busybox is not installed (apt-get install busybox): the init script is run with dash only");
+    }
+    for dash in ["/usr/bin/dash", "/bin/dash"] {
+        if Path::new(dash).exists() {
+            out.push(vec![dash.to_string()]);
+            break;
+        }
+    }
+    assert!(!out.is_empty(), "neither busybox nor dash is installed");
+    out
+}
+
+/// A UCI file as the test writes it: (type, name, [(option, values)]).
+/// Each value is written single-quoted, so it may hold anything but a
+/// single quote or a newline.
+struct Uci(Vec<(&'static str, &'static str, Options)>);
+
+/// A section's options: (name, values).
+type Options = Vec<(&'static str, Vec<String>)>;
+
+impl Uci {
+    fn text(&self) -> String {
+        let mut t = String::new();
+        for (ty, name, options) in &self.0 {
+            t.push_str(&format!("config {ty} '{name}'\n"));
+            for (opt, values) in options {
+                let word = if values.len() == 1 && !is_list(opt) {
+                    "option"
+                } else {
+                    "list"
+                };
+                for v in values {
+                    assert!(!v.contains(['\'', '\n', '\t']), "{v:?}");
+                    t.push_str(&format!("\t{word} {opt} '{v}'\n"));
+                }
+            }
+            t.push('\n');
+        }
+        t
+    }
+
+    fn facts(&self) -> String {
+        let mut f = String::new();
+        for (ty, name, options) in &self.0 {
+            f.push_str(&format!("section\t{ty}\t{name}\n"));
+            for (opt, values) in options {
+                for v in values {
+                    f.push_str(&format!("option\t{name}\t{opt}\t{v}\n"));
+                }
+            }
+        }
+        f
+    }
+}
+
+fn is_list(opt: &str) -> bool {
+    matches!(
+        opt,
+        "lan_interface" | "request_rule" | "response_rule" | "dns_listen"
+    )
+}
+
+/// The shipped default, as the test's own type (checked against the file).
+fn shipped(enabled: &str, lan: &[&str], extra: Vec<(&'static str, Vec<String>)>) -> Uci {
+    let mut general = vec![
+        ("enabled", vec![enabled.to_string()]),
+        ("log_level", vec!["info".to_string()]),
+        ("lan_interface", lan.iter().map(|s| s.to_string()).collect()),
+        ("tproxy_port", vec!["12345".to_string()]),
+        ("fail_closed", vec!["0".to_string()]),
+    ];
+    general.extend(extra);
+    Uci(vec![
+        ("dae", "config", general),
+        (
+            "dns",
+            "dns",
+            vec![
+                ("cache_size", vec!["4096".to_string()]),
+                ("ipversion_prefer", vec!["0".to_string()]),
+                ("request_fallback", vec!["asis".to_string()]),
+                ("response_fallback", vec!["accept".to_string()]),
+            ],
+        ),
+    ])
+}
+
+/// One recorded call: its name and exact arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Call(String, Vec<String>);
+
+fn call(name: &str, args: &[&str]) -> Call {
+    Call(
+        name.to_string(),
+        args.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+fn parse_record(bytes: &[u8]) -> Vec<Call> {
+    let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 record");
+    let mut calls = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let (head, tail) = rest.split_once('\n').expect("record header");
+        let mut words = head.split(' ');
+        assert_eq!(words.next(), Some("@"), "record: {head:?}");
+        let name = words.next().unwrap().to_string();
+        let n: usize = words.next().unwrap().parse().unwrap();
+        rest = tail;
+        let mut args = Vec::new();
+        for _ in 0..n {
+            let (len, tail) = rest.split_once(':').expect("argument length");
+            let len: usize = len.parse().unwrap();
+            args.push(tail[..len].to_string());
+            assert_eq!(&tail[len..len + 1], "\n");
+            rest = &tail[len + 1..];
+        }
+        calls.push(Call(name, args));
+    }
+    calls
+}
+
+struct Run {
+    calls: Vec<Call>,
+    status: i32,
+    stdout: String,
+    stderr: String,
+    /// Files in the working directory after the run (a shell that expanded
+    /// a value would have made some, or globbed them into arguments).
+    files: Vec<String>,
+    conf: String,
+}
+
+impl Run {
+    fn named(&self, name: &str) -> Vec<&Call> {
+        self.calls.iter().filter(|c| c.0 == name).collect()
+    }
+
+    /// The calls that tell procd something (what the router acts on).
+    fn procd(&self) -> Vec<Call> {
+        self.calls
+            .iter()
+            .filter(|c| {
+                c.0.starts_with("procd_") || matches!(c.0.as_str(), "start" | "stop" | "restart")
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn logged(&self) -> Vec<(String, String)> {
+        self.named("logger")
+            .iter()
+            .map(|c| {
+                assert_eq!(c.1.len(), 6, "logger -t dae -p LEVEL -- MESSAGE: {c:?}");
+                assert_eq!(&c.1[..2], ["-t", "dae"]);
+                assert_eq!(c.1[2], "-p");
+                assert_eq!(c.1[4], "--");
+                (c.1[3].clone(), c.1[5].clone())
+            })
+            .collect()
+    }
+}
+
+fn init_script() -> PathBuf {
+    std::env::var_os("DAE_INIT_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("init.d/dae"))
+}
+
+/// Runs ACTION of the init script with every shell; the runs must agree.
+fn run(uci: &Uci, action: &str, running: bool) -> Run {
+    let mut runs: Vec<Run> = shells()
+        .iter()
+        .map(|sh| run_with(sh, uci, action, running))
+        .collect();
+    let first = runs.remove(0);
+    for other in &runs {
+        assert_eq!(first.calls, other.calls, "the shells disagree");
+        assert_eq!(first.status, other.status);
+    }
+    first
+}
+
+fn run_with(shell: &[String], uci: &Uci, action: &str, running: bool) -> Run {
+    let dir = TempDir::new("openwrt-init");
+    let work = dir.path("cwd");
+    std::fs::create_dir(&work).unwrap();
+    // Something for an unquoted `*` to glob.
+    std::fs::write(work.join("bystander"), "").unwrap();
+    let conf = dir.path("dae.uci");
+    std::fs::write(&conf, uci.text()).unwrap();
+    let facts = dir.path("facts");
+    std::fs::write(&facts, uci.facts()).unwrap();
+    let record = dir.path("record");
+    std::fs::write(&record, "").unwrap();
+    let out = Command::new(&shell[0])
+        .args(&shell[1..])
+        .arg(repo().join("tests/openwrt/procd_recorder.sh"))
+        .arg(init_script())
+        .arg(action)
+        .current_dir(&work)
+        .env("DAE_TEST_RECORD", &record)
+        .env("DAE_TEST_FACTS", &facts)
+        .env("DAE_TEST_BIN", env!("CARGO_BIN_EXE_dae"))
+        .env("DAE_TEST_CONF", &conf)
+        .env("DAE_TEST_RUNNING", if running { "1" } else { "0" })
+        .output()
+        .unwrap();
+    // The run's own temporary directory reads "<dir>", so that runs compare.
+    let calls: Vec<Call> = parse_record(&std::fs::read(&record).unwrap())
+        .into_iter()
+        .map(|Call(name, args)| {
+            let base = dir.0.display().to_string();
+            Call(
+                name,
+                args.into_iter()
+                    .map(|a| a.replace(&base, "<dir>"))
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut files: Vec<String> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let status = out.status.code().expect("exit status");
+    assert_eq!(
+        calls.last(),
+        Some(&call("exit", &[&status.to_string()])),
+        "{shell:?}: the action ran to its end: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        calls.iter().find(|c| c.0 == "paths"),
+        Some(&call("paths", &["/usr/bin/dae", "/etc/config/dae"])),
+        "the paths the script uses on the router"
+    );
+    Run {
+        calls,
+        status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        files,
+        conf: "<dir>/dae.uci".to_string(),
+    }
+}
+
+fn expected_instance(conf: &str, netdevs: &[&str]) -> Vec<Call> {
+    let bin = env!("CARGO_BIN_EXE_dae");
+    let mut v = vec![
+        call("procd_open_instance", &["dae"]),
+        call(
+            "procd_set_param",
+            &["command", bin, "run", "-c", conf, "--syslog"],
+        ),
+        call("procd_set_param", &["respawn", "3600", "5", "5"]),
+        call("procd_set_param", &["term_timeout", "15"]),
+        call("procd_set_param", &["stdout", "1"]),
+        call("procd_set_param", &["stderr", "1"]),
+    ];
+    for n in netdevs {
+        v.push(call("procd_append_param", &["netdev", n]));
+    }
+    v.push(call("procd_close_instance", &[]));
+    v
+}
+
+#[test]
+fn the_test_config_is_the_shipped_default() {
+    let path = repo().join("openwrt/files/dae.config");
+    let file = dae::config::parse_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let ours = dae::config::parse_str(&shipped("0", &["br-lan"], vec![]).text()).unwrap();
+    assert!(
+        !file.general.enabled,
+        "the shipped config must not enable dae"
+    );
+    assert_eq!(file.general.lan_interfaces, ["br-lan"]);
+    assert_eq!(format!("{:?}", file), format!("{:?}", ours));
+}
+
+#[test]
+fn disabled_starts_nothing_and_says_how_to_enable() {
+    for off in ["0", "no", "off", "false", "", "2", "enabled"] {
+        let r = run(&shipped(off, &["br-lan"], vec![]), "start_service", false);
+        assert_eq!(r.status, 0, "enabled={off:?}: not an error");
+        assert_eq!(r.procd(), [], "enabled={off:?}: no instance");
+        let log = r.logged();
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert_eq!(log[0].0, "daemon.notice");
+        assert!(log[0].1.contains("set option enabled '1'"), "{log:?}");
+    }
+}
+
+#[test]
+fn enabled_gives_exactly_this_instance() {
+    for on in ["1", "yes", "on", "true"] {
+        let r = run(&shipped(on, &["br-lan"], vec![]), "start_service", false);
+        assert_eq!(r.status, 0, "{}", r.stderr);
+        assert_eq!(
+            r.procd(),
+            expected_instance(&r.conf, &["br-lan"]),
+            "enabled={on}"
+        );
+        assert_eq!(r.logged(), [], "nothing to complain about");
+    }
+    let r = run(
+        &shipped("1", &["br-lan", "br-guest"], vec![]),
+        "start_service",
+        false,
+    );
+    assert_eq!(
+        r.procd(),
+        expected_instance(&r.conf, &["br-lan", "br-guest"])
+    );
+    let r = run(&shipped("1", &[], vec![]), "start_service", false);
+    assert_eq!(r.procd(), expected_instance(&r.conf, &[]));
+}
+
+#[test]
+fn a_broken_config_is_refused_with_its_reason_in_the_log() {
+    let bad = shipped(
+        "1",
+        &["br-lan"],
+        vec![("log_level", vec!["loud".to_string()])],
+    );
+    let r = run(&bad, "start_service", false);
+    assert_ne!(r.status, 0, "start must fail");
+    assert_eq!(r.procd(), [], "no instance for a broken config");
+    let log = r.logged();
+    assert!(
+        log.iter().all(|(level, _)| level == "daemon.err"),
+        "{log:?}"
+    );
+    assert_eq!(
+        log[0].1,
+        "dae: config error: dae 'config', option 'log_level': \"loud\" is not one of: error, warn, info, debug, trace"
+    );
+    assert!(log
+        .last()
+        .unwrap()
+        .1
+        .contains("has errors: dae not (re)started"));
+    assert!(log.last().unwrap().1.contains("/etc/init.d/dae check"));
+}
+
+/// Values that a shell would run, glob or split if the script let one
+/// expand them. Each is a valid Linux interface name (no '/', ':' or
+/// space, 15 bytes at most), so `dae validate` accepts it and the script
+/// hands it to procd: it must arrive there as written.
+const HOSTILE_IFACES: &[&str] = &[
+    "$(touch${IFS}a)",
+    "`touch${IFS}b`",
+    ";touch${IFS}c;",
+    "&touch${IFS}d",
+    "*",
+    "a\"b'c",
+    "${PATH}",
+    "-n",
+];
+
+#[test]
+fn hostile_values_never_reach_a_shell() {
+    // In lan_interface: to procd, literally, in order.
+    let ifaces: Vec<&str> = HOSTILE_IFACES
+        .iter()
+        .copied()
+        .filter(|v| !v.contains('\''))
+        .collect();
+    let r = run(&shipped("1", &ifaces, vec![]), "start_service", false);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(r.procd(), expected_instance(&r.conf, &ifaces));
+    assert_eq!(r.files, ["bystander"], "a value was run by a shell");
+
+    // In enabled: never true, never run.
+    for v in ["1$(touch${IFS}e)", "`touch${IFS}f`", "1;touch${IFS}g", "*"] {
+        let r = run(&shipped(v, &["br-lan"], vec![]), "start_service", false);
+        assert_eq!(r.procd(), [], "enabled={v:?}");
+        assert_eq!(r.files, ["bystander"], "enabled={v:?} was run by a shell");
+    }
+
+    // In an option only the daemon reads: refused, and logged as written.
+    let v = "$(touch${IFS}h)";
+    let r = run(
+        &shipped("1", &["br-lan"], vec![("log_level", vec![v.to_string()])]),
+        "start_service",
+        false,
+    );
+    assert_eq!(r.procd(), []);
+    assert_eq!(r.files, ["bystander"]);
+    assert!(r.logged()[0].1.contains(&format!("\"{v}\" is not one of")));
+}
+
+#[test]
+fn reload_sends_sighup_to_the_running_daemon() {
+    let r = run(&shipped("1", &["br-lan"], vec![]), "reload_service", true);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(
+        r.procd(),
+        [
+            call("procd_running", &["dae", "dae"]),
+            call("procd_send_signal", &["dae", "dae", "HUP"]),
+        ],
+        "in place: no stop, no start, no new instance"
+    );
+}
+
+#[test]
+fn reload_starts_a_daemon_that_is_not_running() {
+    let r = run(&shipped("1", &["br-lan"], vec![]), "reload_service", false);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(
+        r.procd(),
+        [call("procd_running", &["dae", "dae"]), call("start", &[])]
+    );
+}
+
+#[test]
+fn reload_with_a_broken_config_keeps_the_old_one() {
+    let bad = shipped(
+        "1",
+        &["br-lan"],
+        vec![("tproxy_port", vec!["0".to_string()])],
+    );
+    let r = run(&bad, "reload_service", true);
+    assert_ne!(r.status, 0);
+    assert_eq!(
+        r.procd(),
+        [],
+        "no signal, no stop: the old config keeps serving"
+    );
+    let log = r.logged();
+    assert!(
+        log[0]
+            .1
+            .starts_with("dae: config error: dae 'config', option 'tproxy_port'"),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn reload_after_disabling_stops() {
+    let r = run(&shipped("0", &["br-lan"], vec![]), "reload_service", true);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.procd(), [call("stop", &[])]);
+}
+
+#[test]
+fn triggers_reload_on_uci_changes_and_restart_on_a_new_lan_bridge() {
+    let r = run(
+        &shipped("1", &["br-lan"], vec![]),
+        "service_triggers",
+        false,
+    );
+    assert_eq!(
+        r.procd(),
+        [
+            call("procd_add_reload_trigger", &["dae"]),
+            call(
+                "procd_add_interface_trigger",
+                &["interface.*.up", "lan", "/etc/init.d/dae", "restart"]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn check_prints_every_problem() {
+    let r = run(&shipped("1", &["br-lan"], vec![]), "check", false);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.stdout.trim(), "configuration OK");
+    assert!(r.calls.contains(&call(
+        "extra_command",
+        &["check", "Check /etc/config/dae and print every problem"]
+    )));
+    let bad = shipped(
+        "1",
+        &["br-lan"],
+        vec![
+            ("tproxy_port", vec!["0".to_string()]),
+            ("log_level", vec!["loud".to_string()]),
+        ],
+    );
+    let r = run(&bad, "check", false);
+    assert_eq!(r.status, 1);
+    assert_eq!(r.stderr.lines().count(), 2, "{}", r.stderr);
+}
+
+#[test]
+fn init_script_and_package_scripts_are_shellcheck_clean() {
+    let Ok(version) = Command::new("shellcheck").arg("--version").output() else {
+        panic!("shellcheck is not installed (apt-get install shellcheck)");
+    };
+    assert!(version.status.success());
+    let mut files = vec![
+        init_script(),
+        repo().join("tests/openwrt/procd_recorder.sh"),
+    ];
+    for dir in ["openwrt", "openwrt/files"] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".sh") || name == "postinst" || name == "prerm" {
+                files.push(p);
+            }
+        }
+    }
+    let out = Command::new("shellcheck")
+        .arg("-x")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "shellcheck {files:?}:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
