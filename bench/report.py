@@ -4,6 +4,7 @@ workload, and ratios of dae against each peer. Standard library only.
 Input lines (tab-separated):
   hits|misses  SERVER  QPS  CPU_US_PER_QUERY  LOST  AVG_LATENCY_US  LATENCY_SD_US
   rss          SERVER  KB
+  split        SERVER  "ANON_KB FILE_KB "
   size         dae     BYTES
   startup      dae     MS
 """
@@ -13,7 +14,7 @@ from collections import defaultdict
 
 path, rounds, duration, outstanding = sys.argv[1:5]
 runs = defaultdict(list)
-rss, other = {}, {}
+rss, split, other = {}, {}, {}
 with open(path) as f:
     for line in f:
         parts = line.rstrip("\n").split("\t")
@@ -21,6 +22,8 @@ with open(path) as f:
             runs[(parts[0], parts[1])].append([float(x) for x in parts[2:]])
         elif parts[0] == "rss":
             rss[parts[1]] = int(parts[2])
+        elif parts[0] == "split":
+            split[parts[1]] = [int(x) for x in parts[2].split()]
         else:
             other[parts[0]] = parts[2]
 
@@ -49,7 +52,10 @@ for workload, servers in (("hits", ["dae", "dnsdist", "dnsmasq", "echo"]), ("mis
 print("peak RSS (VmHWM) after the runs, same 4096-entry cache:")
 for s in ("dae", "dnsmasq", "dnsdist", "echo"):
     if s in rss:
-        print(f"  {s:<9}{rss[s]:>8} KiB")
+        tail = ""
+        if s in split and len(split[s]) == 2:
+            tail = f"   (at the end: {split[s][0]} KiB anon + {split[s][1]} KiB files)"
+        print(f"  {s:<9}{rss[s]:>8} KiB{tail}")
 if "dae" in rss and "dnsmasq" in rss:
     print(f"  dae / dnsmasq RSS {rss['dae'] / rss['dnsmasq']:.2f}   dae / dnsdist RSS {rss['dae'] / rss['dnsdist']:.2f}")
 print()

@@ -130,6 +130,9 @@ rm -f "$work/miss.txt"
 
 for s in dae dnsmasq dnsdist echo; do
   printf 'rss\t%s\t%s\n' "$s" "$(awk '/VmHWM/ {print $2}' "/proc/${pid[$s]}/status")" >> "$results"
+  # What is resident at the end, split: heap and stacks (anon) against
+  # mapped files (the binary and its libraries).
+  printf 'split\t%s\t%s\n' "$s" "$(awk '/RssAnon|RssFile/ {printf "%s ", $2}' "/proc/${pid[$s]}/status")" >> "$results"
 done
 printf 'size\tdae\t%s\n' "$(stat -c %s "$dae_bin")" >> "$results"
 next_port
