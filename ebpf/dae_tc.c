@@ -133,13 +133,22 @@ int dae_lan_ingress(struct __sk_buff *skb)
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
-		if ((void *)(ip + 1) > end || ip->ihl < 5)
+		/* The header length is the low nibble of the first byte. Not
+		 * ip->ihl: that bitfield's place follows the byte order of the
+		 * headers compiled against, which for bpfeb built on a
+		 * little-endian host is the wrong one. */
+		__u32 ihl;
+
+		if ((void *)(ip + 1) > end)
+			return TC_ACT_OK;
+		ihl = *(__u8 *)ip & 0x0f;
+		if (ihl < 5)
 			return TC_ACT_OK;
 		/* Only first, unfragmented packets carry a port. */
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			return TC_ACT_OK;
 		proto = ip->protocol;
-		l4 = (void *)ip + ip->ihl * 4;
+		l4 = (void *)ip + ihl * 4;
 		t.ipv4.saddr = ip->saddr;
 		t.ipv4.daddr = ip->daddr;
 		if (proto == IPPROTO_UDP) {
