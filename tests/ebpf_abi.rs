@@ -2,6 +2,8 @@
 //! the C header (compiled here with the host C compiler) and the built
 //! eBPF objects (both byte orders) against `dae::ebpf::shared`.
 
+mod common;
+
 use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,25 +97,6 @@ fn header_and_rust_types_agree() {
     assert_eq!(Counter::ALL.len() as u32, COUNTER_MAX);
 }
 
-fn built_object(order: &str) -> PathBuf {
-    let obj = repo().join(format!("ebpf/build/dae_tc.{order}.o"));
-    let newer = |a: &Path, b: &Path| -> bool {
-        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        matches!((m(a), m(b)), (Some(x), Some(y)) if x >= y)
-    };
-    let sources = ["ebpf/dae_tc.c", "ebpf/dae_shared.h"].map(|s| repo().join(s));
-    if !sources.iter().all(|s| newer(&obj, s)) {
-        let ok = Command::new(repo().join("ebpf/build.sh"))
-            .status()
-            .expect("ebpf/build.sh");
-        assert!(
-            ok.success(),
-            "ebpf/build.sh failed (needs clang and libbpf-dev)"
-        );
-    }
-    obj
-}
-
 /// `bpftool btf dump file` of an object: its BTF as text.
 fn btf_dump(obj: &Path) -> String {
     let out = Command::new("bpftool")
@@ -174,7 +157,7 @@ fn built_objects_agree_with_rust_in_both_byte_orders() {
         ("fail_closed".to_string(), offset_of!(Settings, fail_closed)),
     ];
     for order in ["bpfel", "bpfeb"] {
-        let dump = btf_dump(&built_object(order));
+        let dump = btf_dump(&common::built_bpf_object(order));
         let (size, members) = btf_struct(&dump, "dae_settings");
         assert_eq!(size, size_of::<Settings>(), "{order}");
         assert_eq!(members, rust, "{order}");
@@ -188,7 +171,7 @@ fn built_objects_agree_with_rust_in_both_byte_orders() {
     }
 
     // Map shapes, from the little-endian object as aya reads it.
-    let bytes = std::fs::read(built_object("bpfel")).unwrap();
+    let bytes = std::fs::read(common::built_bpf_object("bpfel")).unwrap();
     let obj = aya_obj::Object::parse(&bytes).expect("aya parses the object");
     assert!(obj.programs.contains_key(shared::PROGRAM_NAME));
     let settings = &obj.maps[shared::SETTINGS_MAP];

@@ -21,7 +21,7 @@ use common::lab::{
     self, dns, Lab, LabUpstream, CLIENT_V4, CLIENT_V6, NOBODY_V4, NOBODY_V6, ROUTER_WAN_V4,
     ROUTER_WAN_V6, UPSTREAM_V4, UPSTREAM_V6,
 };
-use common::{query, tcp_exchange, Dae};
+use common::{query, tcp_exchange, udp_exchange_from, Dae};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
@@ -60,21 +60,9 @@ fn client_ask(
         if tcp {
             tcp_exchange(server, &q, timeout)
         } else {
-            // std's recv_from also checks nothing about the source: do it
-            // here, as a real stub resolver does.
-            let any = if server.is_ipv6() {
-                "[::]:0"
-            } else {
-                "0.0.0.0:0"
-            };
-            let s = UdpSocket::bind(any).unwrap();
-            s.set_read_timeout(Some(timeout)).unwrap();
-            s.send_to(&q, server).unwrap();
-            let mut buf = vec![0u8; 65535];
-            let (n, from) = common::recv_from(&s, &mut buf).ok()?;
+            let (reply, from) = udp_exchange_from(server, &q, timeout)?;
             assert_eq!(from, server, "the reply must come from the address asked");
-            buf.truncate(n);
-            Some(buf)
+            Some(reply)
         }
     })?;
     let m = Message::from_vec(&reply).expect("the reply parses");

@@ -109,12 +109,8 @@ impl DohClient {
     async fn open(&self, deadline: Instant) -> Result<Rc<Conn>, ForwardError> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let tcp = self.dialer.tcp(self.remote, timeout).await?;
-        let connector = tokio_rustls::TlsConnector::from(self.tls.config.clone());
         let setup = async {
-            let tls = connector
-                .connect(self.tls.name.clone(), tcp)
-                .await
-                .map_err(ForwardError::from_tls)?;
+            let tls = self.tls.handshake(tcp).await?;
             h2::client::Builder::new()
                 .enable_push(false)
                 .handshake::<_, Bytes>(tls)

@@ -229,9 +229,10 @@ enum Security {
     /// DoH over HTTP/2.
     #[cfg(feature = "doh")]
     Https(TlsClient, https::DohTarget),
-    /// DoQ, with the server name the certificate must carry.
+    /// DoQ: the QUIC client setup, and the server name the certificate
+    /// must carry.
     #[cfg(feature = "doq")]
-    Quic(TlsClient, String),
+    Quic(quinn::ClientConfig, String),
 }
 
 /// The transports to one address.
@@ -270,12 +271,13 @@ impl Paths {
                 ))
             }
             #[cfg(feature = "doq")]
-            Security::Quic(t, name) => {
-                match quic::DoqClient::new(remote, dialer.clone(), t, name) {
-                    Ok(c) => doq = Some(c),
-                    // Checked when the upstream was set up (`Forwarder::new`).
-                    Err(e) => log::error!("quic {remote}: {e}"),
-                }
+            Security::Quic(config, name) => {
+                doq = Some(quic::DoqClient::new(
+                    remote,
+                    dialer.clone(),
+                    config.clone(),
+                    name,
+                ))
             }
         }
         Rc::new(Paths {
@@ -336,10 +338,7 @@ impl Forwarder {
             #[cfg(feature = "doq")]
             Scheme::Quic => {
                 let t = TlsClient::new(&host, roots, &[b"doq"])?;
-                // Fails here, at setup, if the TLS config cannot do QUIC.
-                let any = SocketAddr::from(([0, 0, 0, 0], 0));
-                quic::DoqClient::new(any, ctx.dialer.clone(), &t, &host)?;
-                Security::Quic(t, host.clone())
+                Security::Quic(quic::client_config(&t)?, host.clone())
             }
             _ => Security::Plain,
         };

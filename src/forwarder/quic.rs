@@ -28,6 +28,20 @@ const IDLE: Duration = Duration::from_secs(30);
 /// The largest answer: a DNS message and its length prefix.
 const MAX_ANSWER: usize = 65535 + 2;
 
+/// The QUIC client setup of one upstream: its TLS (which must allow TLS
+/// 1.3) and the idle timeout.
+pub fn client_config(tls: &TlsClient) -> Result<quinn::ClientConfig, String> {
+    let crypto = QuicClientConfig::try_from(tls.config.clone())
+        .map_err(|e| format!("QUIC TLS setup: {e}"))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(IDLE).map_err(|e| e.to_string())?,
+    ));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
 /// The DoQ path to one upstream address.
 pub struct DoqClient {
     remote: SocketAddr,
@@ -40,28 +54,21 @@ pub struct DoqClient {
 }
 
 impl DoqClient {
+    /// `config` comes from `client_config`, made once per upstream.
     pub fn new(
         remote: SocketAddr,
         dialer: Direct,
-        tls: &TlsClient,
+        config: quinn::ClientConfig,
         server_name: &str,
-    ) -> Result<DoqClient, String> {
-        let crypto = QuicClientConfig::try_from(tls.config.clone())
-            .map_err(|e| format!("QUIC TLS setup: {e}"))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport.max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(IDLE).map_err(|e| e.to_string())?,
-        ));
-        config.transport_config(Arc::new(transport));
-        Ok(DoqClient {
+    ) -> DoqClient {
+        DoqClient {
             remote,
             dialer,
             server_name: server_name.to_string(),
             config,
             endpoint: RefCell::new(None),
             conn: Slot::new(),
-        })
+        }
     }
 
     fn current(&self) -> Option<quinn::Connection> {

@@ -86,12 +86,9 @@ impl TcpPipeline {
                 (Box::new(rd), Box::new(wr))
             }
             Some(tls) => {
-                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                let handshake = connector.connect(tls.name.clone(), stream);
-                let s = tokio::time::timeout_at(deadline.into(), handshake)
+                let s = tokio::time::timeout_at(deadline.into(), tls.handshake(stream))
                     .await
-                    .map_err(|_| ForwardError::Timeout)?
-                    .map_err(ForwardError::from_tls)?;
+                    .map_err(|_| ForwardError::Timeout)??;
                 let (rd, wr) = tokio::io::split(s);
                 (Box::new(rd), Box::new(wr))
             }

@@ -8,8 +8,9 @@
 //! but still checks that the server holds the key of the certificate it
 //! shows.
 //!
-//! Neighbours: `tcp` (DoT connections are TLS over its pipeline),
-//! `forwarder` (builds one per upstream).
+//! Neighbours: `tcp` (DoT connections are TLS over its pipeline), `https`
+//! (DoH), `quic` (DoQ takes the same config), `forwarder` (builds one per
+//! upstream).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -20,6 +21,10 @@ use rustls::crypto::{self, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::ForwardError;
 
 /// The ring provider, which builds for every router target.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -93,6 +98,17 @@ impl TlsClient {
             config: Arc::new(config),
             name,
         })
+    }
+}
+
+impl TlsClient {
+    /// The TLS handshake on a connected socket (DoT, DoH); a failure
+    /// carries rustls's reason. The caller bounds it in time.
+    pub async fn handshake(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ForwardError> {
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(self.name.clone(), tcp)
+            .await
+            .map_err(ForwardError::from_tls)
     }
 }
 

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -39,22 +39,9 @@ pub fn can_run() -> bool {
         .all(|p| super::have(p))
 }
 
-/// The little-endian TC object, rebuilt by `ebpf/build.sh` when its sources
-/// are newer.
+/// The little-endian TC object (the one this machine loads).
 pub fn bpf_object() -> PathBuf {
-    let obj = repo().join("ebpf/build/dae_tc.bpfel.o");
-    let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let stale = ["ebpf/dae_tc.c", "ebpf/dae_shared.h"]
-        .iter()
-        .any(|s| mtime(&repo().join(s)) > mtime(&obj));
-    if stale {
-        let ok = Command::new(repo().join("ebpf/build.sh"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run ebpf/build.sh");
-        assert!(ok.success(), "ebpf/build.sh failed");
-    }
-    obj
+    super::built_bpf_object("bpfel")
 }
 
 /// One lab; `Drop` removes it.

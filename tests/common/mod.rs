@@ -123,6 +123,16 @@ pub fn rand_id() -> u16 {
 
 /// One UDP exchange; `None` if nothing came back in `timeout`.
 pub fn udp_exchange(server: SocketAddr, q: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    udp_exchange_from(server, q, timeout).map(|(reply, _)| reply)
+}
+
+/// One UDP exchange, with the address the reply came from (a real stub
+/// resolver takes replies only from the address it asked).
+pub fn udp_exchange_from(
+    server: SocketAddr,
+    q: &[u8],
+    timeout: Duration,
+) -> Option<(Vec<u8>, SocketAddr)> {
     let any = if server.is_ipv6() {
         "[::]:0"
     } else {
@@ -132,7 +142,7 @@ pub fn udp_exchange(server: SocketAddr, q: &[u8], timeout: Duration) -> Option<V
     s.set_read_timeout(Some(timeout)).unwrap();
     s.send_to(q, server).unwrap();
     let mut buf = vec![0u8; 65535];
-    let (n, _) = match recv_from(&s, &mut buf) {
+    let (n, from) = match recv_from(&s, &mut buf) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("udp exchange with {server}: {e}");
@@ -140,7 +150,7 @@ pub fn udp_exchange(server: SocketAddr, q: &[u8], timeout: Duration) -> Option<V
         }
     };
     buf.truncate(n);
-    Some(buf)
+    Some((buf, from))
 }
 
 /// `recv_from` that carries on after a signal: a signal to this test
@@ -475,6 +485,28 @@ pub fn config(upstreams: &[(&str, SocketAddr)], dns_options: &str) -> String {
         ));
     }
     c
+}
+
+/// The TC object for one byte order (`bpfel`, `bpfeb`), rebuilt by
+/// `ebpf/build.sh` when its sources are newer.
+pub fn built_bpf_object(order: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let obj = repo.join(format!("ebpf/build/dae_tc.{order}.o"));
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = ["ebpf/dae_tc.c", "ebpf/dae_shared.h"]
+        .iter()
+        .any(|s| mtime(&repo.join(s)) > mtime(&obj));
+    if stale {
+        let ok = Command::new(repo.join("ebpf/build.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run ebpf/build.sh");
+        assert!(
+            ok.success(),
+            "ebpf/build.sh failed (needs clang and libbpf-dev)"
+        );
+    }
+    obj
 }
 
 pub fn path_exists(p: &Path) -> bool {
