@@ -8,8 +8,26 @@
 #                 `ip netns exec NS` in the lab); dig and dnsperf run under it
 #   addr[SERVER], port[SERVER], pid[SERVER]   (associative arrays)
 #   results       the result file run() appends to
+#   repo, pids    the repository, the processes stop_pids ends
 # (so shellcheck, reading this file alone, cannot see them assigned)
 # shellcheck disable=SC2034,SC2154
+
+# build_dae: builds dae as shipped (release) and sets $dae_bin.
+build_dae() {
+  echo "== building dae (release, as shipped)"
+  (cd "$repo" && cargo build --release --locked -q)
+  dae_bin="$repo/target/release/dae"
+}
+
+# stop_pids: ends every process in $pids (SIGTERM, then SIGKILL) and
+# removes $work; the exit trap of run.sh and encrypted.sh.
+stop_pids() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 
 # Names of the bench zone: h1 ... hNAMES.bench.example.
 NAMES=${NAMES:-1000}

@@ -34,10 +34,8 @@ need_root
 install_packages "${DAE_TEST_PACKAGES[@]}" util-linux python3
 ensure_rust
 
-echo "== building dae (release, as shipped) and its TC program"
-(cd "$repo" && cargo build --release --locked -q)
+build_dae
 "$repo/ebpf/build.sh" > /dev/null
-dae_bin="$repo/target/release/dae"
 
 prefix="bench$$"
 work=$(mktemp -d /tmp/dae-benchlab.XXXXXX)

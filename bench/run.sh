@@ -29,19 +29,11 @@ need_root
 install_packages dnsperf dnsmasq dnsdist unbound gcc libc6-dev procps util-linux python3 bind9-dnsutils
 ensure_rust
 
-echo "== building dae (release, as shipped)"
-(cd "$repo" && cargo build --release --locked -q)
-dae_bin="$repo/target/release/dae"
+build_dae
 
 work=$(mktemp -d /tmp/dae-bench.XXXXXX)
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.3
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+trap stop_pids EXIT INT TERM
 client=()
 declare -A addr port pid
 for s in dae dnsmasq dnsdist echo unbound; do addr[$s]=127.0.0.1; done
