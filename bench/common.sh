@@ -119,3 +119,29 @@ run() {
     END { printf "%s\t%s\t%.0f\t%.3f\t%.0f\t%.1f\t%.1f\n", w, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), lost, lat * 1e6, sd * 1e6 }' >> "$results"
   tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-8s %8s qps  %7s us CPU/query  lost %s\n", $1, $2, $3, $4, $5}'
 }
+
+# measure ROW SERVER FILE: one dnsperf run (plain UDP) against SERVER with
+# per-query latencies; one result line: row, server, qps, CPU us per
+# completed query, p50 ms, p99 ms, lost.
+measure() {
+  local row=$1 server=$2 file=$3 p=${pid[$2]} u0 s0 u1 s1 ticks
+  ticks=$(getconf CLK_TCK)
+  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$p/stat")
+  "${client[@]}" taskset -c 1 dnsperf -s "${addr[$server]}" -p "${port[$server]}" -d "$file" \
+    -l "$DURATION" -c 4 -q "$OUTSTANDING" -v > "$work/out.txt" 2>&1 || true
+  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$p/stat")
+  local lat="$work/lat.txt"
+  awk '/^> / { print $NF * 1000 }' "$work/out.txt" | sort -n > "$lat"
+  local n p50 p99
+  n=$(wc -l < "$lat")
+  p50=$(awk -v n="$n" 'NR == int(n * 0.50) + 1 { print; exit }' "$lat")
+  p99=$(awk -v n="$n" 'NR == int(n * 0.99) + 1 { print; exit }' "$lat")
+  awk -v sc="$row" -v s="$server" -v cpu=$(((u1 - u0) + (s1 - s0))) -v tck="$ticks" \
+    -v p50="${p50:-0}" -v p99="${p99:-0}" '
+    /Queries completed:/ { done = $3 }
+    /Queries lost:/ { lost = $3 }
+    /Queries per second:/ { qps = $4 }
+    END { printf "%s\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%.0f\n", sc, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), p50, p99, lost }' \
+    "$work/out.txt" >> "$results"
+  tail -n 1 "$results" | awk -F'\t' '{printf "  %-8s %-8s %7s qps  %7s us CPU/query  p50 %s ms  p99 %s ms  lost %s\n", $1, $2, $3, $4, $5, $6, $7}'
+}

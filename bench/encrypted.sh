@@ -123,31 +123,6 @@ stop_servers() {
   pid=()
 }
 
-# measure SCHEME SERVER FILE: one run; one result line:
-# scheme, server, qps, CPU us/query, p50 ms, p99 ms, lost.
-measure() {
-  local scheme=$1 server=$2 file=$3 p=${pid[$2]} u0 s0 u1 s1 ticks
-  ticks=$(getconf CLK_TCK)
-  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$p/stat")
-  taskset -c 1 dnsperf -s 127.0.0.1 -p "${port[$server]}" -d "$file" -l "$DURATION" \
-    -c 4 -q "$OUTSTANDING" -v > "$work/out.txt" 2>&1 || true
-  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$p/stat")
-  local lat="$work/lat.txt"
-  awk '/^> / { print $NF * 1000 }' "$work/out.txt" | sort -n > "$lat"
-  local n p50 p99
-  n=$(wc -l < "$lat")
-  p50=$(awk -v n="$n" 'NR == int(n * 0.50) + 1 { print; exit }' "$lat")
-  p99=$(awk -v n="$n" 'NR == int(n * 0.99) + 1 { print; exit }' "$lat")
-  awk -v sc="$scheme" -v s="$server" -v cpu=$(((u1 - u0) + (s1 - s0))) -v tck="$ticks" \
-    -v p50="${p50:-0}" -v p99="${p99:-0}" '
-    /Queries completed:/ { done = $3 }
-    /Queries lost:/ { lost = $3 }
-    /Queries per second:/ { qps = $4 }
-    END { printf "%s\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%.0f\n", sc, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), p50, p99, lost }' \
-    "$work/out.txt" >> "$results"
-  tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-8s %7s qps  %7s us CPU/query  p50 %s ms  p99 %s ms  lost %s\n", $1, $2, $3, $4, $5, $6, $7}'
-}
-
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r of $ROUNDS"
   for scheme in tls https; do

@@ -261,6 +261,7 @@ impl Running {
                 "upstream_failures": stats.upstream_failures,
                 "servfail": stats.servfail,
             },
+            "groups": self.controller.outbounds().report(),
             "cache": {
                 "entries": entries,
                 "capacity": capacity,

@@ -134,6 +134,49 @@ pub fn render(v: &Value) -> String {
         n(c, &["misses"]),
         n(c, &["evictions"])
     ));
+    for g in v["groups"].as_array().into_iter().flatten() {
+        let selected = |k: &str| {
+            g["selected"][k]
+                .as_str()
+                .unwrap_or("none alive")
+                .to_string()
+        };
+        out.push_str(&format!(
+            "group {} ({}): tcp {} / udp {} (IPv4), tcp {} / udp {} (IPv6)\n",
+            g["name"].as_str().unwrap_or("?"),
+            g["policy"].as_str().unwrap_or("?"),
+            selected("tcp4"),
+            selected("udp4"),
+            selected("tcp6"),
+            selected("udp6"),
+        ));
+        for n in g["nodes"].as_array().into_iter().flatten() {
+            let path = |k: &str| {
+                let p = &n[k];
+                match (
+                    p["checked"].as_bool(),
+                    p["alive"].as_bool(),
+                    p["latency_ms"].as_u64(),
+                ) {
+                    (None, None, _) => "-".to_string(),
+                    (Some(false), _, _) => "unchecked".to_string(),
+                    (_, Some(true), Some(ms)) => format!("{ms} ms"),
+                    (_, Some(true), None) => "up".to_string(),
+                    _ => format!("DOWN ({})", p["error"].as_str().unwrap_or("?")),
+                }
+            };
+            out.push_str(&format!(
+                "  node {} {} {}: tcp4 {}, udp4 {}, tcp6 {}, udp6 {}\n",
+                n["name"].as_str().unwrap_or("?"),
+                n["protocol"].as_str().unwrap_or("?"),
+                n["server"].as_str().unwrap_or("?"),
+                path("tcp4"),
+                path("udp4"),
+                path("tcp6"),
+                path("udp6"),
+            ));
+        }
+    }
     out
 }
 
@@ -153,5 +196,22 @@ mod tests {
         assert!(text.contains("3 seen, 2 handed to dae, 1 passed"));
         assert!(text.contains("dns: 5 queries"));
         assert!(text.contains("cache: 1/4096 entries"));
+        let with_group = json!({"groups": [{"name": "proxy", "policy": "min",
+            "selected": {"tcp4": "a", "udp4": null},
+            "nodes": [{"name": "a", "protocol": "socks5", "server": "192.0.2.1:1080",
+                "tcp4": {"checked": true, "alive": true, "latency_ms": 12},
+                "udp4": {"checked": true, "alive": false, "error": "timed out"},
+                "tcp6": {"checked": false, "alive": true}}]}]});
+        let text = super::render(&with_group);
+        assert!(
+            text.contains("group proxy (min): tcp a / udp none alive"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "node a socks5 192.0.2.1:1080: tcp4 12 ms, udp4 DOWN (timed out), tcp6 unchecked, udp6 -"
+            ),
+            "{text}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 DAE_TEST_PACKAGES=(
   unbound dnsmasq dnsdist dnsperf bind9-dnsutils knot-dnsutils
   iproute2 procps psmisc shellcheck clang llvm libbpf-dev bpftool gcc libc6-dev openssl busybox
+  shadowsocks-libev trojan v2ray microsocks dante-server nftables
 )
 
 need_root() {

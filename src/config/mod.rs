@@ -7,9 +7,11 @@
 //! - `schema`: every section and option (kinds, defaults, limits, help);
 //! - `uci`: the checker that builds the `Config`;
 //! - `quoting`: libuci's quoting made readable for `uci_rs`;
-//! - `rule`: rule syntax; `url`: addresses and share links;
+//! - `rule`: rule syntax; `url`: addresses and share links; `check`:
+//!   health-check targets;
 //! - `model`: the typed result.
 
+pub mod check;
 pub mod model;
 mod quoting;
 pub mod rule;

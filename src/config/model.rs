@@ -39,6 +39,9 @@ pub struct General {
     /// itself, so policy routing never sends it back into the proxy
     /// (default 0x80, written in decimal or 0x hex).
     pub so_mark: u32,
+    /// `option wan_interface`: direct traffic of ours is bound to this
+    /// device (default none: the routing table decides).
+    pub wan_interface: Option<String>,
     /// `option fail_closed`: drop LAN DNS while the daemon is away instead of
     /// letting it pass to the server the client asked (default off).
     pub fail_closed: bool,
@@ -51,6 +54,18 @@ pub struct General {
     /// `option status_socket`: the Unix socket `dae status` reads (default
     /// `/var/run/dae.sock`).
     pub status_socket: std::path::PathBuf,
+    /// Health checks of proxy nodes.
+    pub check: CheckSettings,
+}
+
+/// `check_interval`, `check_tolerance`, `tcp_check_url`, `udp_check_dns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSettings {
+    pub interval: std::time::Duration,
+    /// A min policy keeps its node unless another is faster by this much.
+    pub tolerance: std::time::Duration,
+    pub tcp: super::check::CheckUrl,
+    pub udp: super::check::CheckDns,
 }
 
 /// `config dns 'dns'`.
@@ -253,18 +268,82 @@ pub enum GroupPolicy {
     MinMovingAvg,
 }
 
-/// `config routing 'routing'`: rules for traffic other than DNS answers.
-#[derive(Debug, Clone, Default)]
+impl std::fmt::Display for GroupPolicy {
+    /// As the config writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupPolicy::Random => f.write_str("random"),
+            GroupPolicy::Fixed(n) => write!(f, "fixed({n})"),
+            GroupPolicy::Min => f.write_str("min"),
+            GroupPolicy::MinAvg10 => f.write_str("min_avg10"),
+            GroupPolicy::MinMovingAvg => f.write_str("min_moving_avg"),
+        }
+    }
+}
+
+/// `config routing 'routing'`: rules for traffic other than DNS answers
+/// (and for the daemon's own dials: DNS upstreams, health checks).
+#[derive(Debug, Clone)]
 pub struct Routing {
     /// `list rule`, in order, checked for syntax, known functions and targets.
     pub rules: Vec<RoutingRule>,
-    /// `option fallback`: a group name, `direct` or `block` (default direct).
-    pub fallback: String,
+    /// `option fallback` (default direct).
+    pub fallback: Outbound,
 }
 
-/// A routing rule kept in its parsed form; the proxy path compiles it.
-#[derive(Debug, Clone, PartialEq)]
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            rules: Vec::new(),
+            fallback: Outbound::Direct,
+        }
+    }
+}
+
+/// `cond && !cond -> outbound`, its conditions typed.
+#[derive(Debug, Clone)]
 pub struct RoutingRule {
-    pub rule: super::rule::Rule,
+    /// (negated, condition)
+    pub conditions: Vec<(bool, RoutingMatcher)>,
+    pub outbound: Outbound,
     pub text: String,
+}
+
+/// One routing function with its arguments; any argument may match.
+#[derive(Debug, Clone)]
+pub enum RoutingMatcher {
+    Dip(Vec<IpNet>),
+    Sip(Vec<IpNet>),
+    /// Port ranges, inclusive.
+    Dport(Vec<(u16, u16)>),
+    Sport(Vec<(u16, u16)>),
+    /// `tcp` / `udp`: true for UDP.
+    L4proto(Vec<bool>),
+    /// 4 / 6: true for 6.
+    IpVersion(Vec<bool>),
+    Domain(Vec<DomainPattern>),
+    Mac(Vec<[u8; 6]>),
+    Pname(Vec<String>),
+    Dscp(Vec<u8>),
+}
+
+/// Where a routing rule sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// `direct`, `must_direct` (and `direct(must)`): out of the router.
+    Direct,
+    /// `block`: dropped (for DNS upstreams: SERVFAIL).
+    Block,
+    /// A group name.
+    Group(String),
+}
+
+impl std::fmt::Display for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outbound::Direct => f.write_str("direct"),
+            Outbound::Block => f.write_str("block"),
+            Outbound::Group(g) => f.write_str(g),
+        }
+    }
 }

@@ -35,6 +35,10 @@ pub enum Kind {
     UpstreamAddress,
     /// A proxy share link.
     ShareLink,
+    /// `http://HOST[:PORT][/PATH],IP,...` (health checks over TCP).
+    CheckUrl,
+    /// `HOST:PORT,IP,...` (health checks over UDP).
+    CheckDns,
     /// `NAME:SECONDS`.
     FixedTtl,
     /// A DNS request rule (`qname`, `qtype` -> upstream | asis | reject).
@@ -161,6 +165,12 @@ pub static SCHEMA: &[SectionSchema] = &[
                 "Socket mark on dae's own traffic",
             ),
             opt(
+                "wan_interface",
+                Kind::Interface,
+                None,
+                "Bind dae's own direct traffic to this interface (e.g. wan); empty: the routing table decides",
+            ),
+            opt(
                 "fail_closed",
                 Kind::Bool,
                 Some("0"),
@@ -183,6 +193,30 @@ pub static SCHEMA: &[SectionSchema] = &[
                 Kind::Path,
                 Some("/var/run/dae.sock"),
                 "Where `dae status` asks the daemon",
+            ),
+            opt(
+                "check_interval",
+                Kind::Int { min: 5, max: 86400 },
+                Some("30"),
+                "Seconds between health checks of the proxy nodes",
+            ),
+            opt(
+                "check_tolerance",
+                Kind::Int { min: 0, max: 60000 },
+                Some("50"),
+                "Milliseconds a node must be faster by before a min policy switches to it",
+            ),
+            opt(
+                "tcp_check_url",
+                Kind::CheckUrl,
+                Some(super::check::DEFAULT_TCP_CHECK),
+                "Checked over TCP through each node: http://host[:port][/path] then the host's addresses",
+            ),
+            opt(
+                "udp_check_dns",
+                Kind::CheckDns,
+                Some(super::check::DEFAULT_UDP_CHECK),
+                "Asked over UDP through each node: host:port then the host's addresses",
             ),
         ],
     },
@@ -385,6 +419,8 @@ pub fn check_scalar(kind: Kind, v: &str) -> Result<(), String> {
                 ))
             }
         }
+        Kind::CheckUrl => super::check::tcp_check_url(v).map(|_| ()),
+        Kind::CheckDns => super::check::udp_check_dns(v).map(|_| ()),
         Kind::Path => {
             if v.starts_with('/') {
                 Ok(())
@@ -421,6 +457,8 @@ fn kind_json(kind: Kind) -> Value {
         Kind::ShareLink => json!({"type": "share_link",
             "schemes": ["socks5", "http", "https", "ss", "trojan", "vless", "vmess"]}),
         Kind::FixedTtl => json!({"type": "fixed_ttl"}),
+        Kind::CheckUrl => json!({"type": "check_url"}),
+        Kind::CheckDns => json!({"type": "check_dns"}),
         Kind::RequestRule => json!({"type": "dns_request_rule", "functions": ["qname", "qtype"]}),
         Kind::RequestTarget => {
             json!({"type": "dns_request_target", "reserved": ["asis", "reject"], "refers": "upstream"})

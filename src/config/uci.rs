@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use uci_rs::UciCommand;
 
+use super::check;
 use super::model::*;
 use super::rule::{self, Arg};
 use super::schema::{self, SectionSchema};
@@ -403,10 +404,23 @@ fn general(s: &Section) -> General {
             .one("so_mark")
             .and_then(|m| schema::parse_mark(m).ok())
             .unwrap_or(0),
+        wan_interface: s.one("wan_interface").map(str::to_string),
         fail_closed: flag(s, "fail_closed"),
         bpf_object: PathBuf::from(s.one("bpf_object").unwrap_or_default()),
         ca_file: PathBuf::from(s.one("ca_file").unwrap_or_default()),
         status_socket: PathBuf::from(s.one("status_socket").unwrap_or_default()),
+        check: CheckSettings {
+            interval: Duration::from_secs(number(s, "check_interval").max(5)),
+            tolerance: Duration::from_millis(number(s, "check_tolerance")),
+            tcp: s
+                .one("tcp_check_url")
+                .and_then(|v| check::tcp_check_url(v).ok())
+                .unwrap_or_else(|| check::tcp_check_url(check::DEFAULT_TCP_CHECK).unwrap()),
+            udp: s
+                .one("udp_check_dns")
+                .and_then(|v| check::udp_check_dns(v).ok())
+                .unwrap_or_else(|| check::udp_check_dns(check::DEFAULT_UDP_CHECK).unwrap()),
+        },
     }
 }
 
@@ -676,71 +690,124 @@ fn group_policy(v: &str, nodes: usize) -> Result<GroupPolicy, String> {
     })
 }
 
-fn port_range(v: &str) -> Result<(), String> {
+fn port_range(v: &str) -> Result<(u16, u16), String> {
     match v.split_once('-') {
         Some((a, b)) => {
             let (a, b) = (url::port_number(a)?, url::port_number(b)?);
             if a > b {
                 return Err(format!("'{v}': the range runs backwards"));
             }
-            Ok(())
+            Ok((a, b))
         }
-        None => url::port_number(v).map(|_| ()),
+        None => url::port_number(v).map(|p| (p, p)),
     }
 }
 
-fn routing_args(c: &rule::Condition) -> Result<(), String> {
+/// Checks a routing condition and types its arguments.
+fn routing_matcher(c: &rule::Condition) -> Result<RoutingMatcher, String> {
     let f = c.function.as_str();
-    for a in &c.args {
-        match f {
-            "dip" | "sip" => {
-                cidr(plain(a, f)?)?;
-            }
-            "dport" | "sport" => port_range(plain(a, f)?)?,
-            "l4proto" if ["tcp", "udp"].contains(&plain(a, f)?) => {}
-            "ipversion" if ["4", "6"].contains(&plain(a, f)?) => {}
-            "l4proto" | "ipversion" => {
-                return Err(format!("{f}({}): not an allowed value", a.value))
-            }
-            "domain" => {
-                domain_patterns(std::slice::from_ref(a))?;
-            }
-            "mac" => {
-                // `aa:bb:...` reads as key `aa`; put it back together.
-                let mac = match &a.key {
-                    Some(k) => format!("{k}:{}", a.value),
-                    None => a.value.clone(),
-                };
-                let parts: Vec<&str> = mac.split(':').collect();
-                if parts.len() != 6
-                    || !parts
-                        .iter()
-                        .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
-                {
-                    return Err(format!(
-                        "mac({mac}): not a MAC address like 02:00:5e:00:53:01"
-                    ));
-                }
-            }
-            "pname" => {
-                plain(a, f)?;
-            }
-            "dscp" => match plain(a, f)?.parse::<u8>() {
-                Ok(n) if n < 64 => {}
-                _ => return Err(format!("dscp({}): not a number from 0 to 63", a.value)),
-            },
-            _ => {
-                return Err(format!(
-                    "'{f}' is not a routing function (allowed: {})",
-                    ROUTING_FUNCTIONS.join(", ")
+    let each = |parse: &dyn Fn(&str) -> Result<(), String>| -> Result<Vec<String>, String> {
+        c.args
+            .iter()
+            .map(|a| {
+                let v = plain(a, f)?;
+                parse(v)?;
+                Ok(v.to_string())
+            })
+            .collect()
+    };
+    let ok = |_: &str| Ok(());
+    let word = |allowed: &'static [&'static str]| {
+        move |v: &str| {
+            if allowed.contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{f}({v}): not an allowed value ({})",
+                    allowed.join(", ")
                 ))
             }
         }
+    };
+    if c.args.is_empty() {
+        return Err(format!("{f}() needs at least one value"));
     }
-    Ok(())
+    Ok(match f {
+        "dip" | "sip" => {
+            let nets = each(&ok)?
+                .iter()
+                .map(|v| cidr(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            if f == "dip" {
+                RoutingMatcher::Dip(nets)
+            } else {
+                RoutingMatcher::Sip(nets)
+            }
+        }
+        "dport" | "sport" => {
+            let ports = each(&ok)?
+                .iter()
+                .map(|v| port_range(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            if f == "dport" {
+                RoutingMatcher::Dport(ports)
+            } else {
+                RoutingMatcher::Sport(ports)
+            }
+        }
+        "l4proto" => RoutingMatcher::L4proto(
+            each(&word(&["tcp", "udp"]))?
+                .iter()
+                .map(|v| v == "udp")
+                .collect(),
+        ),
+        "ipversion" => {
+            RoutingMatcher::IpVersion(each(&word(&["4", "6"]))?.iter().map(|v| v == "6").collect())
+        }
+        "domain" => RoutingMatcher::Domain(domain_patterns(&c.args)?),
+        "mac" => RoutingMatcher::Mac(
+            c.args
+                .iter()
+                .map(|a| {
+                    // `aa:bb:...` reads as key `aa`; put it back together.
+                    let mac = match &a.key {
+                        Some(k) => format!("{k}:{}", a.value),
+                        None => a.value.clone(),
+                    };
+                    let bytes: Vec<u8> = mac
+                        .split(':')
+                        .filter(|p| p.len() == 2)
+                        .filter_map(|p| u8::from_str_radix(p, 16).ok())
+                        .collect();
+                    <[u8; 6]>::try_from(bytes.as_slice())
+                        .ok()
+                        .filter(|_| mac.len() == 17)
+                        .ok_or_else(|| {
+                            format!("mac({mac}): not a MAC address like 02:00:5e:00:53:01")
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        "pname" => RoutingMatcher::Pname(each(&ok)?),
+        "dscp" => RoutingMatcher::Dscp(
+            each(&|v: &str| match v.parse::<u8>() {
+                Ok(n) if n < 64 => Ok(()),
+                _ => Err(format!("dscp({v}): not a number from 0 to 63")),
+            })?
+            .iter()
+            .filter_map(|v| v.parse().ok())
+            .collect(),
+        ),
+        _ => {
+            return Err(format!(
+                "'{f}' is not a routing function (allowed: {})",
+                ROUTING_FUNCTIONS.join(", ")
+            ))
+        }
+    })
 }
 
-fn routing_target(name: &str, args: &[Arg], groups: &[String]) -> Result<(), String> {
+fn routing_target(name: &str, args: &[Arg], groups: &[String]) -> Result<Outbound, String> {
     if !ROUTING_RESERVED.contains(&name) && !groups.iter().any(|g| g == name) {
         return Err(format!(
             "no group is named '{name}' (targets: direct, block, must_direct or a group{})",
@@ -752,34 +819,45 @@ fn routing_target(name: &str, args: &[Arg], groups: &[String]) -> Result<(), Str
         ));
     }
     match args {
-        [] => Ok(()),
-        [a] if a.key.is_none() && a.value == "must" => Ok(()),
-        _ => Err(format!("the target '{name}' takes no arguments but 'must'")),
+        [] => {}
+        [a] if a.key.is_none() && a.value == "must" => {}
+        _ => return Err(format!("the target '{name}' takes no arguments but 'must'")),
     }
+    Ok(match name {
+        "direct" | "must_direct" => Outbound::Direct,
+        "block" => Outbound::Block,
+        g => Outbound::Group(g.to_string()),
+    })
 }
 
 fn routing(s: &Section, groups: &[String], p: &mut Problems) -> Routing {
     let mut rules = Vec::new();
     for text in s.values("rule") {
         let checked = rule::parse(text).and_then(|r| {
-            for c in &r.conditions {
-                routing_args(c)?;
-            }
-            routing_target(&r.target.name, &r.target.args, groups)?;
-            Ok(r)
+            let conditions = r
+                .conditions
+                .iter()
+                .map(|c| routing_matcher(c).map(|m| (c.negated, m)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let outbound = routing_target(&r.target.name, &r.target.args, groups)?;
+            Ok(RoutingRule {
+                conditions,
+                outbound,
+                text: text.clone(),
+            })
         });
         match checked {
-            Ok(rule) => rules.push(RoutingRule {
-                rule,
-                text: text.clone(),
-            }),
+            Ok(rule) => rules.push(rule),
             Err(e) => p.add(s, Some("rule"), format!("\"{text}\": {e}")),
         }
     }
-    let fallback = s.one("fallback").unwrap_or("direct").to_string();
-    if let Err(e) = routing_target(&fallback, &[], groups) {
-        p.add(s, Some("fallback"), e);
-    }
+    let fallback = match routing_target(s.one("fallback").unwrap_or("direct"), &[], groups) {
+        Ok(o) => o,
+        Err(e) => {
+            p.add(s, Some("fallback"), e);
+            Outbound::Direct
+        }
+    };
     Routing { rules, fallback }
 }
 
@@ -858,7 +936,7 @@ config routing 'routing'
         );
         assert_eq!(c.upstreams[1].url.port, 53);
         assert_eq!(c.groups[0].nodes, vec!["node1"]);
-        assert_eq!(c.routing.fallback, "proxy");
+        assert_eq!(c.routing.fallback, Outbound::Group("proxy".into()));
         assert_eq!(c.routing.rules.len(), 2);
         assert_eq!(c.dns.upstream_timeout, Duration::from_secs(4));
         assert!(c.dns.serve_stale);

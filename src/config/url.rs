@@ -1,5 +1,5 @@
 //! Addresses in the config: upstream URLs (`scheme://host[:port][/path]`),
-//! host names, listen addresses, and a first check of proxy share links.
+//! host names, listen addresses, and the check of proxy share links.
 //!
 //! Neighbours: `config::uci` (calls these while checking options),
 //! `config::model` (`UpstreamUrl`, `Host`, `Scheme`).
@@ -53,7 +53,7 @@ pub fn host_name(s: &str) -> Result<String, String> {
 }
 
 /// Splits `host[:port]` / `[v6][:port]`.
-fn host_port(authority: &str) -> Result<(String, Option<u16>), String> {
+pub(crate) fn host_port(authority: &str) -> Result<(String, Option<u16>), String> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
@@ -93,7 +93,8 @@ pub fn port_number(p: &str) -> Result<u16, String> {
     }
 }
 
-fn host(h: &str, bracketed: bool) -> Result<Host, String> {
+/// A host: an IPv4 address, an IPv6 address (`bracketed`) or a DNS name.
+pub(crate) fn host(h: &str, bracketed: bool) -> Result<Host, String> {
     if h.is_empty() {
         return Err("no host".into());
     }
@@ -193,49 +194,9 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-const LINK_SCHEMES: &[&str] = &["socks5", "http", "https", "ss", "trojan", "vless", "vmess"];
-
-/// A first check of a proxy share link: a known scheme, and a host and port
-/// where the format has them in the clear. The full parsing comes with the
-/// proxy dialers.
+/// Checks a proxy share link by parsing it fully (`dialer::link::parse`).
 pub fn check_share_link(link: &str) -> Result<(), String> {
-    let (scheme, rest) = link
-        .split_once("://")
-        .ok_or_else(|| format!("not a share link (schemes: {})", LINK_SCHEMES.join(", ")))?;
-    if !LINK_SCHEMES.contains(&scheme) {
-        return Err(format!(
-            "unknown scheme '{scheme}' (known: {})",
-            LINK_SCHEMES.join(", ")
-        ));
-    }
-    let body = rest.split('#').next().unwrap_or(rest);
-    if scheme == "vmess" {
-        let json = base64_decode(body).ok_or("the vmess link is not base64")?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&json).map_err(|_| "the vmess link does not hold JSON")?;
-        if !v["add"].is_string() || v["port"].is_null() {
-            return Err("the vmess link has no 'add' (address) or 'port'".into());
-        }
-        return Ok(());
-    }
-    let body = body.split(['/', '?']).next().unwrap_or(body);
-    // Legacy ss links put "method:password@host:port" in base64.
-    let decoded;
-    let body = if scheme == "ss" && !body.contains('@') {
-        decoded = base64_decode(body)
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or("the ss link is neither SIP002 nor base64")?;
-        decoded.as_str()
-    } else {
-        body
-    };
-    let authority = body.rsplit_once('@').map_or(body, |(_, a)| a);
-    let (h, port) = host_port(authority)?;
-    host(&h, authority.starts_with('['))?;
-    if port.is_none() {
-        return Err(format!("'{authority}' has no port"));
-    }
-    Ok(())
+    crate::dialer::link::parse(link).map(|_| ())
 }
 
 #[cfg(test)]
@@ -290,9 +251,10 @@ mod tests {
             // Legacy: base64("aes-256-gcm:pass@203.0.113.80:8388")
             "ss://YWVzLTI1Ni1nY206cGFzc0AyMDMuMC4xMTMuODA6ODM4OA#name",
             "trojan://secret@proxy.example:443?sni=proxy.example#x",
-            "vless://uuid@proxy.example:443?security=tls",
-            // base64('{"add":"203.0.113.80","port":"443","id":"x"}')
-            "vmess://eyJhZGQiOiIyMDMuMC4xMTMuODAiLCJwb3J0IjoiNDQzIiwiaWQiOiJ4In0=",
+            "vless://1386f85e-657b-4d6e-9d56-78badb75e1fd@proxy.example:443?security=tls",
+            // base64('{"add":"203.0.113.80","port":"443",
+            //   "id":"1386f85e-657b-4d6e-9d56-78badb75e1fd"}')
+            "vmess://eyJhZGQiOiIyMDMuMC4xMTMuODAiLCJwb3J0IjoiNDQzIiwiaWQiOiIxMzg2Zjg1ZS02NTdiLTRkNmUtOWQ1Ni03OGJhZGI3NWUxZmQifQ==",
         ] {
             check_share_link(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
@@ -303,6 +265,11 @@ mod tests {
             ("vmess://aGVsbG8", "does not hold JSON"),
             ("trojan://x@host:99999", "not a port"),
             ("proxy", "not a share link"),
+            ("vless://uuid@proxy.example:443", "'uuid' is not a UUID"),
+            (
+                "ss://cmM0LW1kNTpwYXNzd2Q@192.0.2.1:8888",
+                "stream cipher 'rc4-md5'",
+            ),
         ] {
             let e = check_share_link(bad).expect_err(bad);
             assert!(e.contains(expect), "{bad}: {e}");

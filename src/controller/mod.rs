@@ -32,7 +32,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError, DnsTarget, Host, IpVersionPrefer};
-use crate::dialer::Direct;
+use crate::dialer::{Direct, Outbounds};
 use crate::forwarder::{self, Forwarder};
 use crate::wire::{self, rcode, rtype, QueryError, QueryInfo, ResponseInfo};
 
@@ -121,6 +121,9 @@ pub struct Policy {
     prefer: IpVersionPrefer,
     timeout: Duration,
     dialer: Direct,
+    /// Routing of our own dials, nodes and groups (health checks run while
+    /// it lives).
+    pub outbounds: Rc<Outbounds>,
     /// Forwarders to the servers clients asked, for `asis`.
     asis: RefCell<HashMap<SocketAddr, Rc<Forwarder>>>,
 }
@@ -129,8 +132,18 @@ impl Policy {
     /// Builds the policy for `config`, keeping the forwarders (and their open
     /// connections) of `previous` whose upstream did not change.
     pub fn new(config: &Config, previous: Option<&Policy>) -> Result<Policy, String> {
-        let dialer = Direct::new(config.general.so_mark);
-        let mut ctx = forwarder::Context::new(dialer.clone(), config.general.ca_file.clone());
+        let dialer = Direct::new(
+            config.general.so_mark,
+            config.general.wan_interface.as_deref(),
+        );
+        let ca_file = &config.general.ca_file;
+        let outbounds = Rc::new(Outbounds::new(
+            config,
+            dialer.clone(),
+            previous.map(|p| &*p.outbounds),
+            &|| forwarder::tls::load_roots(ca_file),
+        )?);
+        let mut ctx = forwarder::Context::new(dialer.clone(), ca_file.clone(), outbounds.clone());
         let build = |i: usize, ctx: &forwarder::Context| -> Result<Rc<Forwarder>, String> {
             let u = &config.upstreams[i];
             let kept =
@@ -156,6 +169,10 @@ impl Policy {
             }
         }
         let dns = &config.dns;
+        let asis: HashMap<SocketAddr, Rc<Forwarder>> = previous
+            .filter(|p| p.dialer == dialer)
+            .map(|p| p.asis.borrow().clone())
+            .unwrap_or_default();
         Ok(Policy {
             request: Rules::new(&dns.request_rules, dns.request_fallback.clone()),
             response: Rules::new(&dns.response_rules, dns.response_fallback.clone()),
@@ -163,14 +180,19 @@ impl Policy {
             fixed_ttl: dns.fixed_domain_ttl.iter().cloned().collect(),
             prefer: dns.ipversion_prefer,
             timeout: dns.upstream_timeout,
-            asis: RefCell::new(
-                previous
-                    .filter(|p| p.dialer == dialer)
-                    .map(|p| p.asis.borrow().clone())
-                    .unwrap_or_default(),
-            ),
+            asis: RefCell::new(asis),
             dialer,
+            outbounds,
         })
+    }
+
+    /// Points every forwarder at this policy's routing. Forwarders kept
+    /// from the previous policy are shared with it, so this runs only when
+    /// the policy is installed: a refused reload leaves the old one whole.
+    fn activate(&self) {
+        for f in self.forwarders.iter().chain(self.asis.borrow().values()) {
+            f.use_outbounds(&self.outbounds);
+        }
     }
 
     /// The forwarder to `server` for `asis`, kept for the next query.
@@ -182,7 +204,7 @@ impl Policy {
         if asis.len() >= MAX_ASIS_FORWARDERS {
             asis.clear();
         }
-        let f = Rc::new(Forwarder::asis(server, self.dialer.clone()));
+        let f = Rc::new(Forwarder::asis(server, self.outbounds.clone()));
         asis.insert(server, f.clone());
         f
     }
@@ -223,6 +245,21 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
                 })
         })
         .collect();
+    let mut errors = errors;
+    for n in &config.nodes {
+        if let Ok(link) = crate::dialer::link::parse(&n.link) {
+            if let Host::Name(name) = link.host {
+                errors.push(ConfigError {
+                    section: Some(("node".into(), n.name.clone())),
+                    option: Some("link".into()),
+                    message: format!(
+                        "the server '{name}' is a host name: dae dials proxy servers by \
+                         address; put the server's IP address in the link"
+                    ),
+                });
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -242,6 +279,7 @@ pub struct Controller {
 impl Controller {
     pub fn new(config: &Config) -> Result<Rc<Controller>, String> {
         let policy = Policy::new(config, None)?;
+        policy.activate();
         let dns = &config.dns;
         Ok(Rc::new(Controller {
             policy: RefCell::new(Rc::new(policy)),
@@ -256,6 +294,11 @@ impl Controller {
         }))
     }
 
+    /// The routing of the daemon's own dials in use, with its groups.
+    pub fn outbounds(&self) -> Rc<Outbounds> {
+        self.policy.borrow().outbounds.clone()
+    }
+
     /// Builds the policy for a new config without switching to it.
     pub fn prepare(&self, config: &Config) -> Result<Policy, String> {
         Policy::new(config, Some(&self.policy.borrow()))
@@ -264,6 +307,7 @@ impl Controller {
     /// Switches to a prepared policy. Queries already under way finish with
     /// the policy they started with; the cache keeps its entries.
     pub fn install(&self, policy: Policy, config: &Config) {
+        policy.activate();
         *self.policy.borrow_mut() = Rc::new(policy);
         let dns = &config.dns;
         self.cache

@@ -1,97 +1,138 @@
-//! Dialers: the sockets the daemon's own traffic leaves by.
+//! Dialers: the ways the daemon's own traffic (DNS upstreams, health
+//! checks) leaves the router.
 //!
-//! `Direct` opens plain UDP and TCP sockets carrying the configured socket
-//! mark (`so_mark`), so the router's policy routing and our TC program know
-//! this traffic is ours and never send it back into the proxy. Proxy dialers
-//! (nodes and groups) join here later.
+//! - `direct`: plain sockets with our socket mark;
+//! - `link`: share links (`socks5://`, `http(s)://`, `ss://`, `trojan://`,
+//!   `vless://`, `vmess://`) parsed into plain data;
+//! - one module per proxy protocol (`socks5`, `http`, `shadowsocks`,
+//!   `trojan`, `vless`, `vmess`): given a stream already connected to the
+//!   proxy server (TLS already on it where the link asks for TLS), each asks
+//!   the server for a stream or a datagram path to the target;
 //!
-//! Neighbours: `forwarder` (asks for sockets to an upstream).
+//! - `node`: one proxy node (link, TLS, `health`); `group`: nodes and the
+//!   policy that picks one; `check`: the health checks;
+//! - `outbound`: the routing rules that send each dial direct, to a group,
+//!   or nowhere (`block`).
+//!
+//! A proxied stream is a `BoxStream`; a proxied datagram path is a
+//! `Packets` pair (one DNS message per packet, both ways). `Via` is what a
+//! forwarder holds: direct, or one node.
+//!
+//! Neighbours: `forwarder` (asks for streams and packet paths to an
+//! upstream), `config` (nodes, groups, routing).
 
-use std::cell::Cell;
+mod check;
+mod direct;
+pub mod group;
+pub mod health;
+pub mod http;
+pub mod link;
+pub mod node;
+pub mod outbound;
+pub mod shadowsocks;
+pub mod socks5;
+pub mod trojan;
+pub mod vless;
+pub mod vmess;
+
+use std::future::Future;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsFd;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
-use nix::sys::socket::{setsockopt, sockopt};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Straight out of the router, with our socket mark.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Direct {
-    pub mark: u32,
+pub use direct::Direct;
+pub use node::{Node, L4};
+pub use outbound::{Choice, Dial, Outbounds};
+
+/// A byte stream, plain or inside a proxy protocol.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream for T {}
+
+/// A stream whose protocol layers are known only at run time.
+pub type BoxStream = Box<dyn Stream>;
+
+/// A boxed future that borrows its receiver (the daemon is single-threaded:
+/// nothing here is `Send`).
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// The sending half of a datagram path to one fixed target through a proxy.
+pub trait PacketTx {
+    /// Sends one datagram (one DNS message) to the target.
+    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>>;
+
+    /// Sends one datagram that another follows at once: a path carried in
+    /// a stream may keep it for the same write as the next (the last of a
+    /// run goes by `send`, which flushes).
+    fn send_more<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        self.send(datagram)
+    }
 }
 
-thread_local! {
-    static MARK_WARNED: Cell<bool> = const { Cell::new(false) };
+/// The receiving half: datagrams from the target, one at a time. An error
+/// means the path is gone (the proxy closed it, or it sent garbage).
+pub trait PacketRx {
+    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>>;
 }
 
-impl Direct {
-    pub fn new(mark: u32) -> Direct {
-        Direct { mark }
-    }
+/// A datagram path to one target through a proxy node.
+pub struct Packets {
+    pub tx: Box<dyn PacketTx>,
+    pub rx: Box<dyn PacketRx>,
+}
 
-    /// Sets the mark. Without CAP_NET_ADMIN the kernel refuses; then nothing
-    /// of ours is intercepted either (loading the TC program needs the same
-    /// capability), so we warn once and go on unmarked.
-    fn apply_mark<F: AsFd>(&self, fd: &F) -> io::Result<()> {
-        if self.mark == 0 {
-            return Ok(());
-        }
-        match setsockopt(fd, sockopt::Mark, &self.mark) {
-            Ok(()) => Ok(()),
-            Err(nix::errno::Errno::EPERM) => {
-                if !MARK_WARNED.with(|w| w.replace(true)) {
-                    log::warn!(
-                        "cannot set socket mark {:#x} (needs CAP_NET_ADMIN); upstream traffic goes unmarked",
-                        self.mark
-                    );
-                }
-                Ok(())
-            }
-            Err(e) => Err(io::Error::from(e)),
+/// The way one forwarder's connections leave: direct, or through a node.
+#[derive(Clone)]
+pub enum Via {
+    Direct(Direct),
+    Node(Direct, Rc<Node>),
+}
+
+impl Via {
+    /// A stream to `remote`.
+    pub async fn stream(&self, remote: SocketAddr, timeout: Duration) -> io::Result<BoxStream> {
+        match self {
+            Via::Direct(d) => Ok(Box::new(d.tcp(remote, timeout).await?)),
+            Via::Node(d, n) => n.stream(d, remote, timeout).await.map_err(|e| n.error(e)),
         }
     }
 
-    /// A UDP socket on a fresh random local port, connected to `remote`
-    /// (so the kernel drops datagrams from anyone else, and an ICMP
-    /// port-unreachable comes back as ECONNREFUSED).
-    pub fn udp(&self, remote: SocketAddr) -> io::Result<UdpSocket> {
-        let local: SocketAddr = match remote {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let sock = std::net::UdpSocket::bind(local)?;
-        self.apply_mark(&sock)?;
-        sock.connect(remote)?;
-        sock.set_nonblocking(true)?;
-        UdpSocket::from_std(sock)
+    /// A datagram path to `remote` through the node (direct UDP has its
+    /// own pool of sockets in the forwarder).
+    pub async fn packets(&self, remote: SocketAddr, timeout: Duration) -> io::Result<Packets> {
+        match self {
+            Via::Direct(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "direct UDP goes through the socket pool",
+            )),
+            Via::Node(d, n) => n.packets(d, remote, timeout).await.map_err(|e| n.error(e)),
+        }
     }
 
-    /// A UDP socket on a fresh random local port of `remote`'s family,
-    /// not connected (QUIC connects by itself), non-blocking.
-    pub fn udp_unconnected(&self, remote: SocketAddr) -> io::Result<std::net::UdpSocket> {
-        let local: SocketAddr = match remote {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let sock = std::net::UdpSocket::bind(local)?;
-        self.apply_mark(&sock)?;
-        sock.set_nonblocking(true)?;
-        Ok(sock)
+    /// The direct dialer underneath (sockets to the node's server, or to
+    /// the upstream itself).
+    pub fn direct(&self) -> &Direct {
+        match self {
+            Via::Direct(d) | Via::Node(d, _) => d,
+        }
     }
 
-    /// A TCP connection to `remote`, given up after `timeout`.
-    pub async fn tcp(&self, remote: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-        let sock = match remote {
-            SocketAddr::V4(_) => TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => TcpSocket::new_v6()?,
-        };
-        self.apply_mark(&sock)?;
-        let stream = tokio::time::timeout(timeout, sock.connect(remote))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        stream.set_nodelay(true)?;
-        Ok(stream)
+    pub fn node(&self) -> Option<&Rc<Node>> {
+        match self {
+            Via::Direct(_) => None,
+            Via::Node(_, n) => Some(n),
+        }
+    }
+
+    /// The same way out (the same node, not merely an equal one).
+    pub fn same(&self, other: &Via) -> bool {
+        match (self, other) {
+            (Via::Direct(a), Via::Direct(b)) => a == b,
+            (Via::Node(a, n), Via::Node(b, m)) => a == b && Rc::ptr_eq(n, m),
+            _ => false,
+        }
     }
 }

@@ -25,7 +25,7 @@ use http::{header, Method, Request, Uri};
 use super::slot::Slot;
 use super::tls::TlsClient;
 use super::ForwardError;
-use crate::dialer::Direct;
+use crate::dialer::Via;
 use crate::wire::{self, QueryInfo};
 
 /// A connection with no stream open for this long is closed.
@@ -74,7 +74,7 @@ struct Conn {
 /// The DoH path to one upstream address.
 pub struct DohClient {
     remote: SocketAddr,
-    dialer: Direct,
+    via: Via,
     tls: TlsClient,
     target: DohTarget,
     conn: Slot<Rc<Conn>>,
@@ -91,10 +91,10 @@ impl Drop for Open<'_> {
 }
 
 impl DohClient {
-    pub fn new(remote: SocketAddr, dialer: Direct, tls: TlsClient, target: DohTarget) -> DohClient {
+    pub fn new(remote: SocketAddr, via: Via, tls: TlsClient, target: DohTarget) -> DohClient {
         DohClient {
             remote,
-            dialer,
+            via,
             tls,
             target,
             conn: Slot::new(),
@@ -108,7 +108,7 @@ impl DohClient {
 
     async fn open(&self, deadline: Instant) -> Result<Rc<Conn>, ForwardError> {
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let tcp = self.dialer.tcp(self.remote, timeout).await?;
+        let tcp = self.via.stream(self.remote, timeout).await?;
         let setup = async {
             let tls = self.tls.handshake(tcp).await?;
             h2::client::Builder::new()

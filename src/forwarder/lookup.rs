@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::{ForwardError, Forwarder, Paths, Security};
-use crate::dialer::Direct;
+use super::{ForwardError, Forwarder};
 use crate::wire;
 
 /// An address is trusted at least this long, whatever its TTL says.
@@ -29,41 +28,36 @@ pub struct Lookup {
     name: String,
     port: u16,
     resolver: Rc<Forwarder>,
-    dialer: Direct,
-    security: Security,
-    /// The paths to the address found, and until when it is sure.
-    current: RefCell<Option<(Rc<Paths>, Instant)>>,
+    /// The address found, and until when it is sure.
+    current: RefCell<Option<(SocketAddr, Instant)>>,
     /// Held during a lookup, so concurrent queries share it.
     busy: tokio::sync::Mutex<()>,
 }
 
 impl Lookup {
-    pub fn new(
-        name: String,
-        port: u16,
-        resolver: Rc<Forwarder>,
-        dialer: Direct,
-        security: Security,
-    ) -> Lookup {
+    pub fn new(name: String, port: u16, resolver: Rc<Forwarder>) -> Lookup {
         Lookup {
             name,
             port,
             resolver,
-            dialer,
-            security,
             current: RefCell::new(None),
             busy: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The paths to the upstream, looking its address up if needed.
-    pub async fn paths(&self, deadline: Instant) -> Result<Rc<Paths>, ForwardError> {
-        if let Some((p, _)) = &*self.current.borrow() {
-            return Ok(p.clone());
+    /// The host name looked up.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The upstream's address, looked up if needed.
+    pub async fn address(&self, deadline: Instant) -> Result<SocketAddr, ForwardError> {
+        if let Some((a, _)) = &*self.current.borrow() {
+            return Ok(*a);
         }
         let _busy = self.busy.lock().await;
-        if let Some((p, _)) = &*self.current.borrow() {
-            return Ok(p.clone());
+        if let Some((a, _)) = &*self.current.borrow() {
+            return Ok(*a);
         }
         let mut last = String::from("no address");
         for rtype in [RecordType::A, RecordType::AAAA] {
@@ -71,10 +65,9 @@ impl Lookup {
                 Ok(Some((ip, ttl))) => {
                     let remote = SocketAddr::new(ip, self.port);
                     log::info!("upstream {}: looked up {remote} (TTL {ttl} s)", self.name);
-                    let paths = Paths::new(remote, &self.dialer, &self.security);
                     let sure = Instant::now() + Duration::from_secs(ttl.into()).max(MIN_KEEP);
-                    *self.current.borrow_mut() = Some((paths.clone(), sure));
-                    return Ok(paths);
+                    *self.current.borrow_mut() = Some((remote, sure));
+                    return Ok(remote);
                 }
                 Ok(None) => {}
                 Err(e) => last = e,
@@ -83,12 +76,11 @@ impl Lookup {
         Err(ForwardError::Lookup(format!("{}: {last}", self.name)))
     }
 
-    /// A connection on `paths` failed: if its address is past its TTL,
+    /// A connection to `remote` failed: if the address is past its TTL,
     /// forget it so the next query looks again.
-    pub fn failed(&self, paths: &Rc<Paths>) {
+    pub fn failed(&self, remote: SocketAddr) {
         let mut current = self.current.borrow_mut();
-        let stale =
-            matches!(&*current, Some((p, sure)) if Rc::ptr_eq(p, paths) && Instant::now() >= *sure);
+        let stale = matches!(&*current, Some((a, sure)) if *a == remote && Instant::now() >= *sure);
         if stale {
             *current = None;
         }

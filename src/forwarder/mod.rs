@@ -20,18 +20,28 @@
 //! a router is ourselves). The address is kept until a connection to it
 //! fails after its TTL.
 //!
+//! Every exchange asks the routing rules (`dialer::Outbounds`) which way
+//! it leaves, by the upstream's address, port, UDP or TCP, and host name:
+//! direct, or through the node a group picks. The connections are kept
+//! per (address, way out), so a group switching nodes opens new ones and
+//! the old ones close when idle. Through a node, UDP queries ride the
+//! node's datagram path (`pipeline`), never the direct socket pool; a
+//! group with no live node or a `block` rule fails the query (SERVFAIL),
+//! and it never goes direct instead.
+//!
 //! Every reply is checked against the query (id, name, type, class) before it
 //! is handed back; the controller decides what an answer means.
 //!
-//! Neighbours: `controller` (calls `exchange`), `dialer` (sockets), `wire`.
+//! Neighbours: `controller` (calls `exchange`), `dialer` (sockets, nodes,
+//! routing), `wire`.
 
 #[cfg(feature = "doh")]
 mod https;
 mod lookup;
+mod pipeline;
 #[cfg(feature = "doq")]
 mod quic;
 mod slot;
-mod tcp;
 pub mod tls;
 mod udp;
 
@@ -47,12 +57,15 @@ use std::time::Instant;
 use rustls::RootCertStore;
 
 use crate::config::{Host, Scheme, Upstream, UpstreamUrl};
-use crate::dialer::Direct;
+use crate::dialer::{Choice, Dial, Direct, Outbounds, Via, L4};
 use crate::wire::{self, QueryInfo};
+use pipeline::{Framing, Pipeline};
 use tls::TlsClient;
 
-pub use tcp::TcpPipeline;
 pub use udp::UdpPool;
+
+/// Ways out (address, direct or node) one forwarder keeps connections for.
+const MAX_PATHS: usize = 8;
 
 /// Why an exchange gave no answer. Each becomes SERVFAIL for the client.
 #[derive(Debug)]
@@ -75,6 +88,12 @@ pub enum ForwardError {
     Http(String),
     /// DoQ: a QUIC error.
     Quic(String),
+    /// The routing rules say `block` for this upstream.
+    Blocked,
+    /// The group the routing rules chose has no live node.
+    NoNode(Rc<str>),
+    /// This kind of upstream cannot go the way the routing rules chose.
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for ForwardError {
@@ -89,6 +108,9 @@ impl fmt::Display for ForwardError {
             ForwardError::Lookup(e) => write!(f, "cannot look up its address: {e}"),
             ForwardError::Http(e) => write!(f, "HTTPS: {e}"),
             ForwardError::Quic(e) => write!(f, "QUIC: {e}"),
+            ForwardError::Blocked => f.write_str("blocked by the routing rules"),
+            ForwardError::NoNode(g) => write!(f, "group '{g}' has no node alive"),
+            ForwardError::Unsupported(e) => f.write_str(e),
         }
     }
 }
@@ -123,19 +145,23 @@ pub struct Context {
     roots: RefCell<Option<Arc<RootCertStore>>>,
     /// Looks up upstreams given by host name without a bootstrap address.
     pub resolver: Option<Rc<Forwarder>>,
+    /// The routing rules and nodes of this config.
+    pub outbounds: Rc<Outbounds>,
 }
 
 impl Context {
-    pub fn new(dialer: Direct, ca_file: PathBuf) -> Context {
+    pub fn new(dialer: Direct, ca_file: PathBuf, outbounds: Rc<Outbounds>) -> Context {
         Context {
             dialer,
             ca_file,
             roots: RefCell::new(None),
             resolver: None,
+            outbounds,
         }
     }
 
-    fn roots(&self) -> Result<Arc<RootCertStore>, String> {
+    /// The trusted certificates of `ca_file`, read once.
+    pub fn roots(&self) -> Result<Arc<RootCertStore>, String> {
         if let Some(r) = &*self.roots.borrow() {
             return Ok(r.clone());
         }
@@ -235,24 +261,27 @@ enum Security {
     Quic(quinn::ClientConfig, String),
 }
 
-/// The transports to one address.
+/// The transports to one address, one way out.
 struct Paths {
     remote: SocketAddr,
-    /// Used by the UDP schemes.
-    udp: UdpPool,
+    via: Via,
+    /// Direct: the UDP schemes' socket pool.
+    udp: Option<UdpPool>,
+    /// Through a node: the UDP schemes' datagram path.
+    packets: Option<Pipeline>,
     /// Used by `tcp://` and `tls://`, and by the UDP schemes for truncated
     /// answers.
-    stream: TcpPipeline,
+    stream: Pipeline,
     /// Used by `https://`.
     #[cfg(feature = "doh")]
     doh: Option<https::DohClient>,
-    /// Used by `quic://`.
+    /// Used by `quic://` (direct only).
     #[cfg(feature = "doq")]
     doq: Option<quic::DoqClient>,
 }
 
 impl Paths {
-    fn new(remote: SocketAddr, dialer: &Direct, security: &Security) -> Rc<Paths> {
+    fn new(remote: SocketAddr, via: Via, security: &Security) -> Rc<Paths> {
         let mut tls = None;
         #[cfg(feature = "doh")]
         let mut doh = None;
@@ -265,25 +294,30 @@ impl Paths {
             Security::Https(t, target) => {
                 doh = Some(https::DohClient::new(
                     remote,
-                    dialer.clone(),
+                    via.clone(),
                     t.clone(),
                     target.clone(),
                 ))
             }
             #[cfg(feature = "doq")]
             Security::Quic(config, name) => {
-                doq = Some(quic::DoqClient::new(
-                    remote,
-                    dialer.clone(),
-                    config.clone(),
-                    name,
-                ))
+                if let Via::Direct(d) = &via {
+                    doq = Some(quic::DoqClient::new(
+                        remote,
+                        d.clone(),
+                        config.clone(),
+                        name,
+                    ))
+                }
             }
         }
+        let direct = matches!(via, Via::Direct(_));
         Rc::new(Paths {
             remote,
-            udp: UdpPool::new(remote, dialer.clone()),
-            stream: TcpPipeline::new(remote, dialer.clone(), tls),
+            udp: direct.then(|| UdpPool::new(remote, via.direct().clone())),
+            packets: (!direct).then(|| Pipeline::new(remote, via.clone(), Framing::Packets)),
+            stream: Pipeline::new(remote, via.clone(), Framing::Stream(tls)),
+            via,
             #[cfg(feature = "doh")]
             doh,
             #[cfg(feature = "doq")]
@@ -294,7 +328,7 @@ impl Paths {
 
 enum Route {
     /// An IP address, or a host name with its bootstrap address.
-    Fixed(Rc<Paths>),
+    Fixed(SocketAddr),
     /// A host name, looked up when needed (boxed: rare, and larger).
     Lookup(Box<lookup::Lookup>),
 }
@@ -304,6 +338,11 @@ pub struct Forwarder {
     spec: Option<Spec>,
     scheme: Scheme,
     route: Route,
+    security: Security,
+    /// The routing rules of the config in use (replaced on reload).
+    outbounds: RefCell<Rc<Outbounds>>,
+    /// Connections kept per (address, way out), most recent last.
+    paths: RefCell<Vec<Rc<Paths>>>,
 }
 
 impl Forwarder {
@@ -343,19 +382,15 @@ impl Forwarder {
             _ => Security::Plain,
         };
         let route = match (&u.url.host, u.bootstrap) {
-            (&Host::Ip(ip), _) | (Host::Name(_), Some(ip)) => Route::Fixed(Paths::new(
-                SocketAddr::new(ip, u.url.port),
-                &ctx.dialer,
-                &security,
-            )),
+            (&Host::Ip(ip), _) | (Host::Name(_), Some(ip)) => {
+                Route::Fixed(SocketAddr::new(ip, u.url.port))
+            }
             (Host::Name(name), None) => {
                 let resolver = ctx.resolver.clone().ok_or_else(|| no_resolver(name))?;
                 Route::Lookup(Box::new(lookup::Lookup::new(
                     name.clone(),
                     u.url.port,
                     resolver,
-                    ctx.dialer.clone(),
-                    security,
                 )))
             }
         };
@@ -369,17 +404,72 @@ impl Forwarder {
             }),
             scheme: u.url.scheme,
             route,
+            security,
+            outbounds: RefCell::new(ctx.outbounds.clone()),
+            paths: RefCell::new(Vec::new()),
         })
     }
 
     /// A forwarder to the address the client asked (`asis`): UDP, with TCP
     /// for truncated answers to TCP clients.
-    pub fn asis(remote: SocketAddr, dialer: Direct) -> Forwarder {
+    pub fn asis(remote: SocketAddr, outbounds: Rc<Outbounds>) -> Forwarder {
         Forwarder {
             spec: None,
             scheme: Scheme::Udp,
-            route: Route::Fixed(Paths::new(remote, &dialer, &Security::Plain)),
+            route: Route::Fixed(remote),
+            security: Security::Plain,
+            outbounds: RefCell::new(outbounds),
+            paths: RefCell::new(Vec::new()),
         }
+    }
+
+    /// From now on, route by `outbounds` (a reload kept this forwarder).
+    pub fn use_outbounds(&self, outbounds: &Rc<Outbounds>) {
+        *self.outbounds.borrow_mut() = outbounds.clone();
+    }
+
+    /// The connections to `remote` the way the routing rules send a dial
+    /// of `l4` now.
+    fn paths_for(&self, remote: SocketAddr, l4: L4) -> Result<Rc<Paths>, ForwardError> {
+        let out = self.outbounds.borrow().clone();
+        let via = if out.all_direct() {
+            Via::Direct(out.direct.clone())
+        } else {
+            let domain = match &self.route {
+                Route::Lookup(l) => Some(l.name()),
+                Route::Fixed(_) => None,
+            };
+            let choice = out.choose(&Dial { remote, l4, domain });
+            log::trace!("{remote} {}: {}", l4.name(), choice.describe());
+            match choice {
+                Choice::Direct => Via::Direct(out.direct.clone()),
+                Choice::Node(n) => Via::Node(out.direct.clone(), n),
+                Choice::Block => return Err(ForwardError::Blocked),
+                Choice::NoNode(g) => return Err(ForwardError::NoNode(g)),
+            }
+        };
+        if self.scheme == Scheme::Quic && via.node().is_some() {
+            return Err(ForwardError::Unsupported(
+                "quic:// upstreams cannot go through a proxy node (route them direct)",
+            ));
+        }
+        let mut paths = self.paths.borrow_mut();
+        if let Some(i) = paths
+            .iter()
+            .position(|p| p.remote == remote && p.via.same(&via))
+        {
+            if i + 1 != paths.len() {
+                let p = paths.remove(i);
+                paths.push(p);
+            }
+            return Ok(paths[paths.len() - 1].clone());
+        }
+        if paths.len() >= MAX_PATHS {
+            paths.remove(0);
+        }
+        let p = Paths::new(remote, via, &self.security);
+        paths.push(p.clone());
+        Ok(p)
     }
 
     /// Whether this forwarder was built for `u` with `ctx` as it is now.
@@ -403,17 +493,22 @@ impl Forwarder {
         client_over_tcp: bool,
         deadline: Instant,
     ) -> Result<Vec<u8>, ForwardError> {
-        let paths = match &self.route {
-            Route::Fixed(p) => p.clone(),
-            Route::Lookup(l) => Box::pin(l.paths(deadline)).await?,
+        let remote = match &self.route {
+            Route::Fixed(r) => *r,
+            Route::Lookup(l) => Box::pin(l.address(deadline)).await?,
         };
+        let first = match self.scheme {
+            Scheme::Tcp | Scheme::Tls | Scheme::Https => L4::Tcp,
+            _ => L4::Udp,
+        };
+        let paths = self.paths_for(remote, first)?;
         let result = self
             .exchange_on(&paths, query, info, client_over_tcp, deadline)
             .await;
         if let (Route::Lookup(l), Err(ForwardError::Refused | ForwardError::Io(_))) =
             (&self.route, &result)
         {
-            l.failed(&paths);
+            l.failed(remote);
         }
         result
     }
@@ -453,10 +548,16 @@ impl Forwarder {
             Scheme::TcpUdp => true,
             _ => client_over_tcp,
         };
-        let reply = paths.udp.exchange(query, info, deadline).await?;
+        let reply = match (&paths.udp, &paths.packets) {
+            (Some(udp), _) => udp.exchange(query, info, deadline).await?,
+            (None, Some(packets)) => Box::pin(packets.exchange(query, info, deadline)).await?,
+            (None, None) => return Err(ForwardError::Closed),
+        };
         if stream_on_truncation && wire::flags(&reply) & wire::flag::TC != 0 {
             log::debug!("{}: truncated answer, asking again over TCP", paths.remote);
-            return Box::pin(paths.stream.exchange(query, info, deadline)).await;
+            // TCP may be routed another way than UDP.
+            let tcp = self.paths_for(paths.remote, L4::Tcp)?;
+            return Box::pin(tcp.stream.exchange(query, info, deadline)).await;
         }
         Ok(reply)
     }

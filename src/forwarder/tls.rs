@@ -21,7 +21,7 @@ use rustls::crypto::{self, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 
 use super::ForwardError;
@@ -102,11 +102,15 @@ impl TlsClient {
 }
 
 impl TlsClient {
-    /// The TLS handshake on a connected socket (DoT, DoH); a failure
-    /// carries rustls's reason. The caller bounds it in time.
-    pub async fn handshake(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ForwardError> {
+    /// The TLS handshake on a connected stream (DoT, DoH, TLS to a proxy
+    /// server); a failure carries rustls's reason. The caller bounds it in
+    /// time.
+    pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+    ) -> Result<TlsStream<S>, ForwardError> {
         tokio_rustls::TlsConnector::from(self.config.clone())
-            .connect(self.name.clone(), tcp)
+            .connect(self.name.clone(), stream)
             .await
             .map_err(ForwardError::from_tls)
     }

@@ -155,6 +155,12 @@ pub struct LabUpstream {
 
 impl LabUpstream {
     pub fn start(lab: &Lab, records: &[&str]) -> LabUpstream {
+        Self::start_with(lab, records, "")
+    }
+
+    /// With `extra` lines in unbound's `server:` section (`@DIR@` is the
+    /// server's directory).
+    pub fn start_with(lab: &Lab, records: &[&str], extra: &str) -> LabUpstream {
         let dir = TempDir::new("lab-unbound");
         let mut conf = format!(
             "server:\n  interface: {UPSTREAM_V4}\n  interface: {UPSTREAM_V6}\n  port: 53\n  \
@@ -170,6 +176,7 @@ impl LabUpstream {
         for r in records {
             conf.push_str(&format!("  local-data: '{r}'\n"));
         }
+        conf.push_str(&extra.replace("@DIR@", &dir.0.display().to_string()));
         std::fs::write(dir.path("unbound.conf"), conf).unwrap();
         let log = std::fs::File::create(dir.path("unbound.log")).unwrap();
         let child = lab

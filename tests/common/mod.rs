@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod proxies;
 pub mod tls;
 
 use std::io::{Read, Write};

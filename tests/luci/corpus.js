@@ -7,8 +7,18 @@
  * dns_b, the nodes n1 and n2 and the group g (n1, n2).
  */
 
-const INTEGER = [ '0', '1', '4', '30', '31', '4096', '86400', '604800', '604801', '1048576', '1048577',
-	'+5', '-1', '007', 'abc', '1.5', ' 5', '5 ', '0x10', '99999999999999999999999', '+', '' ];
+const INTEGER = [ '0', '1', '4', '5', '30', '31', '4096', '60000', '60001', '86400', '86401', '604800', '604801',
+	'1048576', '1048577', '+5', '-1', '007', 'abc', '1.5', ' 5', '5 ', '0x10', '99999999999999999999999', '+', '' ];
+
+/* Share links: a vmess link of this JSON (v2rayN: base64 of it), and a valid UUID. */
+const UUID = '1386f85e-657b-4d6e-9d56-78badb75e1fd';
+function vmess(fields) {
+	const json = typeof fields == 'string' ? fields : JSON.stringify(Object.assign({ add: '192.0.2.80', port: '443', id: UUID }, fields));
+	return 'vmess://' + Buffer.from(json).toString('base64');
+}
+function b64(text) {
+	return Buffer.from(text).toString('base64').replace(/=+$/, '');
+}
 
 const RULE_SHAPES = [
 	'', '->', 'qname(a)', 'qname(a) ->', 'qname(a -> dns_a', 'qname(a)) -> dns_a', 'qname("a) -> dns_a',
@@ -50,14 +60,64 @@ module.exports = {
 	ip_address: [ '192.0.2.1', '2001:db8::1', '::', '::ffff:192.0.2.1', '[2001:db8::1]', '192.0.2.1/32',
 		'192.0.2.256', '01.2.3.4', 'fe80::1%2', 'dns.example', '1.2.3', '' ],
 
-	share_link: [ 'socks5://192.0.2.80:1080', 'socks5://user:pass@[2001:db8::80]:1080', 'http://192.0.2.80:3128',
-		'https://proxy.example:443', 'ss://YWVzLTI1Ni1nY206cGFzcw@192.0.2.80:8388#name',
-		'ss://YWVzLTI1Ni1nY206cGFzc0AxOTIuMC4yLjgwOjgzODg#legacy', 'ss://!!!#x', 'ss://aGVsbG8',
-		'trojan://secret@proxy.example:443?sni=proxy.example#x', 'vless://uuid@proxy.example:443?security=tls',
-		'vmess://eyJhZGQiOiIxOTIuMC4yLjgwIiwicG9ydCI6IjQ0MyIsImlkIjoieCJ9',
-		'vmess://eyJhZGQiOiIxOTIuMC4yLjgwIn0', 'vmess://WzFd', 'vmess://!!!', 'vmess://aGVsbG8',
-		'ftp://x:1', 'SOCKS5://192.0.2.80:1080', 'socks5://192.0.2.80', 'trojan://x@host:99999', 'proxy',
+	/* dialer::link::parse, then controller::check (servers by IP address only). */
+	share_link: [
+		/* socks5 and http(s) */
+		'socks5://192.0.2.80:1080', 'socks5h://192.0.2.80:1080#x', 'socks5://user:pass@[2001:db8::80]:1080',
+		'socks5://' + b64('user:pass') + '@192.0.2.80:1080', 'socks5://us%40er:p%3Ass@192.0.2.80:1080/',
+		'socks5://nocolon@192.0.2.80:1080', 'socks5://:pw@192.0.2.80:1080', 'socks5://u:@192.0.2.80:1080',
+		'socks5://u:p%zz@192.0.2.80:1080', 'socks5://192.0.2.80:1080?x=%zz', 'socks5://192.0.2.80:0',
+		'http://192.0.2.80:3128', 'http://192.0.2.80:3128/path', 'https://192.0.2.80:443?sni=proxy.example&allowInsecure=1',
+		'https://192.0.2.80:443?sni=bad..name', 'https://192.0.2.80:443?allowInsecure=maybe', 'https://proxy.example:443',
+		/* ss: AEAD ciphers only, no plugins */
+		'ss://YWVzLTI1Ni1nY206cGFzcw@192.0.2.80:8388#name', 'ss://' + b64('chacha20-ietf-poly1305:pw') + '@[2001:db8::80]:8388/?#x',
+		'ss://aes-128-gcm:p%40ss@192.0.2.80:8388', 'ss://YWVzLTI1Ni1nY206cGFzc0AxOTIuMC4yLjgwOjgzODg#legacy',
+		'ss://YWVzLTI1Ni1nY206cGFzcw@192.0.2.80:8388/?plugin=obfs-local%3Bobfs%3Dhttp#plugin',
+		'ss://' + b64('rc4-md5:pw') + '@192.0.2.80:8388', 'ss://aes-256-cfb:pw@192.0.2.80:8388', 'ss://chacha20:pw@192.0.2.80:8388',
+		'ss://2022-blake3-aes-256-gcm:YctPZ6U7xPPcU%2Bgp3u%2B0tx%2FtRizJN9K8y%2BuKlW2qjlI%3D@192.0.2.80:8388',
+		'ss://aes-512-gcm:pw@192.0.2.80:8388', 'ss://aes-256-gcm:@192.0.2.80:8388', 'ss://' + b64('bf-cfb:pw@192.0.2.80:8388'),
+		'ss://' + b64('aes-256-gcm:pw@proxy.example:8388'), 'ss://!!!#x', 'ss://aGVsbG8',
+		/* trojan: TLS over plain TCP */
+		'trojan://secret@192.0.2.80:443?sni=proxy.example#x', 'trojan://%21%3F%23@[2001:db8::2]:8443?peer=t.example&type=tcp&security=tls',
+		'trojan://secret@proxy.example:443?sni=proxy.example#x', 'trojan://secret@192.0.2.80:443?type=ws&path=%2F',
+		'trojan://secret@192.0.2.80:443?type=grpc', 'trojan://secret@192.0.2.80:443?security=reality',
+		'trojan://secret@192.0.2.80:443?headerType=http', 'trojan://192.0.2.80:443', 'trojan://x@host:99999',
+		/* vless: a UUID, no flow, tls or none */
+		'vless://' + UUID + '@192.0.2.80:443?encryption=none&security=tls&sni=proxy.example&type=tcp#v',
+		'vless://' + UUID.toUpperCase() + '@192.0.2.80:443', 'vless://uuid@192.0.2.80:443?security=tls',
+		'vless://uuid@proxy.example:443?security=tls', 'vless://' + UUID.replace(/-/g, '') + '@192.0.2.80:443',
+		'vless://' + UUID.replace('d', 'g') + '@192.0.2.80:443', 'vless://' + UUID + '@192.0.2.80:443?type=ws&path=%2F',
+		'vless://' + UUID + '@192.0.2.80:443?security=reality&sni=www.example.com&pbk=abc',
+		'vless://' + UUID + '@192.0.2.80:443?security=tls&flow=xtls-rprx-vision', 'vless://' + UUID + '@192.0.2.80:443?security=xtls',
+		'vless://' + UUID + '@192.0.2.80:443?encryption=aes-128-gcm', 'vless://' + UUID + '@192.0.2.80',
+		/* vmess: v2rayN JSON, AEAD (aid 0), plain TCP */
+		vmess({}), vmess({ v: 2, port: 443, aid: 0, net: 'tcp', type: 'none', scy: 'auto', tls: 'tls', sni: 'proxy.example' }),
+		vmess({ add: '[2001:db8::80]', scy: 'chacha20-poly1305', tls: '', 'skip-cert-verify': true }),
+		vmess({ aid: '64' }), vmess({ aid: 1 }), vmess({ net: 'ws', path: '/' }), vmess({ net: 'grpc' }), vmess({ type: 'http' }),
+		vmess({ scy: 'aes-256-cfb' }), vmess({ tls: 'reality' }), vmess({ tls: 'tls', sni: 'bad..name' }),
+		vmess({ add: 'proxy.example' }), vmess({ port: '0' }), vmess('{"add":"192.0.2.80","port":443.0,"id":"' + UUID + '"}'),
+		vmess('{"add":"192.0.2.80","port":"443","id":"' + UUID + '","aid":0.0}'), vmess({ port: null }), vmess({ add: [ '192.0.2.80' ] }),
+		/* {"add":"192.0.2.80","port":"443","id":"x"}, {"add":"192.0.2.80"} */
+		'vmess://eyJhZGQiOiIxOTIuMC4yLjgwIiwicG9ydCI6IjQ0MyIsImlkIjoieCJ9', 'vmess://eyJhZGQiOiIxOTIuMC4yLjgwIn0',
+		'vmess://WzFd', 'vmess://!!!', 'vmess://aGVsbG8',
+		/* no share link at all */
+		'ftp://x:1', 'SOCKS5://192.0.2.80:1080', 'socks5://192.0.2.80', 'proxy',
 		'socks5://[192.0.2.80]:1080', 'socks5://2001:db8::1:1080', 'socks5://a..b:1', '' ],
+
+	/* config::check: http://HOST[:PORT][/PATH],IP,... */
+	check_url: [ 'http://cp.cloudflare.com,1.1.1.1,2606:4700:4700::1111', 'http://192.0.2.1', 'http://[2001:db8::80]:8080/gen_204',
+		'http://connectivitycheck.gstatic.com/generate_204,192.0.2.1', 'http://www.example.com:8080/a?b=1,192.0.2.1, 2001:db8::1',
+		' http://192.0.2.1 ', 'http://Check.Example.:+80,192.0.2.1', 'http://[192.0.2.1]', 'http://2001:db8::1',
+		'https://check.example,192.0.2.1', 'HTTP://192.0.2.1', 'check.example,192.0.2.1', 'http://check.example',
+		'http://check.example,nope', 'http://check.example,192.0.2.1,', 'http://check.example:0,192.0.2.1',
+		'http://check.example:65536,192.0.2.1', 'http://192.0.2.1/a b', 'http://192.0.2.1/a\u00a0b', 'http://',
+		'http://[::1', 'http://[::1]x', 'http://a..b,192.0.2.1', 'http://192.0.2.1,fe80::1%2', 'http://user@check.example,192.0.2.1', '' ],
+
+	/* config::check: HOST[:PORT],IP,... */
+	check_dns: [ 'dns.google.com:53,8.8.8.8,2001:4860:4860::8888', '192.0.2.53', '192.0.2.53:5353', '[2001:db8::53]:53',
+		'2001:db8::53', 'one.one.one.one,1.1.1.1', 'Example.COM.:53, 192.0.2.1 ', '1.2.3:53,192.0.2.1', '[192.0.2.53]',
+		'dns.example:53', 'dns.example', 'dns.example:53,x', 'dns.example:53,192.0.2.1,', '192.0.2.53:0', '192.0.2.53:',
+		'udp://192.0.2.53', '[::1', '[::1]:x', 'a..b:53,192.0.2.1', '256.1.1.1', 'fe80::1%2', '1.2.3', '' ],
 
 	fixed_ttl: [ 'ddns.example.com:0', 'DDNS.example.:10', 'a:604800', 'a:604801', 'a:+5', 'a', 'a:-1',
 		':5', 'a..b:5', 'host:ten', 'a:b:5', '' ],

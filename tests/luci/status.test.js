@@ -1,11 +1,13 @@
 'use strict';
 /*
  * The status view with what the real daemon reports: dae is started with a
- * throw-away config (no interception, only its status socket), its
- * `dae status --json` is read and given to the view, numbered so that every
- * figure can be found in what the view shows. Then the buttons, the log,
- * the not-running case, and every command the view runs must be one the
- * ACL grants (and every command the ACL grants must be one the view runs).
+ * throw-away config (no interception, its status socket, two proxy groups),
+ * its `dae status --json` is read and given to the view, numbered so that
+ * every figure can be found in what the view shows. The groups keep the
+ * shape the daemon gives them, with check results set for the test (a node
+ * down, a path with no node alive). Then the buttons, the log, the
+ * not-running case, and every command the view runs must be one the ACL
+ * grants (and every command the ACL grants must be one the view runs).
  */
 
 const test = require('node:test');
@@ -25,7 +27,16 @@ async function liveStatus() {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dae-status-'));
 	const socket = path.join(dir, 'dae.sock');
 	const config = path.join(dir, 'dae');
-	fs.writeFileSync(config, dae.toUci([ { type: 'dae', name: 'config', options: { status_socket: socket } } ]));
+	fs.writeFileSync(config, dae.toUci([
+		/* Nodes and check targets on closed loopback ports: every check
+		 * fails at once and nothing leaves the machine. */
+		{ type: 'dae', name: 'config', options: { status_socket: socket,
+			tcp_check_url: 'http://127.0.0.1:9/', udp_check_dns: '127.0.0.1:9' } },
+		{ type: 'node', name: 'hk1', options: { link: 'socks5://127.0.0.1:9' } },
+		{ type: 'node', name: 'web', options: { link: 'http://127.0.0.1:19' } },
+		{ type: 'group', name: 'proxy', options: { node: [ 'hk1', 'web' ], policy: 'min_avg10' } },
+		{ type: 'group', name: 'backup', options: { node: [ 'hk1' ], policy: 'fixed(0)' } }
+	]));
 	const child = spawn(dae.daeBin(), [ 'run', '-c', config ], { stdio: 'ignore' });
 	try {
 		for (let i = 0; i < 100 && !fs.existsSync(socket); i++)
@@ -62,6 +73,57 @@ function numbered(report) {
 	st.tproxy_port = 12399;
 	st.fail_closed = true;
 	return st;
+}
+
+const PATHS = [ 'tcp4', 'udp4', 'tcp6', 'udp6' ];
+
+/*
+ * The report with the live groups' shape and chosen check results. Group
+ * proxy (min_avg10): hk1 works over IPv4 and TCP fails over IPv6, web (an
+ * HTTP proxy, no UDP) is down, so no node is alive for TCP over IPv6.
+ * Group backup (fixed(0)): hk1 alone.
+ */
+function withGroups(report) {
+	const st = numbered(report);
+	assert.deepStrictEqual((st.groups || []).map(g => g.name), [ 'proxy', 'backup' ], 'dae status --json lists the groups');
+	for (const g of st.groups) {
+		for (const k of [ 'name', 'policy', 'selected', 'nodes' ])
+			assert.ok(k in g, 'a group in dae status --json has no ' + k);
+		for (const path of PATHS)
+			assert.ok(path in g.selected, 'a group\'s selected has no ' + path);
+		for (const n of g.nodes) {
+			for (const k of [ 'name', 'protocol', 'server' ].concat(PATHS))
+				assert.ok(k in n, 'a node in dae status --json has no ' + k);
+			for (const path of PATHS)
+				for (const k of [ 'checked', 'alive', 'latency_ms', 'avg10_ms', 'moving_avg_ms', 'error' ])
+					assert.ok(k in n[path], 'a node\'s ' + path + ' in dae status --json has no ' + k);
+		}
+	}
+	const [ proxy, backup ] = st.groups;
+	const [ hk1, web ] = proxy.nodes;
+	assert.deepStrictEqual([ hk1.name, hk1.protocol, hk1.server ], [ 'hk1', 'socks5', '127.0.0.1:9' ]);
+	assert.deepStrictEqual([ web.name, web.protocol, web.server ], [ 'web', 'http', '127.0.0.1:19' ]);
+	const path = (checked, alive, ms, error) =>
+		({ checked, alive, latency_ms: ms, avg10_ms: ms && ms + 3, moving_avg_ms: ms && ms + 2, error });
+	Object.assign(hk1, {
+		tcp4: path(true, true, 137), udp4: path(true, true, 142),
+		tcp6: path(true, false, null, 'Connection refused <b>(os error 111)</b>'), udp6: path(false, true, null, null)
+	});
+	hk1.udp4.avg10_ms = 142;
+	Object.assign(web, {
+		tcp4: path(true, false, null, 'timed out'), udp4: path(false, true, null, null),
+		tcp6: path(true, false, null, 'No route to host (os error 113)'), udp6: path(false, true, null, null)
+	});
+	proxy.selected = { tcp4: 'hk1', udp4: 'hk1', tcp6: null, udp6: 'hk1' };
+	Object.assign(backup.nodes[0], JSON.parse(JSON.stringify(hk1)));
+	backup.selected = { tcp4: 'hk1', udp4: 'hk1', tcp6: 'hk1', udp6: 'hk1' };
+	return st;
+}
+
+/* The text of each cell of each row of a table, spaces collapsed. */
+function tableText(table) {
+	return findNodes(table, n => n.tag == 'tr').map(tr => tr.children.filter(c => c && (c.tag == 'td' || c.tag == 'th'))
+		.map(c => textOf(c).replace(/\s+/g, ' ').trim()));
 }
 
 const LOG = Array.from({ length: 80 }, (_, i) => 'Thu Nov 27 07:00:' + String(i).padStart(2, '0') + ' 2026 daemon.info dae[4242]: line ' + (i + 1) +
@@ -101,7 +163,7 @@ const allExecs = [];
 
 test('the running daemon\'s report is shown, every figure of it', async () => {
 	const live = await liveStatus();
-	for (const k of [ 'version', 'pid', 'uptime_seconds', 'interfaces', 'tproxy_port', 'fail_closed', 'datapath', 'dns', 'cache' ])
+	for (const k of [ 'version', 'pid', 'uptime_seconds', 'interfaces', 'tproxy_port', 'fail_closed', 'datapath', 'dns', 'cache', 'groups' ])
 		assert.ok(k in live, 'dae status --json has no ' + k);
 	const st = numbered(live);
 	const { env, out } = await renderStatus(dae.fixture(), { running: true, status: st });
@@ -119,6 +181,44 @@ test('the running daemon\'s report is shown, every figure of it', async () => {
 	assert.ok(!/disabled in the General Settings/.test(text));
 	assert.deepStrictEqual(env.record.polls.map(p => p.interval), [ 5 ]);
 	assert.deepStrictEqual(env.record.execs.find(e => e.args[0] == 'status').args, [ 'status', '--json' ]);
+});
+
+test('the proxy groups: the node in use on each path, every node\'s checks, and no node alive', async () => {
+	const live = await liveStatus();
+	const st = withGroups(live);
+	const { env, out } = await renderStatus(dae.fixture(), { running: true, status: st });
+	allExecs.push(...env.record.execs);
+	const text = textOf(out).replace(/\s+/g, ' ');
+
+	/* The policies as the config writes them, from what dae reports. */
+	assert.ok(text.includes('Proxy groups'));
+	assert.ok(/Group proxy \(policy min_avg10\)/.test(text), 'group proxy and its policy (' + live.groups[0].policy + ')');
+	assert.ok(/Group backup \(policy fixed\(0\)\)/.test(text), 'group backup and its policy (' + live.groups[1].policy + ')');
+
+	const tables = findNodes(out, n => n.tag == 'table').map(tableText).filter(t => t[0] && t[0][0] == 'Node');
+	assert.strictEqual(tables.length, 2, 'a table per group');
+	assert.deepStrictEqual(tables[0], [
+		[ 'Node', 'TCP, IPv4', 'UDP, IPv4', 'TCP, IPv6', 'UDP, IPv6' ],
+		[ 'In use', 'hk1', 'hk1', 'no node alive', 'hk1' ],
+		[ 'hk1 socks5 127.0.0.1:9', '137 ms (average 140 ms)', '142 ms', 'DOWN Connection refused <b>(os error 111)</b>', 'not checked yet' ],
+		[ 'web http 127.0.0.1:19', 'DOWN timed out', 'no UDP (HTTP proxy)', 'DOWN No route to host (os error 113)', 'no UDP (HTTP proxy)' ]
+	]);
+	assert.deepStrictEqual(tables[1].slice(1), [
+		[ 'In use', 'hk1', 'hk1', 'hk1', 'hk1' ],
+		[ 'hk1 socks5 127.0.0.1:9', '137 ms', '142 ms', 'DOWN Connection refused <b>(os error 111)</b>', 'not checked yet' ]
+	], 'fixed(0) ranks by no average');
+
+	/* "no node alive" and DOWN stand out, and the group says what it means. */
+	const flagged = findNodes(out, n => n.tag == 'strong' && /color/.test(n.attrs.style || '')).map(n => textOf(n).trim());
+	assert.deepStrictEqual(flagged, [ 'no node alive', 'DOWN', 'DOWN', 'DOWN', 'DOWN' ]);
+	assert.ok(/No node of this group is alive for TCP, IPv6: what is routed to this group there fails/.test(text));
+	assert.strictEqual(text.match(/No node of this group is alive/g).length, 1, 'only group proxy lacks a node');
+	assert.deepStrictEqual(markup(out), [], 'check errors would be parsed as HTML');
+
+	/* No groups, no section. */
+	st.groups = [];
+	const none = await renderStatus(dae.fixture(), { running: true, status: st });
+	assert.ok(!textOf(none.out).includes('Proxy groups'));
 });
 
 test('start, stop, restart and reload run the init script', async () => {

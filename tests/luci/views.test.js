@@ -238,6 +238,23 @@ test('each browser check judges values as dae validate does', async () => {
 	assert.deepStrictEqual(mismatches, []);
 });
 
+test('the corpus has values each check accepts and values it refuses, for every kind', async () => {
+	const declared = (await collectOptions()).filter(d => d.writes && d.o.validate && d.o.validate.daeKind);
+	const problems = [];
+	for (const kind of Object.keys(CORPUS)) {
+		const d = declared.find(x => x.o.validate.daeKind == kind);
+		if (!d) {
+			problems.push(kind + ': no option checks this kind');
+			continue;
+		}
+		const sid = d.env.store.find(s => s['.type'] == d.type)['.name'];
+		const verdicts = CORPUS[kind].filter(v => v !== '').map(v => d.o.validate.call(d.o, sid, v) === true);
+		if (!verdicts.includes(true) || !verdicts.includes(false))
+			problems.push(kind + ': ' + verdicts.filter(x => x).length + ' accepted of ' + verdicts.length);
+	}
+	assert.deepStrictEqual(problems, []);
+});
+
 test('an upstream host name needs a bootstrap address or a plain upstream at an IP, in both', async () => {
 	const values = [ 'tls://dns.example', 'https://dns.example/q', 'udp://dns.example', 'tls://192.0.2.1', 'udp://192.0.2.53' ];
 	const variants = [
@@ -301,21 +318,38 @@ test('an empty config gets its single sections when a page opens', async () => {
 test('share links pasted several at once become nodes', async () => {
 	const { env, view } = await renderView('nodes.js', dae.fixture());
 	const map = env.record.maps[0];
+	const uuid = '1386f85e-657b-4d6e-9d56-78badb75e1fd';
+	const vmess = json => 'vmess://' + Buffer.from(JSON.stringify(json)).toString('base64');
 	const text = [
 		'# my subscription',
 		'ss://YWVzLTI1Ni1nY206cGFzcw@192.0.2.80:8388#HK%201',
 		'',
-		'trojan://secret@proxy.example:443?sni=proxy.example#HK 1',
-		'vmess://eyJhZGQiOiIxOTIuMC4yLjgwIiwicG9ydCI6IjQ0MyIsImlkIjoieCJ9',
+		'trojan://secret@192.0.2.83:443?sni=proxy.example#HK 1',
+		vmess({ add: '192.0.2.84', port: '443', id: uuid, aid: '0' }),
 		'socks5://192.0.2.80',
 		'ftp://x:1#n1',
 		'socks5://192.0.2.81:1080#n1',
 		'http://192.0.2.82:3128#\'both "quotes"\'',
-		'<img src=x onerror=alert(1)>://x:1'
+		'<img src=x onerror=alert(1)>://x:1',
+		/* what dae cannot dial: a plugin, a transport other than tcp, REALITY, an XTLS flow, legacy
+		 * VMess, an id that is no UUID, a stream cipher, a server given by name */
+		'ss://YWVzLTI1Ni1nY206cGFzcw@192.0.2.80:8388/?plugin=obfs-local%3Bobfs%3Dhttp#plugin',
+		'vless://' + uuid + '@192.0.2.85:443?type=ws&security=tls#ws',
+		'vless://' + uuid + '@192.0.2.85:443?security=reality&pbk=abc#reality',
+		'vless://' + uuid + '@192.0.2.85:443?security=tls&flow=xtls-rprx-vision#flow',
+		vmess({ add: '192.0.2.84', port: '443', id: uuid, aid: '64', ps: 'legacy' }),
+		vmess({ add: '192.0.2.84', port: '443', id: 'x' }),
+		'ss://' + Buffer.from('rc4-md5:pw').toString('base64') + '@192.0.2.80:8388#rc4',
+		'socks5://proxy.example:1080#by_name',
+		'vless://' + uuid + '@192.0.2.85:443?security=tls&sni=proxy.example#VLESS'
 	].join('\n');
 	const res = await view.importLinks(map, text);
-	assert.deepStrictEqual(res.nodes.map(n => n.name), [ 'HK_1', 'HK_1_2', 'vmess', 'n1_2' ]);
-	assert.deepStrictEqual(res.errors.map(e => e.line), [ 6, 7, 9, 10 ]);
+	assert.deepStrictEqual(res.nodes.map(n => n.name), [ 'HK_1', 'HK_1_2', 'vmess', 'n1_2', 'VLESS' ]);
+	assert.deepStrictEqual(res.errors.map(e => e.line), [ 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18 ]);
+	const why = [ /^ss: plugins/, /^vless: transport "ws" is not supported/, /^vless: security "reality"/,
+		/^vless: flow "xtls-rprx-vision"/, /^vmess: alterId 64/, /^vmess: "id" "x" is not a UUID/,
+		/^ss: stream cipher "rc4-md5"/, /^the server "proxy\.example" is a host name/ ];
+	why.forEach((re, i) => assert.match(res.errors[4 + i].error, re));
 	assert.deepStrictEqual(markup(env.record.notifications.map(n => n.node)), [], 'pasted text would be parsed as HTML');
 	assert.strictEqual(env.record.saves, 1);
 	assert.deepStrictEqual(env.uci.get('dae', 'n1_2', 'link'), 'socks5://192.0.2.81:1080#n1');
@@ -328,8 +362,14 @@ test('share links pasted several at once become nodes', async () => {
 		options: Object.fromEntries(Object.entries(s).filter(([ k ]) => k[0] != '.'))
 	}));
 	const check = await dae.validate(sections);
-	dae.cleanup();
 	assert.deepStrictEqual(check.errors, []);
+
+	/* ... and what was refused, dae refuses too (but the value with both quotes, which UCI text cannot hold for dae). */
+	for (const e of res.errors.filter(e => !(e.link.includes('\'') && e.link.includes('"')))) {
+		const r = await dae.validate(dae.fixture().map(s => s.name == 'n1' ? Object.assign({}, s, { options: { link: e.link } }) : s));
+		assert.ok(r.errors.some(x => x.startsWith('node \'n1\', option \'link\'')), 'line ' + e.line + ': dae accepts ' + e.link);
+	}
+	dae.cleanup();
 });
 
 test('the rule functions, schemes and reserved words the browser knows are the schema\'s', () => {

@@ -8,9 +8,9 @@
  * dae.tools: what the dae settings views share.
  *
  * The value checks here follow, rule for rule, what `dae validate` enforces
- * (src/config/schema.rs, uci.rs, url.rs, rule.rs and
- * forwarder::check_supported), so that a value the browser accepts is one
- * the daemon accepts. tests/luci/run.sh feeds the same values to both and
+ * (src/config/schema.rs, uci.rs, url.rs, check.rs, rule.rs, dialer/link.rs
+ * and controller::check), so that a value the browser accepts is one the
+ * daemon accepts. tests/luci/run.sh feeds the same values to both and
  * fails where they disagree. Also here: section names and the references
  * between sections, and reading share links pasted several at once.
  */
@@ -221,21 +221,20 @@ function hostPort(authority) {
 	return { host: host, port: (port == null) ? null : portNumber(port) };
 }
 
-/* url::host: returns { ip: bool } */
+/* url::host: returns { ip: bool, name: the checked host name or null } */
 function checkHost(h, bracketed) {
 	if (h == '')
 		fail(_('no host'));
 	if (isIp(h)) {
 		if (isIpv6(h) != bracketed)
 			fail(_('"%s": IPv6 addresses go in brackets, IPv4 ones do not').format(h));
-		return { ip: true };
+		return { ip: true, name: null };
 	}
 	if (bracketed)
 		fail(_('"%s" in brackets is not an IPv6 address').format(h));
 	if (/^[0-9.]*$/.test(h))
 		fail(_('"%s" is not a valid IPv4 address').format(h));
-	hostName(h);
-	return { ip: false };
+	return { ip: false, name: hostName(h) };
 }
 
 /* url::upstream; returns { scheme, ip } */
@@ -335,46 +334,578 @@ function utf8Text(bytes) {
 	}
 }
 
-/* url::check_share_link */
+/*
+ * dialer::link::parse (src/dialer/link.rs), then controller::check: the
+ * share links dae dials. Each proto parser returns { name }: the server's
+ * host name, or null when the link gives an IP address (dae dials proxy
+ * servers by address only).
+ */
+var PARSED_SCHEMES = [ 'socks5', 'socks5h', 'http', 'https', 'ss', 'trojan', 'vless', 'vmess' ];
+var SS_METHODS = [ 'aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305', 'chacha20-poly1305' ];
+var SS_SUPPORTED = 'aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305';
+var SS_STREAM = [ 'rc4', 'rc4-md5', 'rc4-md5-6', 'table', 'salsa20', 'chacha20', 'chacha20-ietf', 'xchacha20' ];
+var VMESS_SECURITY = [ '', 'auto', 'aes-128-gcm', 'chacha20-poly1305', 'none', 'zero' ];
+
+/* Calls fn(); a Problem it throws comes back as null. */
+function orNull(fn) {
+	try {
+		return fn();
+	}
+	catch (e) {
+		if (e instanceof Problem)
+			return null;
+		throw e;
+	}
+}
+
+/* Runs fn(); a Problem it throws gets `prefix` in front of its message. */
+function prefixed(prefix, fn) {
+	try {
+		return fn();
+	}
+	catch (e) {
+		if (e instanceof Problem)
+			fail(prefix + e.message);
+		throw e;
+	}
+}
+
+/* link::percent_decode: %XX escapes, UTF-8 once decoded; "+" stays "+". */
+function percentDecode(s) {
+	if (s.indexOf('%') < 0)
+		return s;
+	if (/%(?![0-9A-Fa-f]{2})/.test(s))
+		fail(_('"%s" has a bad percent escape').format(s));
+	try {
+		return decodeURIComponent(s);
+	}
+	catch (e) {
+		fail(_('"%s" is not UTF-8 once percent-decoded').format(s));
+	}
+}
+
+/* Base64 (url::base64_decode) of UTF-8 text, or null. */
+function base64Text(s) {
+	var bytes = (s == null) ? null : base64Bytes(s);
+	return (bytes == null) ? null : utf8Text(bytes);
+}
+
+/* `a:b` at the first ":", or null. */
+function splitColon(s) {
+	var i = (s == null) ? -1 : s.indexOf(':');
+	return (i < 0) ? null : [ s.slice(0, i), s.slice(i + 1) ];
+}
+
+/* link::server: `host:port` or `[v6]:port`, the port required. */
+function linkServer(authority) {
+	if (authority.indexOf('/') >= 0)
+		fail(_('"%s": a path has no meaning here').format(authority));
+	var hp = hostPort(authority),
+	    host = checkHost(hp.host, authority.charAt(0) == '[');
+	if (hp.port == null)
+		fail(_('"%s" has no port').format(authority));
+	return host;
+}
+
+/* link::url_parts: `[userinfo@]host:port[/][?query]`. */
+function urlParts(body) {
+	var q = body.indexOf('?'),
+	    main = (q < 0) ? body : body.slice(0, q),
+	    query = (q < 0) ? '' : body.slice(q + 1),
+	    at = main.lastIndexOf('@'),
+	    authority = (at < 0) ? main : main.slice(at + 1),
+	    params = [];
+	if (authority.charAt(authority.length - 1) == '/')
+		authority = authority.slice(0, -1);
+	var host = linkServer(authority);
+	query.split('&').forEach(function(pair) {
+		if (pair == '')
+			return;
+		var eq = pair.indexOf('='),
+		    key = (eq < 0) ? pair : pair.slice(0, eq);
+		params.push([ key, prefixed(_('parameter "%s": ').format(key), function() {
+			return percentDecode((eq < 0) ? '' : pair.slice(eq + 1));
+		}) ]);
+	});
+	return {
+		userinfo: (at < 0) ? null : main.slice(0, at),
+		name: host.name,
+		/* The parameter `key`, decoded; the last one if repeated. */
+		get: function(key) {
+			for (var i = params.length - 1; i >= 0; i--)
+				if (params[i][0] == key)
+					return params[i][1];
+			return null;
+		}
+	};
+}
+
+/* link::flag: 1/true or 0/false/empty. */
+function linkFlag(name, v) {
+	if ([ '1', 'true', '0', 'false', '' ].indexOf(asciiLower(v)) < 0)
+		fail(_('%s "%s" is not 0 or 1').format(name, v));
+}
+
+/* link::server_name: an IP address or a DNS name. */
+function serverName(name) {
+	if (!isIp(name))
+		prefixed(_('TLS server name: '), function() { hostName(name); });
+}
+
+/* link::tls_from_query */
+function tlsFromQuery(p, nameKeys) {
+	var name = nameKeys.map(function(k) { return p.get(k); }).filter(function(v) { return v; })[0];
+	if (name != null)
+		serverName(name);
+	[ 'allowInsecure', 'insecure' ].forEach(function(k) {
+		if (p.get(k) != null)
+			linkFlag(k, p.get(k));
+	});
+}
+
+/* link::only_tcp: the plain TCP transport, no camouflage header. */
+function onlyTcp(net, header) {
+	if (net != null && [ '', 'tcp', 'raw' ].indexOf(net) < 0)
+		fail(_('transport "%s" is not supported (only tcp)').format(net));
+	if (header != null && [ '', 'none' ].indexOf(header) < 0)
+		fail(_('tcp header type "%s" (camouflage) is not supported (only none)').format(header));
+}
+
+/* link::user_password: `user:password` (percent-encoded), or base64 of it. */
+function userPassword(userinfo) {
+	var up = splitColon(userinfo);
+	if (up)
+		up = [ percentDecode(up[0]), percentDecode(up[1]) ];
+	else
+		up = splitColon(base64Text(orNull(function() { return percentDecode(userinfo); })));
+	if (!up)
+		fail(_('"%s" is neither user:password nor base64 of it').format(userinfo));
+	if (up[0] == '')
+		fail(_('an empty user name'));
+	return { user: up[0], password: up[1] };
+}
+
+function linkSocks5(body) {
+	var p = urlParts(body);
+	if (p.userinfo != null) {
+		var a = userPassword(p.userinfo);
+		if (utf8Length(a.user) > 255 || a.password == '' || utf8Length(a.password) > 255)
+			fail(_('the user name and password must each be 1 to 255 bytes'));
+	}
+	return p;
+}
+
+function linkHttp(body, tls) {
+	var p = urlParts(body);
+	if (p.userinfo != null)
+		userPassword(p.userinfo);
+	if (tls)
+		tlsFromQuery(p, [ 'sni', 'peer' ]);
+	return p;
+}
+
+/* link::ss_method: the AEAD ciphers only. */
+function ssConfig(method, password) {
+	var lower = asciiLower(method);
+	if (SS_METHODS.indexOf(lower) < 0) {
+		if (lower.indexOf('2022-blake3-') == 0)
+			fail(_('method "%s" (Shadowsocks 2022) is not supported (supported: %s)').format(method, SS_SUPPORTED));
+		if (/-(cfb|cfb1|cfb8|ctr|ofb)$/.test(lower) || SS_STREAM.indexOf(lower) >= 0)
+			fail(_('stream cipher "%s" is not supported (insecure; supported: %s)').format(method, SS_SUPPORTED));
+		fail(_('unknown method "%s" (supported: %s)').format(method, SS_SUPPORTED));
+	}
+	if (password == '')
+		fail(_('an empty password'));
+}
+
+/* `ss://BASE64(method:password@host:port)` */
+function linkSsLegacy(encoded) {
+	var text = base64Text(encoded);
+	if (text == null)
+		fail(_('the link is neither SIP002 (userinfo@host:port) nor base64'));
+	var at = text.lastIndexOf('@'),
+	    mp = (at < 0) ? null : splitColon(text.slice(0, at));
+	if (!mp)
+		fail(_('"%s" (from base64) is not method:password@host:port').format(text));
+	ssConfig(mp[0], mp[1]);
+	return linkServer(text.slice(at + 1));
+}
+
+function linkSs(body) {
+	var q = body.indexOf('?');
+	if ((q < 0 ? body : body.slice(0, q)).indexOf('@') < 0)
+		return linkSsLegacy(q < 0 ? body : body.slice(0, q));
+	var p = urlParts(body),
+	    userinfo = p.userinfo || '',
+	    mp = splitColon(userinfo);
+	if (mp) {
+		mp = [ percentDecode(mp[0]), percentDecode(mp[1]) ];
+	}
+	else {
+		var text = base64Text(orNull(function() { return percentDecode(userinfo); }));
+		if (text == null)
+			fail(_('"%s" is neither base64 of method:password nor method:password').format(userinfo));
+		mp = splitColon(text);
+		if (!mp)
+			fail(_('"%s" (from base64) is not method:password').format(text));
+	}
+	ssConfig(mp[0], mp[1]);
+	var plugin = p.get('plugin');
+	if (plugin)
+		fail(_('plugins (obfs, v2ray-plugin) are not supported (this link needs "%s")').format(plugin.split(';')[0]));
+	return p;
+}
+
+function linkTrojan(body) {
+	var p = urlParts(body);
+	if (p.userinfo == null)
+		fail(_('no password (trojan://password@host:port)'));
+	if (percentDecode(p.userinfo) == '')
+		fail(_('an empty password'));
+	onlyTcp(p.get('type'), p.get('headerType'));
+	var security = p.get('security');
+	if (security != null && security != '' && security != 'tls')
+		fail(_('security "%s" is not supported (trojan runs over tls)').format(security));
+	tlsFromQuery(p, [ 'sni', 'peer' ]);
+	return p;
+}
+
+/* link::parse_uuid: xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex. */
+function isUuid(id) {
+	return /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(id);
+}
+
+function linkVless(body) {
+	var p = urlParts(body);
+	if (p.userinfo == null)
+		fail(_('no UUID (vless://uuid@host:port)'));
+	var id = percentDecode(p.userinfo);
+	if (!isUuid(id))
+		fail(_('"%s" is not a UUID').format(id));
+	var encryption = p.get('encryption'), flow = p.get('flow'), security = p.get('security');
+	if (encryption != null && encryption != '' && encryption != 'none')
+		fail(_('encryption "%s" is not supported (only none)').format(encryption));
+	if (flow)
+		fail(_('flow "%s" (XTLS) is not supported (leave flow empty)').format(flow));
+	onlyTcp(p.get('type'), p.get('headerType'));
+	if (security == 'tls')
+		tlsFromQuery(p, [ 'sni', 'peer' ]);
+	else if (security == 'reality')
+		fail(_('security "reality" (REALITY) is not supported (only tls or none)'));
+	else if (security != null && security != '' && security != 'none')
+		fail(_('security "%s" is not supported (only tls or none)').format(security));
+	return p;
+}
+
+/* A number of the vmess JSON, as the text serde_json gives it. */
+function JsonNumber(text) {
+	this.text = text;
+}
+
+/* Whether the digits `a` are at most the digits `max`. */
+function notAbove(a, max) {
+	return a.length < max.length || (a.length == max.length && a <= max);
+}
+
+/* serde_json's text of a float (shortest digits; 1e+16, 1e-7, 0.0001, 100.0). */
+function floatText(x) {
+	if (x == 0)
+		return (1 / x < 0) ? '-0.0' : '0.0';
+	var m = /^(-?)([0-9])(?:\.([0-9]+))?e([+-][0-9]+)$/.exec(x.toExponential()),
+	    digits = m[2] + (m[3] || ''), n = digits.length, kk = +m[4] + 1, out;
+	if (kk >= n && kk <= 16)
+		out = digits + '0'.repeat(kk - n) + '.0';
+	else if (kk > 0 && kk <= 16)
+		out = digits.slice(0, kk) + '.' + digits.slice(kk);
+	else if (kk > -5 && kk <= 0)
+		out = '0.' + '0'.repeat(-kk) + digits;
+	else
+		out = digits.charAt(0) + (n > 1 ? '.' + digits.slice(1) : '') + 'e' + (kk > 1 ? '+' : '-') + Math.abs(kk - 1);
+	return m[1] + out;
+}
+
+/*
+ * JSON as serde_json reads it into a Value: RFC 8259, at most 127 arrays
+ * and objects deep, no lone surrogates in strings. Objects have no
+ * prototype; numbers are JsonNumbers. Undefined when it is not JSON.
+ */
+function parseJson(s) {
+	var pos = 0, NOT_JSON = {};
+	var ESCAPES = { '"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t' };
+
+	function bad() {
+		throw NOT_JSON;
+	}
+
+	function ws() {
+		while (pos < s.length && ' \t\n\r'.indexOf(s.charAt(pos)) >= 0)
+			pos++;
+	}
+
+	function hex4() {
+		var h = s.substr(pos, 4);
+		if (!/^[0-9a-fA-F]{4}$/.test(h))
+			bad();
+		pos += 4;
+		return parseInt(h, 16);
+	}
+
+	function string() {
+		var out = '';
+		pos++;
+		for (;;) {
+			if (pos >= s.length)
+				bad();
+			var c = s.charAt(pos++);
+			if (c == '"')
+				return out;
+			if (c.charCodeAt(0) < 0x20)
+				bad();
+			if (c != '\\') {
+				out += c;
+				continue;
+			}
+			c = s.charAt(pos++);
+			if (Object.prototype.hasOwnProperty.call(ESCAPES, c)) {
+				out += ESCAPES[c];
+				continue;
+			}
+			if (c != 'u')
+				bad();
+			var u = hex4();
+			if (u >= 0xdc00 && u <= 0xdfff)
+				bad();
+			if (u >= 0xd800 && u <= 0xdbff) {
+				if (s.substr(pos, 2) != '\\u')
+					bad();
+				pos += 2;
+				var low = hex4();
+				if (low < 0xdc00 || low > 0xdfff)
+					bad();
+				out += String.fromCharCode(u, low);
+				continue;
+			}
+			out += String.fromCharCode(u);
+		}
+	}
+
+	function number() {
+		var m = /^-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(s.slice(pos));
+		if (!m)
+			bad();
+		pos += m[0].length;
+		var t = m[0], neg = t.charAt(0) == '-', digits = neg ? t.slice(1) : t;
+		if (m[1] == null && m[2] == null) {
+			if (!neg && notAbove(digits, '18446744073709551615'))
+				return new JsonNumber(digits);
+			if (neg && digits != '0' && notAbove(digits, '9223372036854775808'))
+				return new JsonNumber(t);
+		}
+		var x = Number(t);
+		if (!isFinite(x))
+			bad();
+		return new JsonNumber(floatText(x));
+	}
+
+	function value(depth) {
+		ws();
+		var c = s.charAt(pos), words = { 't': [ 'true', true ], 'f': [ 'false', false ], 'n': [ 'null', null ] };
+		if (c == '"')
+			return string();
+		if (Object.prototype.hasOwnProperty.call(words, c)) {
+			if (s.substr(pos, words[c][0].length) != words[c][0])
+				bad();
+			pos += words[c][0].length;
+			return words[c][1];
+		}
+		if (c != '{' && c != '[')
+			return number();
+		if (depth >= 127)
+			bad();
+		var object = (c == '{'), close = object ? '}' : ']', out = object ? Object.create(null) : [];
+		pos++;
+		ws();
+		if (s.charAt(pos) == close) {
+			pos++;
+			return out;
+		}
+		for (;;) {
+			if (object) {
+				ws();
+				if (s.charAt(pos) != '"')
+					bad();
+				var key = string();
+				ws();
+				if (s.charAt(pos++) != ':')
+					bad();
+				out[key] = value(depth + 1);
+			}
+			else {
+				out.push(value(depth + 1));
+			}
+			ws();
+			c = s.charAt(pos++);
+			if (c == close)
+				return out;
+			if (c != ',')
+				bad();
+		}
+	}
+
+	try {
+		var v = value(0);
+		ws();
+		return (pos == s.length) ? v : undefined;
+	}
+	catch (e) {
+		if (e === NOT_JSON)
+			return undefined;
+		throw e;
+	}
+}
+
+/* link::json_text: a field of the vmess JSON as text (numbers and booleans too), or null. */
+function jsonText(v, field) {
+	var x = Object.prototype.hasOwnProperty.call(v, field) ? v[field] : null;
+	if (x === null)
+		return null;
+	if (typeof(x) == 'string')
+		return x.replace(RE_TRIM, '');
+	if (x instanceof JsonNumber)
+		return x.text;
+	if (typeof(x) == 'boolean')
+		return x ? '1' : '0';
+	fail(_('"%s" is not a string').format(field));
+}
+
+/* `vmess://BASE64(JSON)`, the v2rayN format. */
+function linkVmess(body) {
+	var bytes = base64Bytes(body.replace(/\/+$/, ''));
+	if (bytes == null)
+		fail(_('the link is not base64 (vmess://BASE64(JSON), the v2rayN format)'));
+	var text = utf8Text(bytes),
+	    v = (text == null) ? undefined : parseJson(text);
+	if (v === undefined)
+		fail(_('the link does not hold JSON'));
+	if (v === null || typeof(v) != 'object' || Array.isArray(v) || v instanceof JsonNumber)
+		fail(_('the link\'s JSON is not an object'));
+
+	var add = jsonText(v, 'add');
+	if (!add)
+		fail(_('no "add" (the server\'s address)'));
+	var bare = (add.length >= 2 && add.charAt(0) == '[' && add.charAt(add.length - 1) == ']') ? add.slice(1, -1) : add,
+	    name = isIp(bare) ? null : prefixed('"add": ', function() { return checkHost(bare, false).name; });
+	var port = jsonText(v, 'port');
+	if (port == null)
+		fail(_('no "port"'));
+	prefixed('"port": ', function() { portNumber(port); });
+	var id = jsonText(v, 'id');
+	if (id == null)
+		fail(_('no "id" (the user\'s UUID)'));
+	if (!isUuid(id))
+		fail(_('"id" "%s" is not a UUID').format(id));
+	var aid = jsonText(v, 'aid');
+	if (aid != null && aid != '' && aid != '0')
+		fail(_('alterId %s (legacy VMess) is not supported: use AEAD (alterId 0)').format(aid));
+	var scy = jsonText(v, 'scy');
+	if (scy != null && VMESS_SECURITY.indexOf(scy) < 0)
+		fail(_('security "scy" "%s" is unknown (auto, aes-128-gcm, chacha20-poly1305, none, zero)').format(scy));
+	onlyTcp(jsonText(v, 'net'), jsonText(v, 'type'));
+	var tls = jsonText(v, 'tls');
+	if (tls == 'tls') {
+		var sni = jsonText(v, 'sni'), host = jsonText(v, 'host');
+		if (sni || host)
+			serverName(sni || host);
+		[ 'allowInsecure', 'skip-cert-verify' ].forEach(function(k) {
+			var f = jsonText(v, k);
+			if (f != null)
+				linkFlag(k, f);
+		});
+	}
+	else if (tls != null && tls != '' && tls != 'none') {
+		fail(_('tls "%s" is not supported (only tls or none)').format(tls));
+	}
+	return { name: name };
+}
+
+/* link::parse, then controller::check: a link dae can dial. */
 function checkShareLink(link) {
 	var i = link.indexOf('://');
 	if (i < 0)
-		fail(_('not a share link (schemes: %s)').format(LINK_SCHEMES.join(', ')));
-	var scheme = link.slice(0, i), rest = link.slice(i + 3);
-	if (LINK_SCHEMES.indexOf(scheme) < 0)
-		fail(_('unknown scheme "%s" (known: %s)').format(scheme, LINK_SCHEMES.join(', ')));
-	var body = rest.split('#')[0];
-	if (scheme == 'vmess') {
-		var bytes = base64Bytes(body);
-		if (bytes == null)
-			fail(_('the vmess link is not base64'));
-		var v = null, text = utf8Text(bytes);
-		try {
-			v = JSON.parse(text);
+		fail(_('not a share link (schemes: %s)').format(PARSED_SCHEMES.join(', ')));
+	var scheme = link.slice(0, i), rest = link.slice(i + 3),
+	    body = rest.split('#')[0];
+	if (PARSED_SCHEMES.indexOf(scheme) < 0)
+		fail(_('unknown scheme "%s" (known: %s)').format(scheme, PARSED_SCHEMES.join(', ')));
+	var server = prefixed(scheme + ': ', function() {
+		switch (scheme) {
+		case 'socks5':
+		case 'socks5h': return linkSocks5(body);
+		case 'http': return linkHttp(body, false);
+		case 'https': return linkHttp(body, true);
+		case 'ss': return linkSs(body);
+		case 'trojan': return linkTrojan(body);
+		case 'vless': return linkVless(body);
+		default: return linkVmess(body);
 		}
-		catch (e) {
-			text = null;
-		}
-		if (text == null)
-			fail(_('the vmess link does not hold JSON'));
-		if (v == null || typeof(v) != 'object' || Array.isArray(v) ||
-		    typeof(v.add) != 'string' || v.port == null)
-			fail(_('the vmess link has no "add" (address) or "port"'));
+	});
+	if (server.name != null)
+		fail(_('the server "%s" is a host name: dae dials proxy servers by address; put the server\'s IP address in the link').format(server.name));
+}
+
+/* config::check::authority: `host[:port]` or `[host][:port]`. */
+function checkAuthority(a) {
+	if (a.charAt(0) == '[') {
+		var close = a.indexOf(']');
+		if (close < 0)
+			fail(_('"%s": "[" without "]"').format(a));
+		var after = a.slice(close + 1);
+		if (after.charAt(0) == ':')
+			portNumber(after.slice(1));
+		else if (after != '')
+			fail(_('"%s": text after "]"').format(a));
+		return a.slice(1, close);
+	}
+	var colon = a.lastIndexOf(':');
+	if (colon >= 0 && a.slice(0, colon).indexOf(':') < 0) {
+		portNumber(a.slice(colon + 1));
+		return a.slice(0, colon);
+	}
+	return a;
+}
+
+/* config::check::host_and_addresses: an IP host, or a name and its addresses. */
+function checkTargetHost(host, addresses) {
+	addresses.forEach(function(a) {
+		if (!isIp(a.replace(RE_TRIM, '')))
+			fail(_('"%s" is not an IP address').format(a));
+	});
+	if (isIp(host))
 		return;
+	var name = hostName(host);
+	if (addresses.length == 0)
+		fail(_('give the addresses of "%s" after it (",IP,IP"): checks never look names up').format(name));
+}
+
+/* config::check::tcp_check_url: `http://HOST[:PORT][/PATH],IP,...` */
+function checkTcpCheckUrl(v) {
+	var parts = v.split(','), url = parts[0].replace(RE_TRIM, '');
+	if (url.slice(0, 7) != 'http://')
+		fail(_('"%s" is not an http:// URL').format(url));
+	var after = url.slice(7), slash = after.indexOf('/'),
+	    path = (slash < 0) ? '/' : after.slice(slash);
+	for (var i = 0; i < path.length; i++) {
+		var c = path.charCodeAt(i);
+		if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || RE_WS.test(path.charAt(i)))
+			fail(_('the path "%s" holds spaces or control characters').format(path));
 	}
-	body = body.split(/[/?]/)[0];
-	if (scheme == 'ss' && body.indexOf('@') < 0) {
-		var decoded = base64Bytes(body);
-		body = (decoded == null) ? null : utf8Text(decoded);
-		if (body == null)
-			fail(_('the ss link is neither SIP002 nor base64'));
-	}
-	var at = body.lastIndexOf('@'),
-	    authority = (at < 0) ? body : body.slice(at + 1),
-	    hp = hostPort(authority);
-	checkHost(hp.host, authority.charAt(0) == '[');
-	if (hp.port == null)
-		fail(_('"%s" has no port').format(authority));
+	checkTargetHost(checkAuthority((slash < 0) ? after : after.slice(0, slash)), parts.slice(1));
+}
+
+/* config::check::udp_check_dns: `HOST[:PORT],IP,...` */
+function checkUdpCheckDns(v) {
+	var parts = v.split(',');
+	checkTargetHost(checkAuthority(parts[0].replace(RE_TRIM, '')), parts.slice(1));
 }
 
 /* uci::fixed_ttl: NAME:SECONDS */
@@ -962,6 +1493,12 @@ function checkValue(kind, v, spec, ctx) {
 		break;
 	case 'share_link':
 		checkShareLink(v);
+		break;
+	case 'check_url':
+		checkTcpCheckUrl(v);
+		break;
+	case 'check_dns':
+		checkUdpCheckDns(v);
 		break;
 	case 'fixed_ttl':
 		checkFixedTtl(v);

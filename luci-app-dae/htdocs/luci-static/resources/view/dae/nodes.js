@@ -56,7 +56,7 @@ return view.extend({
 		});
 
 		ui.showModal(_('Import share links'), [
-			E('p', {}, _('Paste one share link per line (socks5, http, https, ss, trojan, vless, vmess). Each becomes a node named after the "#name" at its end.')),
+			E('p', {}, _('Paste one share link per line (socks5, http, https, ss, trojan, vless, vmess). Each becomes a node named after the "#name" at its end. Links dae cannot use (a server given by name, a transport other than plain TCP, plugins) are listed with the reason.')),
 			area,
 			E('div', { 'class': 'right' }, [
 				E('button', { 'class': 'btn', 'click': ui.hideModal }, _('Cancel')),
@@ -85,7 +85,7 @@ return view.extend({
 		tools.guardSections(s, 'node');
 
 		o = s.option(form.Value, 'link', _('Share link'),
-			_('socks5://, http://, https://, ss://, trojan://, vless:// or vmess:// link.'));
+			_('socks5://, http://, https://, ss://, trojan://, vless:// or vmess:// link, with the server\'s IP address (not a host name). dae speaks these protocols over plain TCP only: links that need WebSocket, gRPC, REALITY, XTLS flows, Shadowsocks plugins or stream ciphers, or legacy VMess (alterId above 0), are refused.'));
 		o.placeholder = 'socks5://192.0.2.80:1080';
 		o.rmempty = false;
 		o.validate = tools.validator('share_link', { required: true });

@@ -9,7 +9,8 @@
 
 /*
  * Status page: whether dae runs (procd's `service list`), what the running
- * daemon reports (`dae status --json`: version, interfaces, datapath
+ * daemon reports (`dae status --json`: version, interfaces, the proxy groups
+ * with the node each uses and what the health checks found, datapath
  * counters, DNS figures, cache), buttons for the init script's start, stop,
  * restart and reload, and the last lines of dae's log (`logread -e dae`).
  * Refreshed every 5 seconds.
@@ -88,6 +89,75 @@ function section(title, body) {
 	return E('div', { 'class': 'cbi-section' }, [ E('h3', {}, [ title ]) ].concat(body));
 }
 
+/* The four paths a node is checked on and a group picks a node for, in
+ * the order `dae status` shows them. */
+var PATHS = [
+	[ 'tcp4', _('TCP, IPv4') ],
+	[ 'udp4', _('UDP, IPv4') ],
+	[ 'tcp6', _('TCP, IPv6') ],
+	[ 'udp6', _('UDP, IPv6') ]
+];
+
+/* The report names policies as dae's code does (MinMovingAvg, Fixed(1));
+ * shown as the config writes them. */
+/* The daemon reports policies as the config writes them (min_avg10, fixed(1)). */
+function policyName(policy) {
+	return String(policy || '-');
+}
+
+function bad(children) {
+	return E('strong', { 'style': 'color:#c00' }, children);
+}
+
+/* What the checks found for one path of a node. `avg`: the average the
+ * group's policy ranks by (avg10_ms, moving_avg_ms), if any. */
+function pathState(node, key, avg) {
+	var p = node[key] || {};
+	if (key.charAt(0) == 'u' && (node.protocol == 'http' || node.protocol == 'https'))
+		return E('em', {}, [ _('no UDP (HTTP proxy)') ]);
+	if (!p.checked)
+		return E('em', {}, [ _('not checked yet') ]);
+	if (!p.alive)
+		return E('span', {}, [ bad([ _('DOWN') ]), ' ', p.error || _('(no reason given)') ]);
+	if (p.latency_ms == null)
+		return _('up');
+	if (avg && p[avg] != null && p[avg] != p.latency_ms)
+		return _('%d ms (average %d ms)').format(p.latency_ms, p[avg]);
+	return _('%d ms').format(p.latency_ms);
+}
+
+function cell(title, children) {
+	return E('td', { 'class': 'td left', 'data-title': title }, children);
+}
+
+/* One group: the node in use on each path, then every node's checks. */
+function groupTable(g) {
+	var policy = policyName(g.policy), selected = g.selected || {},
+	    avg = { min_avg10: 'avg10_ms', min_moving_avg: 'moving_avg_ms' }[policy] || null;
+	var rows = [
+		E('tr', { 'class': 'tr table-titles' }, [ E('th', { 'class': 'th' }, [ _('Node') ]) ].concat(PATHS.map(function(path) {
+			return E('th', { 'class': 'th' }, [ path[1] ]);
+		}))),
+		E('tr', { 'class': 'tr' }, [ cell(_('Node'), [ E('strong', {}, [ _('In use') ]) ]) ].concat(PATHS.map(function(path) {
+			return cell(path[1], [ selected[path[0]] ? E('strong', {}, [ selected[path[0]] ]) : bad([ _('no node alive') ]) ]);
+		})))
+	];
+	(g.nodes || []).forEach(function(n) {
+		rows.push(E('tr', { 'class': 'tr' }, [
+			cell(_('Node'), [ E('span', {}, [ n.name ]), E('br'), E('small', {}, [ '%s %s'.format(n.protocol || '?', n.server || '?') ]) ])
+		].concat(PATHS.map(function(path) {
+			return cell(path[1], [ pathState(n, path[0], avg) ]);
+		}))));
+	});
+	var empty = PATHS.filter(function(path) { return !selected[path[0]]; }).map(function(path) { return path[1]; });
+	return [
+		E('h4', {}, [ _('Group %s').format(g.name), ' ', E('small', {}, [ _('(policy %s)').format(policy) ]) ]),
+		E('table', { 'class': 'table' }, rows)
+	].concat(empty.length ? [ E('div', { 'class': 'alert-message warning' }, [
+		_('No node of this group is alive for %s: what is routed to this group there fails (it is never sent direct instead).').format(empty.join(', '))
+	]) ] : []);
+}
+
 return view.extend({
 	load: function() {
 		return Promise.all([
@@ -147,6 +217,15 @@ return view.extend({
 		return section(_('Service'), body);
 	},
 
+	renderGroups: function(data) {
+		var st = data.status;
+		if (!data.running || !st || st.error || !Array.isArray(st.groups) || !st.groups.length)
+			return E('div', {}, []);
+		return section(_('Proxy groups'), st.groups.reduce(function(acc, g) {
+			return acc.concat(groupTable(g));
+		}, []));
+	},
+
 	renderCounters: function(data) {
 		var st = data.status;
 		if (!data.running || !st || st.error)
@@ -196,7 +275,7 @@ return view.extend({
 	},
 
 	renderContent: function(data) {
-		return [ this.renderService(data), this.renderCounters(data), this.renderLog(data) ];
+		return [ this.renderService(data), this.renderGroups(data), this.renderCounters(data), this.renderLog(data) ];
 	},
 
 	handleAction: function(action) {

@@ -1,0 +1,286 @@
+//! Outbounds: which way one of the daemon's own dials leaves (a DNS
+//! upstream's address and port, UDP or TCP), by the `routing` rules.
+//!
+//! The rules are evaluated in order on what a dial has: `dip`, `dport`,
+//! `l4proto`, `ipversion` and `domain` (the upstream's host name, when it
+//! was given by name). The functions about LAN clients (`sip`, `sport`,
+//! `mac`, `pname`, `dscp`) never hold for the daemon's own dials, so
+//! `!sip(...)` always does. The first rule that holds decides, else the
+//! fallback: `direct`, `block`, or a group, whose policy then picks a live
+//! node. A group with no live node gives `Choice::NoNode`: the dial fails,
+//! it never goes direct instead (that would leak the query).
+//!
+//! `Outbounds` owns the nodes, the groups and their health-check tasks; a
+//! reload keeps the nodes whose link did not change, with their health.
+//!
+//! Neighbours: `node`, `group`, `check`; `forwarder` (asks `choose` for
+//! every upstream exchange), `status` (reports `groups`).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use super::check;
+use super::group::Group;
+use super::node::{Node, L4};
+use super::Direct;
+use crate::config::{Config, Outbound, RoutingMatcher};
+use crate::controller::rules::DomainSet;
+
+/// One dial, as the routing rules see it.
+pub struct Dial<'a> {
+    pub remote: SocketAddr,
+    pub l4: L4,
+    /// The host name the dial's address came from, if any.
+    pub domain: Option<&'a str>,
+}
+
+/// Where a dial goes.
+#[derive(Clone)]
+pub enum Choice {
+    Direct,
+    Node(Rc<Node>),
+    /// A `block` rule.
+    Block,
+    /// The group has no live node for this dial.
+    NoNode(Rc<str>),
+}
+
+impl Choice {
+    /// Names the choice in logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Choice::Direct => "direct".into(),
+            Choice::Node(n) => format!("node '{}' ({})", n.name, n.protocol()),
+            Choice::Block => "block".into(),
+            Choice::NoNode(g) => format!("group '{g}' (no node alive)"),
+        }
+    }
+}
+
+enum Matcher {
+    Dip(Vec<crate::config::IpNet>),
+    Dport(Vec<(u16, u16)>),
+    L4proto(Vec<bool>),
+    IpVersion(Vec<bool>),
+    Domain(DomainSet),
+    /// About LAN clients: never holds for our own dials.
+    Never,
+}
+
+enum Target {
+    Direct,
+    Block,
+    Group(usize),
+}
+
+struct Rule {
+    conditions: Vec<(bool, Matcher)>,
+    target: Target,
+}
+
+pub struct Outbounds {
+    pub direct: Direct,
+    pub nodes: Vec<Rc<Node>>,
+    pub groups: Vec<Rc<Group>>,
+    rules: Vec<Rule>,
+    fallback: Target,
+    /// No rule or fallback names a group or `block`.
+    all_direct: bool,
+    /// Health-check tasks, stopped with this set.
+    checks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Outbounds {
+    fn drop(&mut self) {
+        for c in &self.checks {
+            c.abort();
+        }
+    }
+}
+
+impl Outbounds {
+    /// Builds the nodes, groups and rules of `config`, keeping the nodes
+    /// (and their health) of `previous` whose link is unchanged. `roots`
+    /// gives the trusted certificates for nodes with TLS.
+    pub fn new(
+        config: &Config,
+        direct: Direct,
+        previous: Option<&Outbounds>,
+        roots: &dyn Fn() -> Result<std::sync::Arc<rustls::RootCertStore>, String>,
+    ) -> Result<Outbounds, String> {
+        let mut nodes = Vec::with_capacity(config.nodes.len());
+        for n in &config.nodes {
+            let kept = previous.and_then(|p| {
+                p.nodes
+                    .iter()
+                    .find(|o| o.name == n.name && o.text == n.link)
+            });
+            nodes.push(match kept {
+                Some(k) => k.clone(),
+                None => Rc::new(
+                    Node::new(&n.name, &n.link, roots)
+                        .map_err(|e| format!("node '{}': {e}", n.name))?,
+                ),
+            });
+        }
+        let by_name = |name: &str| nodes.iter().find(|n| n.name == name).cloned();
+        let groups: Vec<Rc<Group>> = config
+            .groups
+            .iter()
+            .map(|g| {
+                let members = g.nodes.iter().filter_map(|n| by_name(n)).collect();
+                Rc::new(Group::new(
+                    &g.name,
+                    g.policy,
+                    members,
+                    config.general.check.tolerance,
+                ))
+            })
+            .collect();
+        let target = |o: &Outbound| match o {
+            Outbound::Direct => Target::Direct,
+            Outbound::Block => Target::Block,
+            Outbound::Group(name) => Target::Group(
+                groups
+                    .iter()
+                    .position(|g| &g.name == name)
+                    .unwrap_or_default(),
+            ),
+        };
+        let rules: Vec<Rule> = config
+            .routing
+            .rules
+            .iter()
+            .map(|r| Rule {
+                conditions: r
+                    .conditions
+                    .iter()
+                    .map(|(negated, m)| (*negated, matcher(m)))
+                    .collect(),
+                target: target(&r.outbound),
+            })
+            .collect();
+        let fallback = target(&config.routing.fallback);
+        let all_direct = matches!(fallback, Target::Direct)
+            && rules
+                .iter()
+                .all(|r: &Rule| matches!(r.target, Target::Direct));
+        let mut out = Outbounds {
+            direct,
+            nodes,
+            groups,
+            rules,
+            fallback,
+            all_direct,
+            checks: Vec::new(),
+        };
+        out.checks = check::spawn(&out, &config.general.check);
+        Ok(out)
+    }
+
+    /// Everything goes direct: no rule or fallback names a group or block.
+    pub fn all_direct(&self) -> bool {
+        self.all_direct
+    }
+
+    /// Where `dial` goes.
+    pub fn choose(&self, dial: &Dial) -> Choice {
+        let target = self
+            .rules
+            .iter()
+            .find(|r| r.conditions.iter().all(|(neg, m)| holds(m, dial) != *neg))
+            .map_or(&self.fallback, |r| &r.target);
+        match target {
+            Target::Direct => Choice::Direct,
+            Target::Block => Choice::Block,
+            Target::Group(i) => {
+                let g = &self.groups[*i];
+                match g.pick(dial.l4, dial.remote.is_ipv6()) {
+                    Some(n) => Choice::Node(n),
+                    None => Choice::NoNode(Rc::from(g.name.as_str())),
+                }
+            }
+        }
+    }
+}
+
+fn matcher(m: &RoutingMatcher) -> Matcher {
+    match m {
+        RoutingMatcher::Dip(n) => Matcher::Dip(n.clone()),
+        RoutingMatcher::Dport(p) => Matcher::Dport(p.clone()),
+        RoutingMatcher::L4proto(u) => Matcher::L4proto(u.clone()),
+        RoutingMatcher::IpVersion(v) => Matcher::IpVersion(v.clone()),
+        RoutingMatcher::Domain(d) => Matcher::Domain(DomainSet::new(d)),
+        RoutingMatcher::Sip(_)
+        | RoutingMatcher::Sport(_)
+        | RoutingMatcher::Mac(_)
+        | RoutingMatcher::Pname(_)
+        | RoutingMatcher::Dscp(_) => Matcher::Never,
+    }
+}
+
+fn holds(m: &Matcher, d: &Dial) -> bool {
+    match m {
+        Matcher::Dip(nets) => nets.iter().any(|n| n.contains(d.remote.ip())),
+        Matcher::Dport(ranges) => {
+            let p = d.remote.port();
+            ranges.iter().any(|(a, b)| (*a..=*b).contains(&p))
+        }
+        Matcher::L4proto(udp) => udp.contains(&(d.l4 == L4::Udp)),
+        Matcher::IpVersion(v6) => v6.contains(&d.remote.is_ipv6()),
+        Matcher::Domain(set) => d.domain.is_some_and(|n| set.matches(n)),
+        Matcher::Never => false,
+    }
+}
+
+impl Outbounds {
+    /// Groups, their nodes and what the checks found, for `dae status`.
+    pub fn report(&self) -> serde_json::Value {
+        use serde_json::json;
+        let path = |n: &Node, l4: L4, v6: bool| {
+            let r = n.health.record(l4, v6);
+            json!({
+                "checked": r.checked,
+                "alive": r.alive,
+                "latency_ms": r.last().map(|d| d.as_millis() as u64),
+                "avg10_ms": r.avg10().map(|d| d.as_millis() as u64),
+                "moving_avg_ms": r.moving_avg().map(|d| d.as_millis() as u64),
+                "error": r.error,
+            })
+        };
+        let groups: Vec<serde_json::Value> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let nodes: Vec<serde_json::Value> = g
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        json!({
+                            "name": n.name,
+                            "protocol": n.protocol(),
+                            "server": n.server().to_string(),
+                            "tcp4": path(n, L4::Tcp, false),
+                            "tcp6": path(n, L4::Tcp, true),
+                            "udp4": path(n, L4::Udp, false),
+                            "udp6": path(n, L4::Udp, true),
+                        })
+                    })
+                    .collect();
+                let pick = |l4, v6| g.pick(l4, v6).map(|n| n.name.clone());
+                json!({
+                    "name": g.name,
+                    "policy": g.policy.to_string(),
+                    "nodes": nodes,
+                    "selected": {
+                        "tcp4": pick(L4::Tcp, false),
+                        "tcp6": pick(L4::Tcp, true),
+                        "udp4": pick(L4::Udp, false),
+                        "udp6": pick(L4::Udp, true),
+                    },
+                })
+            })
+            .collect();
+        json!(groups)
+    }
+}

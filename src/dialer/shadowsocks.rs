@@ -1,0 +1,1006 @@
+//! Shadowsocks AEAD: a stream or a datagram path to one target through a
+//! Shadowsocks server (the AEAD construction of shadowsocks.org,
+//! "AEAD ciphers"; the SIP022 `2022-blake3-*` methods are not supported).
+//!
+//! Keys: the master key comes from the password by OpenSSL's
+//! `EVP_BytesToKey` with MD5 (key length per cipher); each direction of a
+//! session picks a random salt as long as the key, and its subkey is
+//! HKDF-SHA1(salt, master key, info "ss-subkey").
+//!
+//! - TCP, each direction: `salt`, then chunks
+//!   `[AEAD(2-byte big-endian length) + tag][AEAD(payload) + tag]`, payload
+//!   at most 0x3FFF bytes; the nonce is a 12-byte little-endian counter
+//!   that starts at zero and goes up after every seal or open. The client's
+//!   stream starts with the target address (SOCKS5 style: ATYP, address,
+//!   port), sent here in the same chunk as the first data.
+//! - UDP, each datagram: `salt + AEAD(ATYP addr port | payload) + tag`
+//!   with a fresh salt and nonce zero; replies carry the address of the
+//!   host they come from.
+//!
+//! Neighbours: `node` calls `connect` and `packets` over a socket already
+//! connected to the server; `link` describes the node (`SsConfig`).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+
+use md5::{Digest, Md5};
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hkdf;
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::UdpSocket;
+
+use super::link::{SsConfig, SsMethod};
+use super::{BoxStream, LocalFuture, PacketRx, PacketTx, Packets};
+
+const TAG_LEN: usize = 16;
+const MAX_KEY_LEN: usize = 32;
+/// The largest payload of one TCP chunk (the spec's cap).
+const MAX_PAYLOAD: usize = 0x3FFF;
+/// An encrypted length: 2 bytes and their tag.
+const LENGTH_LEN: usize = 2 + TAG_LEN;
+/// Room for the largest chunk on the wire (and, before it, the salt).
+const READ_BUF_LEN: usize = LENGTH_LEN + MAX_PAYLOAD + TAG_LEN;
+/// Chunks sealed by one `poll_write` at most (64 KiB of caller data).
+const CHUNKS_PER_WRITE: usize = 4;
+/// The largest UDP datagram we send or take.
+const MAX_DATAGRAM: usize = 65535;
+/// ATYP, an IPv6 address, the port.
+const MAX_ADDR_LEN: usize = 1 + 16 + 2;
+
+/// Opens a Shadowsocks stream to `target` over `stream`, which is connected
+/// to the server. No bytes go out yet: the salt and the target address
+/// leave with the first write (or a flush, if the caller writes nothing).
+///
+/// Like any buffered writer, the returned stream needs `flush` to be sure
+/// everything written has reached the socket.
+pub async fn connect(
+    stream: BoxStream,
+    config: &SsConfig,
+    target: SocketAddr,
+) -> io::Result<BoxStream> {
+    let cipher = Cipher::new(config);
+    let mut salt = [0u8; MAX_KEY_LEN];
+    let salt = &mut salt[..cipher.key_len()];
+    random(salt)?;
+    Ok(Box::new(SsStream::new(stream, cipher, salt, target)?))
+}
+
+/// A datagram path to `target` through the Shadowsocks server `socket` is
+/// connected to (the server must have its UDP relay on).
+pub fn packets(socket: UdpSocket, config: &SsConfig, target: SocketAddr) -> Packets {
+    let socket = Rc::new(socket);
+    let cipher = Cipher::new(config);
+    Packets {
+        tx: Box::new(DatagramTx {
+            socket: socket.clone(),
+            cipher: cipher.clone(),
+            header: AddrHeader::new(target),
+            buf: Vec::new(),
+        }),
+        rx: Box::new(DatagramRx {
+            socket,
+            cipher,
+            target,
+            buf: vec![0; MAX_DATAGRAM],
+        }),
+    }
+}
+
+fn random(out: &mut [u8]) -> io::Result<()> {
+    SystemRandom::new()
+        .fill(out)
+        .map_err(|_| io::Error::other("shadowsocks: no random bytes for a salt"))
+}
+
+fn decrypt_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "shadowsocks: the server's reply failed to decrypt (wrong password or cipher?)",
+    )
+}
+
+/// The AEAD algorithm and the master key from the password.
+#[derive(Clone)]
+struct Cipher {
+    alg: &'static aead::Algorithm,
+    key: [u8; MAX_KEY_LEN],
+}
+
+impl Cipher {
+    fn new(config: &SsConfig) -> Cipher {
+        let alg = match config.method {
+            SsMethod::Aes128Gcm => &aead::AES_128_GCM,
+            SsMethod::Aes256Gcm => &aead::AES_256_GCM,
+            SsMethod::Chacha20IetfPoly1305 => &aead::CHACHA20_POLY1305,
+        };
+        let mut key = [0u8; MAX_KEY_LEN];
+        evp_bytes_to_key(config.password.as_bytes(), &mut key[..alg.key_len()]);
+        Cipher { alg, key }
+    }
+
+    /// Key length, and salt length too.
+    fn key_len(&self) -> usize {
+        self.alg.key_len()
+    }
+
+    /// The subkey of the session (or datagram) that starts with `salt`.
+    fn session_key(&self, salt: &[u8]) -> io::Result<LessSafeKey> {
+        let len = self.key_len();
+        let mut subkey = [0u8; MAX_KEY_LEN];
+        hkdf_sha1(salt, &self.key[..len], b"ss-subkey", &mut subkey[..len])?;
+        let key = UnboundKey::new(self.alg, &subkey[..len])
+            .map_err(|_| io::Error::other("shadowsocks: bad subkey length"))?;
+        Ok(LessSafeKey::new(key))
+    }
+}
+
+/// OpenSSL's `EVP_BytesToKey` with MD5, one round, no salt:
+/// `D1 = MD5(password)`, `Di = MD5(Di-1 | password)`, key = D1 | D2 | ...
+fn evp_bytes_to_key(password: &[u8], out: &mut [u8]) {
+    let mut prev = [0u8; 16];
+    for (i, part) in out.chunks_mut(16).enumerate() {
+        let mut md5 = Md5::new();
+        if i > 0 {
+            md5.update(prev);
+        }
+        md5.update(password);
+        prev.copy_from_slice(md5.finalize().as_slice());
+        part.copy_from_slice(&prev[..part.len()]);
+    }
+}
+
+/// An HKDF output length for ring.
+struct OkmLen(usize);
+
+impl hkdf::KeyType for OkmLen {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF-SHA1 (RFC 5869) filling `out`.
+fn hkdf_sha1(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> io::Result<()> {
+    hkdf::Salt::new(hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY, salt)
+        .extract(ikm)
+        .expand(&[info], OkmLen(out.len()))
+        .and_then(|okm| okm.fill(out))
+        .map_err(|_| io::Error::other("shadowsocks: HKDF failed"))
+}
+
+/// One direction of a TCP session: its subkey and nonce counter.
+struct Session {
+    key: LessSafeKey,
+    nonce: [u8; 12],
+}
+
+impl Session {
+    fn new(key: LessSafeKey) -> Session {
+        Session {
+            key,
+            nonce: [0; 12],
+        }
+    }
+
+    /// The current nonce; the counter (little-endian) goes up.
+    fn next_nonce(&mut self) -> Nonce {
+        let nonce = Nonce::assume_unique_for_key(self.nonce);
+        for byte in self.nonce.iter_mut() {
+            *byte = byte.wrapping_add(1);
+            if *byte != 0 {
+                break;
+            }
+        }
+        nonce
+    }
+
+    /// Encrypts `buf` in place; returns the tag.
+    fn seal(&mut self, buf: &mut [u8]) -> io::Result<aead::Tag> {
+        let nonce = self.next_nonce();
+        self.key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), buf)
+            .map_err(|_| io::Error::other("shadowsocks: encryption failed"))
+    }
+
+    /// Decrypts `buf` (ciphertext and tag) in place; returns the plaintext
+    /// length.
+    fn open(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let nonce = self.next_nonce();
+        self.key
+            .open_in_place(nonce, Aad::empty(), buf)
+            .map(|plain| plain.len())
+            .map_err(|_| decrypt_error())
+    }
+}
+
+/// A target address in SOCKS5 form: ATYP (1 IPv4, 4 IPv6), address, port.
+#[derive(Clone, Copy)]
+struct AddrHeader {
+    bytes: [u8; MAX_ADDR_LEN],
+    len: usize,
+}
+
+impl AddrHeader {
+    fn new(target: SocketAddr) -> AddrHeader {
+        let mut bytes = [0u8; MAX_ADDR_LEN];
+        let len = match target.ip() {
+            IpAddr::V4(ip) => {
+                bytes[0] = 1;
+                bytes[1..5].copy_from_slice(&ip.octets());
+                5
+            }
+            IpAddr::V6(ip) => {
+                bytes[0] = 4;
+                bytes[1..17].copy_from_slice(&ip.octets());
+                17
+            }
+        };
+        bytes[len..len + 2].copy_from_slice(&target.port().to_be_bytes());
+        AddrHeader {
+            bytes,
+            len: len + 2,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Reads the address at the start of `b`: the address (`None` for a
+/// domain name) and the header length.
+fn parse_addr(b: &[u8]) -> io::Result<(Option<SocketAddr>, usize)> {
+    let short = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "shadowsocks: the address header is cut short",
+        )
+    };
+    let (ip, at) = match b.first() {
+        Some(1) => {
+            let o: [u8; 4] = b
+                .get(1..5)
+                .ok_or_else(short)?
+                .try_into()
+                .map_err(|_| short())?;
+            (Some(IpAddr::V4(Ipv4Addr::from(o))), 5)
+        }
+        Some(4) => {
+            let o: [u8; 16] = b
+                .get(1..17)
+                .ok_or_else(short)?
+                .try_into()
+                .map_err(|_| short())?;
+            (Some(IpAddr::V6(Ipv6Addr::from(o))), 17)
+        }
+        Some(3) => {
+            let n = usize::from(*b.get(1).ok_or_else(short)?);
+            (None, 2 + n)
+        }
+        Some(t) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("shadowsocks: unknown address type {t}"),
+            ))
+        }
+        None => return Err(short()),
+    };
+    let port = b.get(at..at + 2).ok_or_else(short)?;
+    let port = u16::from_be_bytes([port[0], port[1]]);
+    Ok((ip.map(|ip| SocketAddr::new(ip, port)), at + 2))
+}
+
+/// The stream `connect` returns.
+struct SsStream {
+    inner: BoxStream,
+    w: Writer,
+    r: Reader,
+}
+
+impl SsStream {
+    fn new(
+        inner: BoxStream,
+        cipher: Cipher,
+        salt: &[u8],
+        target: SocketAddr,
+    ) -> io::Result<SsStream> {
+        Ok(SsStream {
+            inner,
+            w: Writer::new(&cipher, salt, AddrHeader::new(target))?,
+            r: Reader::new(cipher),
+        })
+    }
+
+    /// Writes out the sealed bytes waiting in `w.out`.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.w.sent < self.w.out.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.w.out[self.w.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "shadowsocks: the connection to the server takes no more bytes",
+                )));
+            }
+            self.w.sent += n;
+        }
+        self.w.out.clear();
+        self.w.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Seals the target address alone if no data has carried it yet, and
+    /// writes out everything sealed.
+    fn poll_send_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.w.header.is_some() {
+            self.w.seal(&[])?;
+        }
+        self.poll_drain(cx)
+    }
+}
+
+/// The sending half of the TCP session.
+struct Writer {
+    session: Session,
+    /// Sealed bytes not yet written (`out[sent..]`); starts with the salt.
+    out: Vec<u8>,
+    sent: usize,
+    /// The target address, until a chunk carries it.
+    header: Option<AddrHeader>,
+}
+
+impl Writer {
+    fn new(cipher: &Cipher, salt: &[u8], header: AddrHeader) -> io::Result<Writer> {
+        Ok(Writer {
+            session: Session::new(cipher.session_key(salt)?),
+            out: salt.to_vec(),
+            sent: 0,
+            header: Some(header),
+        })
+    }
+
+    /// Seals up to `CHUNKS_PER_WRITE` chunks of `data` (the first one led by
+    /// the target address if it has not gone yet) onto `out`; returns how
+    /// many bytes of `data` it took.
+    fn seal(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut taken = 0;
+        for _ in 0..CHUNKS_PER_WRITE {
+            let header = self.header.take();
+            let header = header.as_ref().map_or(&[][..], AddrHeader::as_slice);
+            let take = (data.len() - taken).min(MAX_PAYLOAD - header.len());
+            let len = header.len() + take;
+            if len == 0 {
+                break;
+            }
+            let at = self.out.len();
+            self.out.extend_from_slice(&(len as u16).to_be_bytes());
+            let tag = self.session.seal(&mut self.out[at..])?;
+            self.out.extend_from_slice(tag.as_ref());
+            let at = self.out.len();
+            self.out.extend_from_slice(header);
+            self.out.extend_from_slice(&data[taken..taken + take]);
+            let tag = self.session.seal(&mut self.out[at..])?;
+            self.out.extend_from_slice(tag.as_ref());
+            taken += take;
+            if taken == data.len() {
+                break;
+            }
+        }
+        Ok(taken)
+    }
+}
+
+/// What the reader waits for next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadState {
+    Salt,
+    /// An encrypted chunk length and its tag.
+    Length,
+    /// An encrypted payload of this many bytes and its tag.
+    Payload(usize),
+    /// The server closed the stream between chunks.
+    Eof,
+    /// A chunk failed to decrypt; the stream is unusable.
+    Failed,
+}
+
+/// The receiving half of the TCP session.
+struct Reader {
+    cipher: Cipher,
+    session: Option<Session>,
+    state: ReadState,
+    /// Bytes from the server: `buf[start..end]` not yet decrypted;
+    /// `buf[plain]` decrypted and not yet given to the caller.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    plain: Range<usize>,
+}
+
+impl Reader {
+    fn new(cipher: Cipher) -> Reader {
+        Reader {
+            cipher,
+            session: None,
+            state: ReadState::Salt,
+            buf: vec![0; READ_BUF_LEN],
+            start: 0,
+            end: 0,
+            plain: 0..0,
+        }
+    }
+
+    /// How many undecrypted bytes the current state needs (`None` when
+    /// no more will be read).
+    fn need(&self) -> Option<usize> {
+        match self.state {
+            ReadState::Salt => Some(self.cipher.key_len()),
+            ReadState::Length => Some(LENGTH_LEN),
+            ReadState::Payload(n) => Some(n + TAG_LEN),
+            ReadState::Eof | ReadState::Failed => None,
+        }
+    }
+
+    /// Consumes the `need` bytes at `start` for the current state.
+    fn step(&mut self, need: usize) -> io::Result<()> {
+        let at = self.start;
+        let bytes = &mut self.buf[at..at + need];
+        match self.state {
+            ReadState::Salt => {
+                self.session = Some(Session::new(self.cipher.session_key(bytes)?));
+                self.state = ReadState::Length;
+            }
+            ReadState::Length | ReadState::Payload(_) => {
+                let session = self.session.as_mut().ok_or_else(decrypt_error)?;
+                let n = match session.open(bytes) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.state = ReadState::Failed;
+                        return Err(e);
+                    }
+                };
+                if self.state == ReadState::Length {
+                    let len = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+                    if len > MAX_PAYLOAD {
+                        self.state = ReadState::Failed;
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "shadowsocks: the server sent a {len}-byte chunk (at most 0x3FFF)"
+                            ),
+                        ));
+                    }
+                    self.state = ReadState::Payload(len);
+                } else {
+                    self.plain = at..at + n;
+                    self.state = ReadState::Length;
+                }
+            }
+            ReadState::Eof | ReadState::Failed => {}
+        }
+        self.start += need;
+        Ok(())
+    }
+}
+
+impl AsyncRead for SsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = &mut this.r;
+        loop {
+            if !r.plain.is_empty() {
+                let n = r.plain.len().min(out.remaining());
+                out.put_slice(&r.buf[r.plain.start..r.plain.start + n]);
+                r.plain.start += n;
+                return Poll::Ready(Ok(()));
+            }
+            let need = match r.need() {
+                Some(need) => need,
+                None if r.state == ReadState::Failed => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "shadowsocks: the stream from the server broke at an earlier chunk",
+                    )))
+                }
+                None => return Poll::Ready(Ok(())),
+            };
+            if r.end - r.start >= need {
+                r.step(need)?;
+                continue;
+            }
+            // More bytes from the server; first make room for the whole
+            // piece (nothing decrypted is pending here).
+            if r.buf.len() - r.start < need {
+                r.buf.copy_within(r.start..r.end, 0);
+                r.end -= r.start;
+                r.start = 0;
+            }
+            let mut rb = ReadBuf::new(&mut r.buf[r.end..]);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
+            let got = rb.filled().len();
+            if got == 0 {
+                // Between chunks (or before any reply) it is a clean end.
+                if r.start == r.end && matches!(r.state, ReadState::Salt | ReadState::Length) {
+                    r.state = ReadState::Eof;
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "shadowsocks: the server closed the connection in the middle of a chunk",
+                )));
+            }
+            r.end += got;
+        }
+    }
+}
+
+impl AsyncWrite for SsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Earlier output goes first. While the address waits, `out` holds
+        // only the salt, which leaves with the first chunk.
+        if this.w.header.is_none() {
+            ready!(this.poll_drain(cx))?;
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = this.w.seal(data)?;
+        // The bytes are ours now: what the socket does not take yet stays
+        // in `out` for the next write or flush.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send_all(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send_all(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// `salt | AEAD(header | payload) | tag` onto `out` (cleared first).
+fn seal_datagram(
+    cipher: &Cipher,
+    salt: &[u8],
+    header: &AddrHeader,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    out.clear();
+    out.extend_from_slice(salt);
+    out.extend_from_slice(header.as_slice());
+    out.extend_from_slice(payload);
+    let tag = cipher
+        .session_key(salt)?
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key([0; 12]),
+            Aad::empty(),
+            &mut out[salt.len()..],
+        )
+        .map_err(|_| io::Error::other("shadowsocks: encryption failed"))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(())
+}
+
+/// Decrypts a datagram in place; returns where its payload is, after
+/// checking that it comes from `target`.
+fn open_datagram(
+    cipher: &Cipher,
+    target: SocketAddr,
+    datagram: &mut [u8],
+) -> io::Result<Range<usize>> {
+    let salt_len = cipher.key_len();
+    if datagram.len() < salt_len + TAG_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "shadowsocks: a datagram too short for salt and tag",
+        ));
+    }
+    let (salt, body) = datagram.split_at_mut(salt_len);
+    let plain = cipher
+        .session_key(salt)?
+        .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::empty(), body)
+        .map_err(|_| decrypt_error())?;
+    let (from, header_len) = parse_addr(plain)?;
+    let same = |a: SocketAddr| {
+        a.port() == target.port() && a.ip().to_canonical() == target.ip().to_canonical()
+    };
+    match from {
+        Some(a) if same(a) => Ok(salt_len + header_len..salt_len + plain.len()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("shadowsocks: a datagram from {from:?}, not from {target}"),
+        )),
+    }
+}
+
+/// The sending half of `packets`.
+struct DatagramTx {
+    socket: Rc<UdpSocket>,
+    cipher: Cipher,
+    header: AddrHeader,
+    /// The datagram being sealed, reused.
+    buf: Vec<u8>,
+}
+
+impl PacketTx for DatagramTx {
+    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            let salt_len = self.cipher.key_len();
+            if salt_len + self.header.len + datagram.len() + TAG_LEN > MAX_DATAGRAM {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "shadowsocks: a {}-byte datagram is too long",
+                        datagram.len()
+                    ),
+                ));
+            }
+            let mut salt = [0u8; MAX_KEY_LEN];
+            let salt = &mut salt[..salt_len];
+            random(salt)?;
+            seal_datagram(&self.cipher, salt, &self.header, datagram, &mut self.buf)?;
+            let sent = self.socket.send(&self.buf).await?;
+            if sent != self.buf.len() {
+                return Err(io::Error::other(
+                    "shadowsocks: a datagram went out cut short",
+                ));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The receiving half of `packets`.
+struct DatagramRx {
+    socket: Rc<UdpSocket>,
+    cipher: Cipher,
+    target: SocketAddr,
+    /// One datagram, reused.
+    buf: Vec<u8>,
+}
+
+impl PacketRx for DatagramRx {
+    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            loop {
+                let n = self.socket.recv(&mut self.buf).await?;
+                match open_datagram(&self.cipher, self.target, &mut self.buf[..n]) {
+                    Ok(payload) => return Ok(self.buf[payload].to_vec()),
+                    Err(e) => log::debug!("{e}; datagram dropped"),
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn config(method: SsMethod, password: &str) -> SsConfig {
+        SsConfig {
+            method,
+            password: password.to_string(),
+        }
+    }
+
+    const METHODS: [SsMethod; 3] = [
+        SsMethod::Aes128Gcm,
+        SsMethod::Aes256Gcm,
+        SsMethod::Chacha20IetfPoly1305,
+    ];
+
+    /// Keys printed by `openssl enc -aes-256-cbc -k PASSWORD -md md5
+    /// -nosalt -P` (the AES-128 keys are their first 16 bytes).
+    #[test]
+    fn master_key_is_evp_bytes_to_key_md5() {
+        for (password, key) in [
+            (
+                "foobar",
+                "3858F62230AC3C915F300C664312C63F568378529614D22DDB49237D2F60BFDF",
+            ),
+            (
+                "barfoo!",
+                "B3ADC47839E047EB228870526DC8FC30B347287FFCA3045DCEA06B3FDF090ACB",
+            ),
+            (
+                "a much longer password, 45 bytes of text here",
+                "B94398610118D9AE558DBFBC06EC30D7A311908681068CEC5FF80F61512D0B08",
+            ),
+        ] {
+            let key = hex(key);
+            let c = Cipher::new(&config(SsMethod::Aes256Gcm, password));
+            assert_eq!(c.key[..], key[..], "{password}");
+            let c = Cipher::new(&config(SsMethod::Aes128Gcm, password));
+            assert_eq!(c.key_len(), 16);
+            assert_eq!(c.key[..16], key[..16], "{password}");
+        }
+    }
+
+    /// RFC 5869, test case 4 (HKDF-SHA1).
+    #[test]
+    fn hkdf_sha1_matches_rfc5869() {
+        let salt: Vec<u8> = (0..=0x0c).collect();
+        let info: Vec<u8> = (0xf0..=0xf9).collect();
+        let mut okm = [0u8; 42];
+        hkdf_sha1(&salt, &[0x0b; 11], &info, &mut okm).unwrap();
+        let want =
+            "085a01ea1b10f36933068b56efa5ad81a4f14b822f5b091568a9cdd4f155fda2c22e422478d305f3f896";
+        assert_eq!(okm[..], hex(want)[..]);
+    }
+
+    /// The first TCP chunk and a datagram for 127.0.0.1:53 + "hello",
+    /// password "foobar", salt 00 01 02 ...: bytes computed independently
+    /// with Python's `cryptography` (OpenSSL) and hashlib/hmac.
+    #[test]
+    fn sealed_bytes_match_an_independent_implementation() {
+        let vectors = [
+            (
+                SsMethod::Aes128Gcm,
+                "f8424075e0216eed27e65e0fe3d04b430a553e7badda4db70cf14668575e3b6b06c54b2faea17d4b67d9aa3bfc1e",
+                "f9316b061987775be3d09b0ea84863ef6160c50404e781fa7f4d70d7",
+            ),
+            (
+                SsMethod::Aes256Gcm,
+                "26f0c5edea3c39fa5f3dcd5f0d9760910b63266c70c82c409c1651a08dd8ac8ffc5b3108fc8c14d40a5566a565b3",
+                "27834b349ff5d1ea51746a573f82ae143016f0180028508efe64c1c8",
+            ),
+            (
+                SsMethod::Chacha20IetfPoly1305,
+                "5d9bfa40e3e8c4f766b44555586ae806ab8aaefdb15c71f9dafb2daaaae21977f4f6d77a94d6f4ee69e79dcd029a",
+                "5ce824f542006cc64faa23132fe251b95b9ea3f3450adc905849a455",
+            ),
+        ];
+        let target: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        for (method, tcp, udp) in vectors {
+            let cipher = Cipher::new(&config(method, "foobar"));
+            let salt: Vec<u8> = (0..cipher.key_len() as u8).collect();
+            let mut w = Writer::new(&cipher, &salt, AddrHeader::new(target)).unwrap();
+            assert_eq!(w.seal(b"hello").unwrap(), 5);
+            assert_eq!(w.out[..salt.len()], salt[..]);
+            assert_eq!(w.out[salt.len()..], hex(tcp)[..], "{method:?} tcp");
+
+            let mut out = Vec::new();
+            seal_datagram(&cipher, &salt, &AddrHeader::new(target), b"hello", &mut out).unwrap();
+            assert_eq!(out[salt.len()..], hex(udp)[..], "{method:?} udp");
+            let payload = open_datagram(&cipher, target, &mut out).unwrap();
+            assert_eq!(&out[payload], b"hello");
+        }
+    }
+
+    /// A client stream and a "server" stream of our own over a small pipe
+    /// (so writes go Pending): the server sees the address, then the data;
+    /// the client reads back a reply of many chunks, a few bytes at a time.
+    #[tokio::test]
+    async fn stream_round_trip_over_many_chunks() {
+        let target: SocketAddr = "[2001:db8::1]:853".parse().unwrap();
+        let header = AddrHeader::new(target);
+        let request: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let reply: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+        for method in METHODS {
+            let conf = config(method, "round trip");
+            let (a, b) = tokio::io::duplex(1000);
+            let mut client = connect(Box::new(a), &conf, target).await.unwrap();
+            let salt = [7u8; MAX_KEY_LEN];
+            let salt = &salt[..Cipher::new(&conf).key_len()];
+            let mut server = SsStream::new(Box::new(b), Cipher::new(&conf), salt, target).unwrap();
+            server.w.header = None;
+
+            let client_side = async {
+                client.write_all(&request).await.unwrap();
+                client.flush().await.unwrap();
+                let mut got = Vec::new();
+                let mut small = [0u8; 333];
+                loop {
+                    let n = client.read(&mut small).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&small[..n]);
+                }
+                got
+            };
+            let server_side = async {
+                let mut got = vec![0u8; header.len + request.len()];
+                server.read_exact(&mut got).await.unwrap();
+                server.write_all(&reply).await.unwrap();
+                server.shutdown().await.unwrap();
+                got
+            };
+            let both = async { tokio::join!(client_side, server_side) };
+            let (client_got, server_got) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), both)
+                    .await
+                    .expect("the round trip stalls");
+            assert_eq!(&server_got[..header.len], header.as_slice());
+            assert!(
+                server_got[header.len..] == request[..],
+                "{method:?} request"
+            );
+            assert!(client_got == reply, "{method:?} reply");
+        }
+    }
+
+    /// The address goes out on flush even when nothing was written.
+    #[tokio::test]
+    async fn flush_alone_sends_the_address() {
+        let target: SocketAddr = "192.0.2.1:53".parse().unwrap();
+        let conf = config(SsMethod::Aes128Gcm, "x");
+        let (a, b) = tokio::io::duplex(4096);
+        let mut client = connect(Box::new(a), &conf, target).await.unwrap();
+        client.flush().await.unwrap();
+        let mut server = SsStream::new(Box::new(b), Cipher::new(&conf), &[1; 16], target).unwrap();
+        let mut got = [0u8; 7];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [1, 192, 0, 2, 1, 0, 53]);
+    }
+
+    /// Sealed server bytes, as a client would receive them.
+    fn server_bytes(conf: &SsConfig, chunks: &[&[u8]]) -> Vec<u8> {
+        let cipher = Cipher::new(conf);
+        let salt = [9u8; MAX_KEY_LEN];
+        let salt = &salt[..cipher.key_len()];
+        let mut w = Writer::new(
+            &cipher,
+            salt,
+            AddrHeader::new("127.0.0.1:1".parse().unwrap()),
+        )
+        .unwrap();
+        w.header = None;
+        for c in chunks {
+            w.seal(c).unwrap();
+        }
+        w.out
+    }
+
+    async fn read_all(conf: &SsConfig, wire: &[u8]) -> io::Result<Vec<u8>> {
+        let (a, mut b) = tokio::io::duplex(wire.len() + 1);
+        b.write_all(wire).await.unwrap();
+        drop(b);
+        let mut client = connect(Box::new(a), conf, "127.0.0.1:1".parse().unwrap())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.map(|_| got)
+    }
+
+    #[tokio::test]
+    async fn bad_server_bytes_give_errors() {
+        let conf = config(SsMethod::Chacha20IetfPoly1305, "right");
+        let wire = server_bytes(&conf, &[b"one", b"two"]);
+        assert_eq!(read_all(&conf, &wire).await.unwrap(), b"onetwo");
+        // Nothing at all, or a close between chunks: a clean end.
+        assert_eq!(read_all(&conf, &[]).await.unwrap(), b"");
+        let first = 32 + LENGTH_LEN + 3 + TAG_LEN;
+        assert_eq!(read_all(&conf, &wire[..first]).await.unwrap(), b"one");
+        // Cut inside a chunk.
+        let e = read_all(&conf, &wire[..first + 5]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        // A flipped byte in the second chunk, and another password.
+        let mut bad = wire.clone();
+        bad[first + 3] ^= 1;
+        let e = read_all(&conf, &bad).await.unwrap_err();
+        assert!(e.to_string().contains("failed to decrypt"), "{e}");
+        let e = read_all(&config(conf.method, "wrong"), &wire)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("shadowsocks: the server's reply failed to decrypt"),
+            "{e}"
+        );
+        // A length over the cap.
+        let cipher = Cipher::new(&conf);
+        let mut over = vec![9u8; 32];
+        let mut s = Session::new(cipher.session_key(&over).unwrap());
+        let mut len = 0x4000u16.to_be_bytes();
+        let tag = s.seal(&mut len).unwrap();
+        over.extend_from_slice(&len);
+        over.extend_from_slice(tag.as_ref());
+        let e = read_all(&conf, &over).await.unwrap_err();
+        assert!(e.to_string().contains("16384-byte chunk"), "{e}");
+    }
+
+    #[test]
+    fn datagrams_from_elsewhere_or_garbled_are_refused() {
+        let target: SocketAddr = "[2001:db8::53]:53".parse().unwrap();
+        for method in METHODS {
+            let cipher = Cipher::new(&config(method, "pw"));
+            let salt = vec![3u8; cipher.key_len()];
+            let mut out = Vec::new();
+            seal_datagram(&cipher, &salt, &AddrHeader::new(target), b"dns", &mut out).unwrap();
+            let mut good = out.clone();
+            let payload = open_datagram(&cipher, target, &mut good).unwrap();
+            assert_eq!(&good[payload], b"dns");
+
+            let mut bad = out.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x80;
+            assert!(open_datagram(&cipher, target, &mut bad).is_err());
+            assert!(open_datagram(&cipher, target, &mut out[..10].to_vec()).is_err());
+
+            let other: SocketAddr = "[2001:db8::54]:53".parse().unwrap();
+            seal_datagram(&cipher, &salt, &AddrHeader::new(other), b"dns", &mut out).unwrap();
+            let e = open_datagram(&cipher, target, &mut out).unwrap_err();
+            assert!(e.to_string().contains("not from"), "{e}");
+        }
+        // An IPv4 target matches a reply header in IPv4-mapped form.
+        let cipher = Cipher::new(&config(SsMethod::Aes128Gcm, "pw"));
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:53".parse().unwrap();
+        let mut out = Vec::new();
+        seal_datagram(&cipher, &[0; 16], &AddrHeader::new(mapped), b"x", &mut out).unwrap();
+        assert!(open_datagram(&cipher, "127.0.0.1:53".parse().unwrap(), &mut out).is_ok());
+    }
+
+    /// Over real sockets: garbage and a reply from another address are
+    /// dropped, the good reply after them comes through.
+    #[tokio::test]
+    async fn packets_skip_bad_datagrams() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(server.local_addr().unwrap()).await.unwrap();
+        let conf = config(SsMethod::Aes256Gcm, "pw");
+        let target: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        let Packets { mut tx, mut rx } = packets(client, &conf, target);
+        tx.send(b"query").await.unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, from) = server.recv_from(&mut buf).await.unwrap();
+        let cipher = Cipher::new(&conf);
+        let payload = open_datagram(&cipher, target, &mut buf[..n]).unwrap();
+        assert_eq!(&buf[payload], b"query");
+
+        let mut out = Vec::new();
+        server.send_to(&[0u8; 80], from).await.unwrap();
+        let elsewhere = AddrHeader::new("192.0.2.54:53".parse().unwrap());
+        seal_datagram(&cipher, &[5; 32], &elsewhere, b"spoof", &mut out).unwrap();
+        server.send_to(&out, from).await.unwrap();
+        seal_datagram(
+            &cipher,
+            &[6; 32],
+            &AddrHeader::new(target),
+            b"answer",
+            &mut out,
+        )
+        .unwrap();
+        server.send_to(&out, from).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap(), b"answer");
+    }
+
+    #[test]
+    fn nonce_counts_up_little_endian() {
+        let cipher = Cipher::new(&config(SsMethod::Aes128Gcm, "pw"));
+        let mut s = Session::new(cipher.session_key(&[0; 16]).unwrap());
+        s.nonce = [0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let _ = s.next_nonce();
+        assert_eq!(s.nonce, [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+}

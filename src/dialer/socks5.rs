@@ -1,0 +1,387 @@
+//! SOCKS5 (RFC 1928, user/password RFC 1929): a stream (CONNECT) or a
+//! datagram path (UDP ASSOCIATE) to a target through a SOCKS5 server.
+//!
+//! Wire format, client side:
+//! - greeting `05 n methods...` (00 = none, 02 = user/password), answer
+//!   `05 method` (FF = none acceptable);
+//! - with 02: `01 ulen user plen password`, answer `01 status` (00 = ok);
+//! - request `05 cmd 00 atyp addr port` (cmd 01 CONNECT, 03 UDP
+//!   ASSOCIATE; atyp 01 IPv4, 04 IPv6, 03 name), reply `05 rep 00 atyp
+//!   addr port` (rep 00 = ok; for UDP the address is the relay's);
+//! - each UDP datagram to and from the relay: `00 00 frag atyp addr port
+//!   data` (we never fragment, and drop fragments).
+//!
+//! The UDP association lives as long as its TCP control connection: the
+//! receiving half holds it and fails when the server closes it.
+//!
+//! Neighbours: `node` calls it on a stream already connected to the server;
+//! `link` describes the node (`Proto::Socks5`).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+use super::link::Auth;
+use super::{BoxStream, Direct, LocalFuture, PacketRx, PacketTx, Packets};
+
+const VERSION: u8 = 5;
+const NO_AUTH: u8 = 0x00;
+const USER_PASSWORD: u8 = 0x02;
+const NONE_ACCEPTABLE: u8 = 0xFF;
+const CMD_CONNECT: u8 = 0x01;
+const CMD_UDP_ASSOCIATE: u8 = 0x03;
+const ATYP_IPV4: u8 = 0x01;
+const ATYP_NAME: u8 = 0x03;
+const ATYP_IPV6: u8 = 0x04;
+
+/// The largest UDP header: IPv6 (a name is never sent, and dropped when
+/// received before its length is trusted).
+const MAX_UDP_HEADER: usize = 4 + 16 + 2;
+/// The largest datagram we carry: a DNS message.
+const MAX_DATAGRAM: usize = 65535;
+
+fn error(msg: impl Into<String>) -> io::Error {
+    io::Error::other(msg.into())
+}
+
+/// Asks the server for a TCP connection to `target` (CONNECT); returns the
+/// same stream, carrying the target's bytes from now on.
+pub async fn connect(
+    mut stream: BoxStream,
+    auth: Option<&Auth>,
+    target: SocketAddr,
+) -> io::Result<BoxStream> {
+    handshake(&mut stream, auth).await?;
+    request(&mut stream, CMD_CONNECT, target).await?;
+    Ok(stream)
+}
+
+/// Asks the server for a UDP relay (UDP ASSOCIATE on `control`) and returns
+/// a datagram path to `target` through it. `server` is the SOCKS server's
+/// address (the relay's when the reply names no address); `direct` makes
+/// the UDP socket.
+pub async fn associate(
+    mut control: BoxStream,
+    auth: Option<&Auth>,
+    server: SocketAddr,
+    direct: &Direct,
+    target: SocketAddr,
+) -> io::Result<Packets> {
+    handshake(&mut control, auth).await?;
+    // We do not know our UDP source yet: all zeros (RFC 1928, section 7),
+    // in the family of the server.
+    let unknown = match server {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let relay = match request(&mut control, CMD_UDP_ASSOCIATE, unknown).await? {
+        Bound::Ip(addr) if addr.ip().is_unspecified() => SocketAddr::new(server.ip(), addr.port()),
+        Bound::Ip(addr) => addr,
+        Bound::Name(name) => {
+            return Err(error(format!(
+                "socks5: the server's UDP relay is named '{name}', not an IP address"
+            )))
+        }
+    };
+    if relay.port() == 0 {
+        return Err(error("socks5: the server's UDP relay has port 0"));
+    }
+    let socket =
+        Rc::new(direct.udp(relay).map_err(|e| {
+            io::Error::new(e.kind(), format!("socks5: UDP socket to {relay}: {e}"))
+        })?);
+    let mut header = vec![0, 0, 0];
+    put_addr(&mut header, target);
+    Ok(Packets {
+        tx: Box::new(UdpTx {
+            socket: socket.clone(),
+            header,
+        }),
+        rx: Box::new(UdpRx {
+            socket,
+            control,
+            target,
+            buf: vec![0; MAX_UDP_HEADER + MAX_DATAGRAM],
+        }),
+    })
+}
+
+/// Method selection, and user/password authentication if the server asks.
+async fn handshake(stream: &mut BoxStream, auth: Option<&Auth>) -> io::Result<()> {
+    let greeting: &[u8] = match auth {
+        Some(_) => &[VERSION, 2, NO_AUTH, USER_PASSWORD],
+        None => &[VERSION, 1, NO_AUTH],
+    };
+    send(stream, greeting).await?;
+    let mut answer = [0u8; 2];
+    read(stream, &mut answer).await?;
+    if answer[0] != VERSION {
+        return Err(error(format!(
+            "socks5: the server answered with version {} (not a SOCKS5 server?)",
+            answer[0]
+        )));
+    }
+    match (answer[1], auth) {
+        (NO_AUTH, _) => Ok(()),
+        (USER_PASSWORD, Some(auth)) => user_password(stream, auth).await,
+        (NONE_ACCEPTABLE, _) => Err(error(
+            "socks5: the server accepts none of our authentication methods (needs a user and password?)",
+        )),
+        (method, _) => Err(error(format!(
+            "socks5: the server chose authentication method {method:#04x}, which we did not offer"
+        ))),
+    }
+}
+
+/// RFC 1929.
+async fn user_password(stream: &mut BoxStream, auth: &Auth) -> io::Result<()> {
+    let (user, password) = (auth.user.as_bytes(), auth.password.as_bytes());
+    if user.is_empty() || user.len() > 255 || password.is_empty() || password.len() > 255 {
+        return Err(error(
+            "socks5: the user name and password must each be 1 to 255 bytes",
+        ));
+    }
+    let mut msg = Vec::with_capacity(3 + user.len() + password.len());
+    msg.extend_from_slice(&[1, user.len() as u8]);
+    msg.extend_from_slice(user);
+    msg.push(password.len() as u8);
+    msg.extend_from_slice(password);
+    send(stream, &msg).await?;
+    let mut answer = [0u8; 2];
+    read(stream, &mut answer).await?;
+    if answer[1] != 0 {
+        return Err(error("socks5: wrong user name or password"));
+    }
+    Ok(())
+}
+
+/// The address in a reply.
+enum Bound {
+    Ip(SocketAddr),
+    /// A name (its port is of no use without the address).
+    Name(String),
+}
+
+/// Sends a request and reads the reply up to its end.
+async fn request(stream: &mut BoxStream, cmd: u8, addr: SocketAddr) -> io::Result<Bound> {
+    let mut msg = vec![VERSION, cmd, 0];
+    put_addr(&mut msg, addr);
+    send(stream, &msg).await?;
+    let mut head = [0u8; 4];
+    read(stream, &mut head).await?;
+    if head[0] != VERSION {
+        return Err(error(format!(
+            "socks5: the server replied with version {} (not a SOCKS5 server?)",
+            head[0]
+        )));
+    }
+    if head[1] != 0 {
+        return Err(error(reply_message(head[1])));
+    }
+    let bound = match head[3] {
+        ATYP_IPV4 => {
+            let mut a = [0u8; 4 + 2];
+            read(stream, &mut a).await?;
+            let ip = IpAddr::from([a[0], a[1], a[2], a[3]]);
+            Bound::Ip(SocketAddr::new(ip, u16::from_be_bytes([a[4], a[5]])))
+        }
+        ATYP_IPV6 => {
+            let mut a = [0u8; 16 + 2];
+            read(stream, &mut a).await?;
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&a[..16]);
+            let port = u16::from_be_bytes([a[16], a[17]]);
+            Bound::Ip(SocketAddr::new(IpAddr::from(ip), port))
+        }
+        ATYP_NAME => {
+            let mut len = [0u8; 1];
+            read(stream, &mut len).await?;
+            let mut a = vec![0u8; usize::from(len[0]) + 2];
+            read(stream, &mut a).await?;
+            a.truncate(a.len() - 2);
+            Bound::Name(String::from_utf8_lossy(&a).into_owned())
+        }
+        other => {
+            return Err(error(format!(
+                "socks5: the reply has an unknown address type {other}"
+            )))
+        }
+    };
+    Ok(bound)
+}
+
+/// RFC 1928, section 6.
+fn reply_message(code: u8) -> String {
+    let what = match code {
+        1 => "general server failure",
+        2 => "the server refused the connection (rule set)",
+        3 => "network unreachable",
+        4 => "host unreachable",
+        5 => "the target refused the connection",
+        6 => "TTL expired",
+        7 => "the server does not support this command",
+        8 => "the server does not support this address type",
+        _ => return format!("socks5: the server failed the request (reply code {code})"),
+    };
+    format!("socks5: {what}")
+}
+
+/// `atyp addr port` of an IP address.
+fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            out.push(ATYP_IPV4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(ATYP_IPV6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+async fn send(stream: &mut BoxStream, msg: &[u8]) -> io::Result<()> {
+    stream.write_all(msg).await?;
+    stream.flush().await
+}
+
+async fn read(stream: &mut BoxStream, buf: &mut [u8]) -> io::Result<()> {
+    match stream.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "socks5: the server closed the connection during the handshake",
+        )),
+        Err(e) => Err(io::Error::new(e.kind(), format!("socks5: {e}"))),
+    }
+}
+
+/// Sends datagrams to the relay, each with the target's UDP header.
+struct UdpTx {
+    socket: Rc<UdpSocket>,
+    /// `00 00 00 atyp addr port` of the target.
+    header: Vec<u8>,
+}
+
+impl PacketTx for UdpTx {
+    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            if datagram.len() > MAX_DATAGRAM {
+                return Err(error("socks5: a datagram longer than 65535 bytes"));
+            }
+            let mut packet = Vec::with_capacity(self.header.len() + datagram.len());
+            packet.extend_from_slice(&self.header);
+            packet.extend_from_slice(datagram);
+            self.socket
+                .send(&packet)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("socks5: UDP relay: {e}")))?;
+            Ok(())
+        })
+    }
+}
+
+/// Datagrams from the relay; holds the control connection, whose end is the
+/// association's end.
+struct UdpRx {
+    socket: Rc<UdpSocket>,
+    control: BoxStream,
+    target: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl PacketRx for UdpRx {
+    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let mut byte = [0u8; 1];
+            loop {
+                tokio::select! {
+                    r = self.socket.recv(&mut self.buf) => {
+                        let n = r.map_err(|e| {
+                            io::Error::new(e.kind(), format!("socks5: UDP relay: {e}"))
+                        })?;
+                        if let Some(data) = from_target(&self.buf[..n], self.target) {
+                            return Ok(data.to_vec());
+                        }
+                        log::debug!("socks5: dropped a datagram from the relay (fragment, or not from {})", self.target);
+                    }
+                    r = self.control.read(&mut byte) => match r {
+                        // The server should send nothing more; ignore it if it does.
+                        Ok(n) if n > 0 => {}
+                        Ok(_) => return Err(error(
+                            "socks5: the server closed the UDP association's control connection",
+                        )),
+                        Err(e) => return Err(io::Error::new(
+                            e.kind(),
+                            format!("socks5: the UDP association's control connection: {e}"),
+                        )),
+                    },
+                }
+            }
+        })
+    }
+}
+
+/// The data of a relayed datagram if it is whole (FRAG 0) and from `target`.
+fn from_target(packet: &[u8], target: SocketAddr) -> Option<&[u8]> {
+    let (&[0, 0, 0, atyp], rest) = packet.split_first_chunk::<4>()? else {
+        return None;
+    };
+    let (ip, rest) = match atyp {
+        ATYP_IPV4 => {
+            let (a, rest) = rest.split_first_chunk::<4>()?;
+            (IpAddr::from(*a), rest)
+        }
+        ATYP_IPV6 => {
+            let (a, rest) = rest.split_first_chunk::<16>()?;
+            (IpAddr::from(*a), rest)
+        }
+        _ => return None,
+    };
+    let (port, data) = rest.split_first_chunk::<2>()?;
+    let from = SocketAddr::new(ip.to_canonical(), u16::from_be_bytes(*port));
+    let target = SocketAddr::new(target.ip().to_canonical(), target.port());
+    (from == target).then_some(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_headers() {
+        let target: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        let mut h = vec![0, 0, 0];
+        put_addr(&mut h, target);
+        assert_eq!(h, [0, 0, 0, 1, 192, 0, 2, 53, 0, 53]);
+        let mut p = h.clone();
+        p.extend_from_slice(b"dns");
+        assert_eq!(from_target(&p, target), Some(&b"dns"[..]));
+        // a fragment, another source, a name, truncated headers
+        p[2] = 1;
+        assert_eq!(from_target(&p, target), None);
+        assert_eq!(from_target(&p[..7], target), None);
+        assert_eq!(from_target(&h, "192.0.2.54:53".parse().unwrap()), None);
+        assert_eq!(from_target(&[0, 0, 0, 3, 1, b'a', 0, 53], target), None);
+        // an IPv4-mapped IPv6 source is the same address
+        let mut m = vec![
+            0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 53,
+        ];
+        m.extend_from_slice(&[0, 53, b'x']);
+        assert_eq!(from_target(&m, target), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn reply_codes() {
+        assert_eq!(
+            reply_message(2),
+            "socks5: the server refused the connection (rule set)"
+        );
+        assert_eq!(reply_message(4), "socks5: host unreachable");
+        assert!(reply_message(42).contains("reply code 42"));
+    }
+}
