@@ -522,3 +522,139 @@ fn direct_dials_are_bound_to_the_wan_interface() {
         Some(ResponseCode::ServFail)
     );
 }
+
+#[test]
+fn a_node_given_by_host_name_is_looked_up_direct_through_the_plain_upstream() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up();
+    let ca = TestCa::new("outbounds-name");
+    let up = upstream(&lab, &ca);
+    let _http = check_target(&lab);
+    let _ss = proxies::ss_server(&lab, "up", PROXY, 8388, "aes-128-gcm", "named");
+    // The router's own resolver for the proxy's name, on its loopback.
+    let names = Server::start(
+        &lab,
+        "router",
+        "unbound",
+        "unbound",
+        &["-d", "-c", "@DIR@/unbound.conf"],
+        &[(
+            "unbound.conf",
+            format!(
+                "server:\n  interface: 127.0.0.1@5300\n  do-daemonize: no\n  use-syslog: no\n  \
+                 logfile: \"\"\n  verbosity: 1\n  log-queries: yes\n  chroot: \"\"\n  username: \"\"\n  \
+                 directory: \"@DIR@\"\n  pidfile: \"\"\n  module-config: \"iterator\"\n  \
+                 local-zone: \"proxy.lab.example.\" static\n  \
+                 local-data: \"proxy.lab.example. 300 IN A {PROXY}\"\n"
+            ),
+        )],
+    )
+    .wait_tcp(&lab, "router", "127.0.0.1", 5300);
+    // The first plain upstream at an IP address looks names up.
+    let uci = config(
+        &ca,
+        &[(
+            "named",
+            format!(
+                "ss://{}@proxy.lab.example:8388#named",
+                b64(b"aes-128-gcm:named")
+            ),
+        )],
+        "min",
+    )
+    .replace(
+        "config upstream 'lab_udp'",
+        "config upstream 'names'\n\toption address 'udp://127.0.0.1:5300'\n\nconfig upstream 'lab_udp'",
+    );
+    let dae = Dae::start_in(Some(&lab.ns("router")), &uci, &[]);
+    for (name, want) in [
+        ("udp.lab.example.", "192.0.2.81"),
+        ("tcp.lab.example.", "192.0.2.82"),
+    ] {
+        let m = ask(&lab, &dae, name);
+        assert_eq!(
+            m.as_ref().map(data),
+            Some(vec![want.to_string()]),
+            "{name}: {}",
+            dae.log()
+        );
+    }
+    assert!(
+        names.log().contains("proxy.lab.example. A IN"),
+        "the proxy's name was asked: {}",
+        names.log()
+    );
+    assert_eq!(
+        dae.status()["groups"][0]["nodes"][0]["server"],
+        "proxy.lab.example:8388"
+    );
+    assert_no_leak(&lab, &up);
+}
+
+#[test]
+fn ipv6_upstreams_go_through_a_node_over_ipv6_and_are_checked_per_version() {
+    if !can_run() {
+        return;
+    }
+    const PROXY_V6: &str = "2001:db8:2::2";
+    let lab = Lab::up();
+    let ca = TestCa::new("outbounds-v6");
+    let up = upstream(&lab, &ca);
+    let _http4 = check_target(&lab);
+    let _http6 = proxies::httpd(&lab, "up", UPSTREAM_V6, 8080);
+    let _ss = proxies::ss_server(&lab, "up", PROXY_V6, 8388, "chacha20-ietf-poly1305", "six");
+    let link = format!(
+        "ss://{}@[{PROXY_V6}]:8388#six",
+        b64(b"chacha20-ietf-poly1305:six")
+    );
+    let uci = config(&ca, &[("six", link)], "min")
+        .replace(
+            &format!("option address 'udp://{UPSTREAM_V4}:53'"),
+            &format!("option address 'udp://[{UPSTREAM_V6}]:53'"),
+        )
+        .replace(
+            &format!("option address 'tcp://{UPSTREAM_V4}:53'"),
+            &format!("option address 'tcp://[{UPSTREAM_V6}]:53'"),
+        )
+        .replace(
+            &format!("option tcp_check_url 'http://{UPSTREAM_V4}:8080/'"),
+            &format!("option tcp_check_url 'http://{UPSTREAM_V4}:8080/,{UPSTREAM_V6}'"),
+        )
+        .replace(
+            &format!("option udp_check_dns '{UPSTREAM_V4}:53'"),
+            &format!("option udp_check_dns '{UPSTREAM_V4}:53,{UPSTREAM_V6}'"),
+        );
+    let dae = Dae::start_in(Some(&lab.ns("router")), &uci, &[]);
+    for (name, want) in [
+        ("udp.lab.example.", "192.0.2.81"),
+        ("tcp.lab.example.", "192.0.2.82"),
+    ] {
+        let m = ask(&lab, &dae, name);
+        assert_eq!(
+            m.as_ref().map(data),
+            Some(vec![want.to_string()]),
+            "{name}: {}",
+            dae.log()
+        );
+    }
+    // Every path of the node is checked, IPv4 and IPv6.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let n = &dae.status()["groups"][0]["nodes"][0];
+            ["tcp4", "udp4", "tcp6", "udp6"]
+                .iter()
+                .all(|p| n[p]["checked"] == true && n[p]["alive"] == true)
+        }),
+        "{}",
+        dae.status()
+    );
+    // unbound heard the question over IPv6, from the proxy's side.
+    let sources = up.sources("udp.lab.example.");
+    assert!(
+        !sources.is_empty() && sources.iter().all(|s| s.to_string() == UPSTREAM_V6),
+        "{sources:?}"
+    );
+    assert_no_leak(&lab, &up);
+}

@@ -107,6 +107,26 @@ const BROKEN: &[(&str, &str, &[&str])] = &[
         &["upstream 'up', option 'address'", "'dns.example' is a host name: give its address in option bootstrap"],
     ),
     (
+        "proxy server by name with no way to look it up",
+        "config node 'n'\n\toption link 'socks5://proxy.example:1080'\nconfig upstream 'up'\n\toption address 'tls://192.0.2.53'\n",
+        &["node 'n', option 'link'", "the server 'proxy.example' is a host name: put its IP address in the link"],
+    ),
+    (
+        "share link with a transport dae cannot dial",
+        "config node 'n'\n\toption link 'vless://b831381d-6324-4d53-ad4f-8cda48b30811@192.0.2.85:443?type=ws&security=tls'\n",
+        &["node 'n', option 'link'", "transport 'ws' is not supported"],
+    ),
+    (
+        "routing rule with an unknown function",
+        "config routing 'routing'\n\tlist rule 'port(53) -> direct'\n",
+        &["routing 'routing', option 'rule'", "'port' is not a routing function"],
+    ),
+    (
+        "tcp_check_url host without its addresses",
+        "config dae 'config'\n\toption tcp_check_url 'http://check.example/'\n",
+        &["dae 'config', option 'tcp_check_url'", "give the addresses of 'check.example'"],
+    ),
+    (
         "bootstrap not an address",
         "config upstream 'up'\n\toption address 'tls://dns.example'\n\toption bootstrap 'dns.example'\n",
         &["upstream 'up', option 'bootstrap'", "\"dns.example\" is not an IPv4 or IPv6 address"],

@@ -101,7 +101,7 @@ mod tests {
 
     fn node(name: &str) -> Rc<Node> {
         let link = format!("socks5://192.0.2.{}:1080", name.len());
-        Rc::new(Node::new(name, &link, || Err("no roots".into())).unwrap())
+        Rc::new(Node::new(name, &link, || Err("no roots".into()), None).unwrap())
     }
 
     fn ms(n: u64) -> Duration {

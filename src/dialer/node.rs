@@ -4,7 +4,10 @@
 //! `stream` and `packets` connect to the node's server with the direct
 //! dialer (our socket mark, so the router never sends it back into the
 //! proxy), put TLS on where needed, then let the protocol module ask the
-//! server for a path to the target.
+//! server for a path to the target. A server given by host name is looked
+//! up through the first plain upstream at an IP address, direct (never
+//! through a node, never through the system resolver), and kept for its
+//! TTL.
 //!
 //! Neighbours: `link` (what a node is), the protocol modules (`socks5`,
 //! `http`, `shadowsocks`, `trojan`, `vless`, `vmess`), `health` (the check
@@ -12,14 +15,24 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::health::Health;
 use super::link::{Link, Proto};
 use super::{http, shadowsocks, socks5, trojan, vless, vmess};
 use super::{BoxStream, Direct, Packets};
 use crate::config::Host;
+use crate::forwarder::lookup::Lookup;
 use crate::forwarder::tls::TlsClient;
+use crate::forwarder::Forwarder;
+
+fn no_resolver(name: &str) -> String {
+    format!(
+        "the server '{name}' is a host name: put its IP address in the link, or define a \
+         plain upstream (udp, tcp) with an IP address to look it up"
+    )
+}
 
 /// Layer-4 protocol of a dial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,24 +56,31 @@ pub struct Node {
     /// The share link as written, to tell whether a reload changed it.
     pub text: String,
     tls: Option<TlsClient>,
+    /// Looks the server up when the link gives a host name.
+    lookup: Option<Lookup>,
     pub health: Health,
 }
 
 impl Node {
     /// A node from its section; `roots` are the trusted certificates for
     /// links with TLS (None when the config has no node that needs them).
+    /// A server given by host name is looked up through `resolver` (a
+    /// plain upstream at an IP address, dialled direct).
     pub fn new(
         name: &str,
         text: &str,
         roots: impl Fn() -> Result<std::sync::Arc<rustls::RootCertStore>, String>,
+        resolver: Option<&Rc<Forwarder>>,
     ) -> Result<Node, String> {
         let link = super::link::parse(text)?;
-        if let Host::Name(n) = &link.host {
-            return Err(format!(
-                "the server '{n}' is a host name: dae dials proxy servers by address; \
-                 put the server's IP address in the link"
-            ));
-        }
+        let lookup = match &link.host {
+            Host::Ip(_) => None,
+            Host::Name(n) => Some(Lookup::new(
+                n.clone(),
+                link.port,
+                resolver.ok_or_else(|| no_resolver(n))?.clone(),
+            )),
+        };
         let tls = match &link.tls {
             None => None,
             Some(t) => {
@@ -80,16 +100,35 @@ impl Node {
             link,
             text: text.to_string(),
             tls,
+            lookup,
             health: Health::new(),
         })
     }
 
-    /// The proxy server's address.
-    pub fn server(&self) -> SocketAddr {
+    /// The proxy server as the link gives it (`host:port`).
+    pub fn server_text(&self) -> String {
         match &self.link.host {
-            Host::Ip(ip) => SocketAddr::new(*ip, self.link.port),
-            // Refused in `new`.
-            Host::Name(_) => SocketAddr::from(([0, 0, 0, 0], self.link.port)),
+            Host::Ip(ip) => SocketAddr::new(*ip, self.link.port).to_string(),
+            Host::Name(n) => format!("{n}:{}", self.link.port),
+        }
+    }
+
+    /// The proxy server's address, looked up if the link gives a name.
+    async fn server(&self, timeout: Duration) -> io::Result<SocketAddr> {
+        match (&self.link.host, &self.lookup) {
+            (Host::Ip(ip), _) => Ok(SocketAddr::new(*ip, self.link.port)),
+            (Host::Name(_), Some(l)) => Box::pin(l.address(Instant::now() + timeout))
+                .await
+                .map_err(|e| io::Error::other(format!("the proxy server: {e}"))),
+            (Host::Name(n), None) => Err(io::Error::other(no_resolver(n))),
+        }
+    }
+
+    /// A connection to the server failed: a looked-up address past its
+    /// TTL is looked up again next time.
+    fn server_failed(&self, addr: SocketAddr) {
+        if let Some(l) = &self.lookup {
+            l.failed(addr);
         }
     }
 
@@ -118,7 +157,10 @@ impl Node {
 
     /// TCP (with TLS if the link asks) to the node's server.
     async fn connect(&self, direct: &Direct, timeout: Duration) -> io::Result<BoxStream> {
-        let tcp = direct.tcp(self.server(), timeout).await?;
+        let server = self.server(timeout).await?;
+        let tcp = direct.tcp(server, timeout).await.inspect_err(|_| {
+            self.server_failed(server);
+        })?;
         Ok(match &self.tls {
             None => Box::new(tcp),
             Some(tls) => Box::new(
@@ -162,15 +204,16 @@ impl Node {
         let dial = async {
             match &self.link.proto {
                 Proto::Socks5(auth) => {
+                    let server = self.server(timeout).await?;
                     let s = self.connect(direct, timeout).await?;
-                    socks5::associate(s, auth.as_ref(), self.server(), direct, target).await
+                    socks5::associate(s, auth.as_ref(), server, direct, target).await
                 }
                 Proto::Http(_) => Err(io::Error::new(
                     io::ErrorKind::Unsupported,
                     "an HTTP proxy carries no UDP",
                 )),
                 Proto::Shadowsocks(c) => {
-                    let sock = direct.udp(self.server())?;
+                    let sock = direct.udp(self.server(timeout).await?)?;
                     Ok(shadowsocks::packets(sock, c, target))
                 }
                 Proto::Trojan { password } => {

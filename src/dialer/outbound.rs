@@ -25,6 +25,7 @@ use super::node::{Node, L4};
 use super::Direct;
 use crate::config::{Config, Outbound, RoutingMatcher};
 use crate::controller::rules::DomainSet;
+use crate::forwarder::Forwarder;
 
 /// One dial, as the routing rules see it.
 pub struct Dial<'a> {
@@ -107,6 +108,7 @@ impl Outbounds {
         direct: Direct,
         previous: Option<&Outbounds>,
         roots: &dyn Fn() -> Result<std::sync::Arc<rustls::RootCertStore>, String>,
+        resolver: Option<&Rc<Forwarder>>,
     ) -> Result<Outbounds, String> {
         let mut nodes = Vec::with_capacity(config.nodes.len());
         for n in &config.nodes {
@@ -118,7 +120,7 @@ impl Outbounds {
             nodes.push(match kept {
                 Some(k) => k.clone(),
                 None => Rc::new(
-                    Node::new(&n.name, &n.link, roots)
+                    Node::new(&n.name, &n.link, roots, resolver)
                         .map_err(|e| format!("node '{}': {e}", n.name))?,
                 ),
             });
@@ -176,6 +178,20 @@ impl Outbounds {
         };
         out.checks = check::spawn(&out, &config.general.check);
         Ok(out)
+    }
+
+    /// Direct for every dial, with no nodes (the resolver of proxy servers'
+    /// names goes this way).
+    pub fn direct_only(direct: Direct) -> Outbounds {
+        Outbounds {
+            direct,
+            nodes: Vec::new(),
+            groups: Vec::new(),
+            rules: Vec::new(),
+            fallback: Target::Direct,
+            all_direct: true,
+            checks: Vec::new(),
+        }
     }
 
     /// Everything goes direct: no rule or fallback names a group or block.
@@ -259,7 +275,7 @@ impl Outbounds {
                         json!({
                             "name": n.name,
                             "protocol": n.protocol(),
-                            "server": n.server().to_string(),
+                            "server": n.server_text(),
                             "tcp4": path(n, L4::Tcp, false),
                             "tcp6": path(n, L4::Tcp, true),
                             "udp4": path(n, L4::Udp, false),

@@ -6,8 +6,12 @@
 //! forgotten when a connection to it fails after its TTL ran out, so the
 //! next query looks again. Queries that arrive during a lookup wait for it.
 //!
+//! Proxy nodes given by host name are looked up the same way, through a
+//! resolving forwarder that always goes direct (the node cannot carry the
+//! lookup of its own address).
+//!
 //! Neighbours: `forwarder` (owns one per named upstream, and the resolving
-//! forwarder).
+//! forwarder), `dialer::node` (one per named proxy server).
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};

@@ -37,7 +37,7 @@
 
 #[cfg(feature = "doh")]
 mod https;
-mod lookup;
+pub mod lookup;
 mod pipeline;
 #[cfg(feature = "doq")]
 mod quic;

@@ -97,9 +97,9 @@ async fn serve_client(
             Step::Pending(p) => {
                 let replies = replies.clone();
                 let controller = controller.clone();
-                tokio::task::spawn_local(async move {
-                    let _ = replies.send(controller.finish(p, client).await).await;
-                });
+                tokio::task::spawn_local(controller.finish(p, client, move |reply| async move {
+                    let _ = replies.send(reply).await;
+                }));
             }
         }
     }

@@ -102,16 +102,21 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                         let controller = controller.clone();
                         let anyfrom = anyfrom.clone();
                         let replies = replies.clone();
-                        tokio::task::spawn_local(async move {
-                            let reply = controller.finish(p, client).await;
-                            match (anyfrom, client.asked) {
-                                (Some(anyfrom), Some(dst)) => anyfrom.send(dst, from, &reply).await,
+                        let asked = client.asked;
+                        // The sends are boxed: rare (a full batch), or on
+                        // the transparent path only; the task stays small.
+                        let deliver = move |reply: Vec<u8>| async move {
+                            match (anyfrom, asked) {
+                                (Some(anyfrom), Some(dst)) => {
+                                    Box::pin(anyfrom.send(dst, from, &reply)).await
+                                }
                                 _ if replies.batch.borrow_mut().push(&reply, from) => {
                                     replies.queued.notify_one();
                                 }
-                                _ => send_one(&sock, &reply, from).await,
+                                _ => Box::pin(send_one(&sock, &reply, from)).await,
                             }
-                        });
+                        };
+                        tokio::task::spawn_local(controller.finish(p, client, deliver));
                     }
                     _ => {}
                 }

@@ -131,12 +131,21 @@ pub fn ss_server(
         ],
         &[],
     )
-    .wait_tcp(lab, ns, addr, port)
+    .wait_tcp(lab, ns, &bracketed(addr), port)
+}
+
+/// An address as it goes before `:port`.
+fn bracketed(addr: &str) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_string()
+    }
 }
 
 /// busybox httpd serving an empty page on `addr:port` (the TCP check).
 pub fn httpd(lab: &Lab, ns: &str, addr: &str, port: u16) -> Server {
-    let listen = format!("{addr}:{port}");
+    let listen = format!("{}:{port}", bracketed(addr));
     let s = Server::start(
         lab,
         ns,
@@ -147,13 +156,7 @@ pub fn httpd(lab: &Lab, ns: &str, addr: &str, port: u16) -> Server {
     );
     std::fs::create_dir_all(s.dir.path("www")).unwrap();
     std::fs::write(s.dir.path("www/index.html"), "ok\n").unwrap();
-    let v6 = addr.contains(':');
-    let a = if v6 {
-        format!("[{addr}]")
-    } else {
-        addr.to_string()
-    };
-    s.wait_tcp(lab, ns, &a, port)
+    s.wait_tcp(lab, ns, &bracketed(addr), port)
 }
 
 /// v2ray with the given inbounds (JSON array text) and a direct outbound.

@@ -60,7 +60,9 @@ module.exports = {
 	ip_address: [ '192.0.2.1', '2001:db8::1', '::', '::ffff:192.0.2.1', '[2001:db8::1]', '192.0.2.1/32',
 		'192.0.2.256', '01.2.3.4', 'fe80::1%2', 'dns.example', '1.2.3', '' ],
 
-	/* dialer::link::parse, then controller::check (servers by IP address only). */
+	/* dialer::link::parse, then controller::check. A server given by host name is
+	 * looked up through the fixture's plain upstream at an IP address (dns_a):
+	 * views.test.js tries such links without one too. */
 	share_link: [
 		/* socks5 and http(s) */
 		'socks5://192.0.2.80:1080', 'socks5h://192.0.2.80:1080#x', 'socks5://user:pass@[2001:db8::80]:1080',
@@ -102,7 +104,12 @@ module.exports = {
 		'vmess://WzFd', 'vmess://!!!', 'vmess://aGVsbG8',
 		/* no share link at all */
 		'ftp://x:1', 'SOCKS5://192.0.2.80:1080', 'socks5://192.0.2.80', 'proxy',
-		'socks5://[192.0.2.80]:1080', 'socks5://2001:db8::1:1080', 'socks5://a..b:1', '' ],
+		'socks5://[192.0.2.80]:1080', 'socks5://2001:db8::1:1080', 'socks5://a..b:1',
+		/* servers given by host name */
+		'socks5://proxy.example:1080', 'socks5h://Proxy.Example.:1080#x', 'http://proxy.example:3128',
+		'ss://aes-256-gcm:pw@proxy.example:8388#n', 'vless://' + UUID + '@proxy.example:443?security=tls',
+		vmess({ add: '[proxy.example]' }), vmess({ add: ' proxy.example ' }), 'socks5://-proxy.example:1080',
+		'socks5://proxy_1.example:1080', 'socks5://[proxy.example]:1080', 'socks5://1.2.3:1080', '' ],
 
 	/* config::check: http://HOST[:PORT][/PATH],IP,... */
 	check_url: [ 'http://cp.cloudflare.com,1.1.1.1,2606:4700:4700::1111', 'http://192.0.2.1', 'http://[2001:db8::80]:8080/gen_204',

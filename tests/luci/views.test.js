@@ -255,6 +255,12 @@ test('the corpus has values each check accepts and values it refuses, for every 
 	assert.deepStrictEqual(problems, []);
 });
 
+/* The fixture with some options of some sections changed: { sid: { option: value } }. */
+function varied(variant) {
+	return dae.fixture().map(s => variant[s.name]
+		? Object.assign({}, s, { options: Object.assign({}, s.options, variant[s.name]) }) : s);
+}
+
 test('an upstream host name needs a bootstrap address or a plain upstream at an IP, in both', async () => {
 	const values = [ 'tls://dns.example', 'https://dns.example/q', 'udp://dns.example', 'tls://192.0.2.1', 'udp://192.0.2.53' ];
 	const variants = [
@@ -265,8 +271,7 @@ test('an upstream host name needs a bootstrap address or a plain upstream at an 
 	];
 	const stats = { compared: 0 }, mismatches = [];
 	for (const variant of variants) {
-		const sections = dae.fixture().map(s => variant[s.name]
-			? Object.assign({}, s, { options: Object.assign({}, s.options, variant[s.name]) }) : s);
+		const sections = varied(variant);
 		const { env } = await renderView('dns.js', sections);
 		const grid = env.record.maps[0].children.find(s => s.sectiontype == 'upstream');
 		const o = grid.children.find(c => c.option == 'address');
@@ -277,6 +282,54 @@ test('an upstream host name needs a bootstrap address or a plain upstream at an 
 	dae.cleanup();
 	assert.strictEqual(stats.compared, values.length * variants.length);
 	assert.deepStrictEqual(mismatches.filter(m => m), []);
+});
+
+/* Upstreams that cannot look a proxy server's name up, and ones that can. */
+const NO_LOOKUP = [
+	/* no plain upstream */
+	{ dns_a: { address: 'tls://192.0.2.1' }, dns_b: { address: 'https://dns2.example', bootstrap: '192.0.2.54' } },
+	/* a plain upstream, but given by name (its bootstrap address does not make it one at an IP) */
+	{ dns_a: { address: 'udp://dns.example', bootstrap: '192.0.2.53' }, dns_b: { address: 'quic://192.0.2.54' } }
+];
+const LOOKUP = [
+	/* the fixture: udp:// and tcp:// at IP addresses */
+	{},
+	/* one plain upstream at an IP address, not the first upstream */
+	{ dns_a: { address: 'tls://192.0.2.1' }, dns_b: { address: 'tcp+udp://[2001:db8::54]:5353' } }
+];
+
+test('a proxy server given by host name needs a plain upstream at an IP, in both', async () => {
+	const uuid = '1386f85e-657b-4d6e-9d56-78badb75e1fd';
+	const vmess = json => 'vmess://' + Buffer.from(JSON.stringify(json)).toString('base64');
+	const byName = [ 'socks5://proxy.example:1080', 'trojan://secret@Proxy.Example.:443?sni=proxy.example#t',
+		'ss://' + Buffer.from('aes-256-gcm:pw@proxy.example:8388').toString('base64'),
+		vmess({ add: 'proxy.example', port: '443', id: uuid }) ];
+	const byIp = [ 'socks5://192.0.2.80:1080', 'ss://aes-128-gcm:pw@[2001:db8::80]:8388',
+		vmess({ add: '192.0.2.84', port: '443', id: uuid }) ];
+	const stats = { compared: 0 }, mismatches = [], verdicts = [];
+	for (const variant of NO_LOOKUP.concat(LOOKUP)) {
+		const sections = varied(variant), lookup = LOOKUP.includes(variant);
+		const { env } = await renderView('nodes.js', sections);
+		const o = env.record.maps[0].children[0].children.find(c => c.option == 'link');
+		const d = { o, type: 'node', name: 'link', list: false };
+		for (const value of byName.concat(byIp)) {
+			mismatches.push(await judge(d, 'n1', value, sections, stats));
+			verdicts.push([ JSON.stringify(variant), value, o.validate.call(o, 'n1', value) === true,
+				lookup || byIp.includes(value) ]);
+		}
+		if (lookup)
+			continue;
+		/* the browser says what dae says */
+		const res = await dae.validate(sections.map(s => s.name == 'n1'
+			? Object.assign({}, s, { options: { link: byName[0] } }) : s));
+		assert.deepStrictEqual(res.errors.map(e => e.replace(/'/g, '"')),
+			[ 'node "n1", option "link": ' + o.validate.call(o, 'n1', byName[0]) ]);
+	}
+	dae.cleanup();
+	assert.strictEqual(stats.compared, (byName.length + byIp.length) * (NO_LOOKUP.length + LOOKUP.length));
+	assert.deepStrictEqual(mismatches.filter(m => m), []);
+	/* accepted where an upstream can look names up, refused elsewhere; IP addresses always */
+	assert.deepStrictEqual(verdicts.filter(v => v[2] != v[3]), []);
 });
 
 test('new sections get names dae accepts, and referenced sections are not removed', async () => {
@@ -332,7 +385,7 @@ test('share links pasted several at once become nodes', async () => {
 		'http://192.0.2.82:3128#\'both "quotes"\'',
 		'<img src=x onerror=alert(1)>://x:1',
 		/* what dae cannot dial: a plugin, a transport other than tcp, REALITY, an XTLS flow, legacy
-		 * VMess, an id that is no UUID, a stream cipher, a server given by name */
+		 * VMess, an id that is no UUID, a stream cipher */
 		'ss://YWVzLTI1Ni1nY206cGFzcw@192.0.2.80:8388/?plugin=obfs-local%3Bobfs%3Dhttp#plugin',
 		'vless://' + uuid + '@192.0.2.85:443?type=ws&security=tls#ws',
 		'vless://' + uuid + '@192.0.2.85:443?security=reality&pbk=abc#reality',
@@ -344,15 +397,17 @@ test('share links pasted several at once become nodes', async () => {
 		'vless://' + uuid + '@192.0.2.85:443?security=tls&sni=proxy.example#VLESS'
 	].join('\n');
 	const res = await view.importLinks(map, text);
-	assert.deepStrictEqual(res.nodes.map(n => n.name), [ 'HK_1', 'HK_1_2', 'vmess', 'n1_2', 'VLESS' ]);
-	assert.deepStrictEqual(res.errors.map(e => e.line), [ 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18 ]);
+	/* a server given by name: the fixture's dns_a (udp://192.0.2.53:53) looks it up, in dae as here */
+	assert.deepStrictEqual(res.nodes.map(n => n.name), [ 'HK_1', 'HK_1_2', 'vmess', 'n1_2', 'by_name', 'VLESS' ]);
+	assert.deepStrictEqual(res.errors.map(e => e.line), [ 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17 ]);
 	const why = [ /^ss: plugins/, /^vless: transport "ws" is not supported/, /^vless: security "reality"/,
 		/^vless: flow "xtls-rprx-vision"/, /^vmess: alterId 64/, /^vmess: "id" "x" is not a UUID/,
-		/^ss: stream cipher "rc4-md5"/, /^the server "proxy\.example" is a host name/ ];
+		/^ss: stream cipher "rc4-md5"/ ];
 	why.forEach((re, i) => assert.match(res.errors[4 + i].error, re));
 	assert.deepStrictEqual(markup(env.record.notifications.map(n => n.node)), [], 'pasted text would be parsed as HTML');
 	assert.strictEqual(env.record.saves, 1);
 	assert.deepStrictEqual(env.uci.get('dae', 'n1_2', 'link'), 'socks5://192.0.2.81:1080#n1');
+	assert.deepStrictEqual(env.uci.get('dae', 'by_name', 'link'), 'socks5://proxy.example:1080#by_name');
 	assert.strictEqual(env.uci.get('dae', 'HK_1', '.type'), 'node');
 	assert.match(env.record.notifications.map(n => n.text).join('\n'), /line 6/);
 
@@ -368,6 +423,26 @@ test('share links pasted several at once become nodes', async () => {
 	for (const e of res.errors.filter(e => !(e.link.includes('\'') && e.link.includes('"')))) {
 		const r = await dae.validate(dae.fixture().map(s => s.name == 'n1' ? Object.assign({}, s, { options: { link: e.link } }) : s));
 		assert.ok(r.errors.some(x => x.startsWith('node \'n1\', option \'link\'')), 'line ' + e.line + ': dae accepts ' + e.link);
+	}
+	dae.cleanup();
+});
+
+test('share links pasted with no upstream to look a server name up: names are refused, in both', async () => {
+	for (const variant of NO_LOOKUP) {
+		const sections = varied(variant);
+		const { env, view } = await renderView('nodes.js', sections);
+		const text = [ 'socks5://proxy.example:1080#by_name', 'socks5://192.0.2.82:1080#by_ip' ].join('\n');
+		const res = await view.importLinks(env.record.maps[0], text);
+		assert.deepStrictEqual(res.nodes.map(n => n.name), [ 'by_ip' ]);
+		assert.deepStrictEqual(res.errors.map(e => e.line), [ 1 ]);
+		const r = await dae.validate(sections.map(s => s.name == 'n1'
+			? Object.assign({}, s, { options: { link: res.errors[0].link } }) : s));
+		assert.deepStrictEqual(r.errors.map(e => e.replace(/'/g, '"')), [ 'node "n1", option "link": ' + res.errors[0].error ]);
+		/* an upstream changed but not saved yet counts too (uci holds the change) */
+		env.uci.set('dae', 'dns_b', 'address', 'udp://192.0.2.54');
+		const again = await view.importLinks(env.record.maps[0], 'socks5://proxy.example:1080#by_name');
+		assert.deepStrictEqual(again.errors, []);
+		assert.deepStrictEqual(again.nodes.map(n => n.name), [ 'by_name' ]);
 	}
 	dae.cleanup();
 });

@@ -337,8 +337,8 @@ function utf8Text(bytes) {
 /*
  * dialer::link::parse (src/dialer/link.rs), then controller::check: the
  * share links dae dials. Each proto parser returns { name }: the server's
- * host name, or null when the link gives an IP address (dae dials proxy
- * servers by address only).
+ * host name, or null when the link gives an IP address (a name is looked
+ * up through the first plain upstream at an IP address, so it needs one).
  */
 var PARSED_SCHEMES = [ 'socks5', 'socks5h', 'http', 'https', 'ss', 'trojan', 'vless', 'vmess' ];
 var SS_METHODS = [ 'aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305', 'chacha20-poly1305' ];
@@ -828,8 +828,10 @@ function linkVmess(body) {
 	return { name: name };
 }
 
-/* link::parse, then controller::check: a link dae can dial. */
-function checkShareLink(link) {
+/* link::parse, then controller::check: a link dae can dial. `upstreams`:
+ * the addresses of the config's upstreams, which must include one that can
+ * look up a server given by host name (canResolve). */
+function checkShareLink(link, upstreams) {
 	var i = link.indexOf('://');
 	if (i < 0)
 		fail(_('not a share link (schemes: %s)').format(PARSED_SCHEMES.join(', ')));
@@ -849,8 +851,8 @@ function checkShareLink(link) {
 		default: return linkVmess(body);
 		}
 	});
-	if (server.name != null)
-		fail(_('the server "%s" is a host name: dae dials proxy servers by address; put the server\'s IP address in the link').format(server.name));
+	if (server.name != null && !upstreams.some(canResolve))
+		fail(_('the server "%s" is a host name: put its IP address in the link, or define a plain upstream (udp, tcp) with an IP address to look it up').format(server.name));
 }
 
 /* config::check::authority: `host[:port]` or `[host][:port]`. */
@@ -1440,6 +1442,20 @@ function checkPolicy(v, nodes) {
 		fail(_('fixed(%d): the group has %d node(s), counted from 0').format(n, nodes));
 }
 
+/* The addresses of the upstreams, in file order (`value(sid, option)`: an
+ * option's current value; the config's by default), empty ones left out;
+ * except the upstream `except`. */
+function upstreamAddresses(value, except) {
+	value = value || function(sid, name) { return uci.get(CONFIG, sid, name); };
+	return uci.sections(CONFIG, 'upstream').filter(function(s) {
+		return s['.name'] != except;
+	}).map(function(s) {
+		return value(s['.name'], 'address');
+	}).filter(function(a) {
+		return typeof(a) == 'string' && a != '';
+	});
+}
+
 /* The names of the named sections of a type, in file order. */
 function names(type) {
 	return uci.sections(CONFIG, type).filter(function(s) {
@@ -1492,7 +1508,7 @@ function checkValue(kind, v, spec, ctx) {
 			fail(_('"%s" is not an IPv4 or IPv6 address').format(v));
 		break;
 	case 'share_link':
-		checkShareLink(v);
+		checkShareLink(v, ctx.addresses());
 		break;
 	case 'check_url':
 		checkTcpCheckUrl(v);
@@ -1569,14 +1585,13 @@ return baseclass.extend({
 				bootstrap: function() {
 					return current(section_id, 'bootstrap');
 				},
+				/* the upstreams' addresses */
+				addresses: function() {
+					return upstreamAddresses(current, null);
+				},
+				/* the other upstreams' addresses (for an upstream's own check) */
 				otherAddresses: function() {
-					return uci.sections(CONFIG, 'upstream').filter(function(s) {
-						return s['.name'] != section_id;
-					}).map(function(s) {
-						return current(s['.name'], 'address');
-					}).filter(function(a) {
-						return typeof(a) == 'string' && a != '';
-					});
+					return upstreamAddresses(current, section_id);
 				}
 			};
 			for (var i = 0; i < values.length; i++) {
@@ -1603,6 +1618,11 @@ return baseclass.extend({
 
 	/* Named sections of a type. */
 	names: names,
+
+	/* The addresses of the config's upstreams (what parseLinks needs). */
+	upstreamAddresses: function() {
+		return upstreamAddresses(null, null);
+	},
 
 	/* What a target field may hold: the reserved words, then the names. */
 	targets: function(kind) {
@@ -1744,10 +1764,15 @@ return baseclass.extend({
 	 * Share links pasted several at once (one per line, blank lines and
 	 * "#" comments skipped): each checked as dae does, and given a section
 	 * name from its "#fragment" (or its scheme) that no section has yet.
+	 * `upstreams`: the addresses of the config's upstreams (a server given
+	 * by host name needs a plain one at an IP address, as in dae); the
+	 * config's when not given.
 	 * Returns { nodes: [ { name, link } ], errors: [ { line, link, error } ] }.
 	 */
-	parseLinks: function(text, taken) {
+	parseLinks: function(text, taken, upstreams) {
 		var used = (taken || []).slice(), nodes = [], errors = [];
+		if (upstreams == null)
+			upstreams = upstreamAddresses(null, null);
 		String(text || '').split(/\r?\n/).forEach(function(line, index) {
 			var link = rtrim(line);
 			if (link == '' || link.charAt(0) == '#')
@@ -1755,7 +1780,7 @@ return baseclass.extend({
 			try {
 				if (bothQuotes(link))
 					fail(_('Use only one kind of quote (\' or ") in a value.'));
-				checkShareLink(link);
+				checkShareLink(link, upstreams);
 			}
 			catch (e) {
 				if (!(e instanceof Problem))

@@ -17,10 +17,12 @@ return view.extend({
 		return uci.load('dae');
 	},
 
-	/* Adds the valid links of `text` as nodes; returns what parseLinks found. */
+	/* Adds the valid links of `text` as nodes; returns what parseLinks found.
+	 * A server given by host name is accepted when an upstream can look it
+	 * up, as dae does. */
 	importLinks: function(map, text) {
 		var taken = uci.sections('dae').map(function(s) { return s['.name']; }),
-		    res = tools.parseLinks(text, taken);
+		    res = tools.parseLinks(text, taken, tools.upstreamAddresses());
 
 		res.nodes.forEach(function(node) {
 			uci.add('dae', 'node', node.name);
@@ -56,7 +58,7 @@ return view.extend({
 		});
 
 		ui.showModal(_('Import share links'), [
-			E('p', {}, _('Paste one share link per line (socks5, http, https, ss, trojan, vless, vmess). Each becomes a node named after the "#name" at its end. Links dae cannot use (a server given by name, a transport other than plain TCP, plugins) are listed with the reason.')),
+			E('p', {}, _('Paste one share link per line (socks5, http, https, ss, trojan, vless, vmess). Each becomes a node named after the "#name" at its end. Links dae cannot use (a transport other than plain TCP, plugins, a server given by host name when no plain upstream at an IP address can look it up) are listed with the reason.')),
 			area,
 			E('div', { 'class': 'right' }, [
 				E('button', { 'class': 'btn', 'click': ui.hideModal }, _('Cancel')),
@@ -85,7 +87,7 @@ return view.extend({
 		tools.guardSections(s, 'node');
 
 		o = s.option(form.Value, 'link', _('Share link'),
-			_('socks5://, http://, https://, ss://, trojan://, vless:// or vmess:// link, with the server\'s IP address (not a host name). dae speaks these protocols over plain TCP only: links that need WebSocket, gRPC, REALITY, XTLS flows, Shadowsocks plugins or stream ciphers, or legacy VMess (alterId above 0), are refused.'));
+			_('socks5://, http://, https://, ss://, trojan://, vless:// or vmess:// link. The server is an IP address, or a host name looked up through the first plain upstream (udp, tcp) given by IP address on the DNS page. dae speaks these protocols over plain TCP only: links that need WebSocket, gRPC, REALITY, XTLS flows, Shadowsocks plugins or stream ciphers, or legacy VMess (alterId above 0), are refused.'));
 		o.placeholder = 'socks5://192.0.2.80:1080';
 		o.rmempty = false;
 		o.validate = tools.validator('share_link', { required: true });
