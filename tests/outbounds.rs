@@ -140,6 +140,27 @@ fn data(m: &Message) -> Vec<String> {
     m.answers.iter().map(|r| r.data.to_string()).collect()
 }
 
+/// Asks `udp`, `tcp` and `dot.lab.example` (as `which` lists them) and
+/// expects each one's address; `how` names the way in failure messages.
+fn expect_answers(lab: &Lab, dae: &Dae, which: &[&str], how: &str) {
+    for kind in which {
+        let name = format!("{kind}.lab.example.");
+        let want = RECORDS
+            .iter()
+            .find(|r| r.starts_with(&name))
+            .and_then(|r| r.split(' ').next_back())
+            .unwrap();
+        let m = ask(lab, dae, &name);
+        assert_eq!(
+            m.as_ref().map(data),
+            Some(vec![want.to_string()]),
+            "{name} {how}: {:?}\n{}",
+            rcode(&m),
+            dae.log()
+        );
+    }
+}
+
 fn rcode(m: &Option<Message>) -> Option<ResponseCode> {
     m.as_ref().map(|m| m.metadata.response_code)
 }
@@ -281,19 +302,7 @@ fn dns_goes_through_every_kind_of_node() {
             &config(&ca, &[("n", link.clone())], "min"),
             &[],
         );
-        for (name, want) in [
-            ("tcp.lab.example.", "192.0.2.82"),
-            ("dot.lab.example.", "192.0.2.83"),
-        ] {
-            let m = ask(&lab, &dae, name);
-            assert_eq!(
-                m.as_ref().map(data),
-                Some(vec![want.to_string()]),
-                "{name} through {link}: {:?}\n{}",
-                rcode(&m),
-                dae.log()
-            );
-        }
+        expect_answers(&lab, &dae, &["tcp", "dot"], link);
         let m = ask(&lab, &dae, "udp.lab.example.");
         if *udp {
             assert_eq!(
@@ -569,18 +578,7 @@ fn a_node_given_by_host_name_is_looked_up_direct_through_the_plain_upstream() {
         "config upstream 'names'\n\toption address 'udp://127.0.0.1:5300'\n\nconfig upstream 'lab_udp'",
     );
     let dae = Dae::start_in(Some(&lab.ns("router")), &uci, &[]);
-    for (name, want) in [
-        ("udp.lab.example.", "192.0.2.81"),
-        ("tcp.lab.example.", "192.0.2.82"),
-    ] {
-        let m = ask(&lab, &dae, name);
-        assert_eq!(
-            m.as_ref().map(data),
-            Some(vec![want.to_string()]),
-            "{name}: {}",
-            dae.log()
-        );
-    }
+    expect_answers(&lab, &dae, &["udp", "tcp"], "");
     assert!(
         names.log().contains("proxy.lab.example. A IN"),
         "the proxy's name was asked: {}",
@@ -627,18 +625,7 @@ fn ipv6_upstreams_go_through_a_node_over_ipv6_and_are_checked_per_version() {
             &format!("option udp_check_dns '{UPSTREAM_V4}:53,{UPSTREAM_V6}'"),
         );
     let dae = Dae::start_in(Some(&lab.ns("router")), &uci, &[]);
-    for (name, want) in [
-        ("udp.lab.example.", "192.0.2.81"),
-        ("tcp.lab.example.", "192.0.2.82"),
-    ] {
-        let m = ask(&lab, &dae, name);
-        assert_eq!(
-            m.as_ref().map(data),
-            Some(vec![want.to_string()]),
-            "{name}: {}",
-            dae.log()
-        );
-    }
+    expect_answers(&lab, &dae, &["udp", "tcp"], "");
     // Every path of the node is checked, IPv4 and IPv6.
     assert!(
         wait_until(Duration::from_secs(10), || {
