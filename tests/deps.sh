@@ -55,8 +55,8 @@ ensure_rust() {
   export PATH="/usr/bin:$PATH"
 }
 
-# Python packages from PyPI that some tests need (aioquic: the DoQ server),
-# installed into target/pydeps, where the tests look for them.
+# Python packages from PyPI that some tests need (aioquic: the DoQ and DoH3
+# servers), installed into target/pydeps, where the tests look for them.
 install_python_packages() {
   local dir
   dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/pydeps"

@@ -1,12 +1,15 @@
 //! Encrypted upstreams against real servers: DNS over TLS and DNS over
 //! HTTPS (HTTP/2) to unbound and to dnsdist, with certificates from a CA the
-//! test makes (openssl). Each test runs for both schemes.
+//! test makes (openssl); the first tests run for both schemes. DNS over QUIC
+//! and DNS over HTTPS over HTTP/3 to the aioquic servers of
+//! `tests/servers/`, which relay to unbound.
 //!
 //! Shown: answers come back right; many queries share one connection; a
 //! certificate from an untrusted CA or for another name is refused (and
 //! taken with allow_insecure); a server restarted mid-run is reconnected;
 //! a silent server gives SERVFAIL within the timeout; an upstream given by
-//! host name is looked up through the plain upstream.
+//! host name is looked up through the plain upstream; QUIC upstreams are
+//! not sent through a proxy node.
 
 mod common;
 
@@ -288,9 +291,10 @@ fn doh_error_statuses_are_servfail_with_the_reason_logged() {
     assert_eq!(answers(&m), vec!["192.0.2.80"]);
 }
 
-/// The DoQ server of `tests/servers/doq_server.py` (aioquic), relaying to a
-/// real unbound; its log has a line per connection and per query.
-struct DoqServer {
+/// A QUIC server of `tests/servers/` on aioquic, relaying to a real
+/// unbound: `doq_server.py` (DoQ) or `doh3_server.py` (DoH over HTTP/3).
+/// Its log has a line per connection and per query.
+struct QuicServer {
     child: std::process::Child,
     dir: common::TempDir,
     port: u16,
@@ -317,13 +321,14 @@ fn have_aioquic() -> bool {
     ok
 }
 
-impl DoqServer {
-    fn start(ca: &TestCa, upstream: std::net::SocketAddr, port: u16) -> DoqServer {
-        let dir = common::TempDir::new("doq");
-        let (cert, key) = ca.server("doq", &["DNS:dns.lab.example", "IP:127.0.0.1"]);
-        let log = std::fs::File::create(dir.path("doq.log")).unwrap();
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/doq_server.py");
+impl QuicServer {
+    /// `kind`: "doq" or "doh3".
+    fn start(kind: &str, ca: &TestCa, upstream: std::net::SocketAddr, port: u16) -> QuicServer {
+        let dir = common::TempDir::new(kind);
+        let (cert, key) = ca.server(kind, &["DNS:dns.lab.example", "IP:127.0.0.1"]);
+        let log = std::fs::File::create(dir.path("server.log")).unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/servers/{kind}_server.py"));
         let child = Command::new("python3")
             .arg(script)
             .args(["127.0.0.1", &port.to_string()])
@@ -339,18 +344,18 @@ impl DoqServer {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start the DoQ server");
-        let s = DoqServer { child, dir, port };
+            .expect("start the QUIC server");
+        let s = QuicServer { child, dir, port };
         assert!(
             common::wait_until(Duration::from_secs(10), || s.log().contains("ready")),
-            "the DoQ server did not start: {}",
+            "the {kind} server did not start: {}",
             s.log()
         );
         s
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path("doq.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path("server.log")).unwrap_or_default()
     }
 
     fn count(&self, line: &str) -> usize {
@@ -358,11 +363,37 @@ impl DoqServer {
     }
 }
 
-impl Drop for DoqServer {
+impl Drop for QuicServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Twenty queries, ten at a time, all different names (no cache): each
+/// gets its NXDOMAIN.
+fn twenty_in_parallel(dae: &Dae, tag: &str) {
+    for round in 0..2 {
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let addr = dae.addr;
+                let name = format!("{tag}{round}x{i}.lab.example.");
+                std::thread::spawn(move || ask(addr, &name, RecordType::A).metadata.response_code)
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), ResponseCode::NXDomain, "{}", dae.log());
+        }
+    }
+}
+
+/// Asks over UDP with a long client timeout, so that a slow SERVFAIL is
+/// seen (and timed) rather than missed.
+fn ask_patiently(dae: &Dae, name: &str) -> hickory_proto::op::Message {
+    let q = common::query(name, RecordType::A, false);
+    let r = common::udp_exchange(dae.addr, &q, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no answer:\n{}", dae.log()));
+    hickory_proto::op::Message::from_vec(&r).unwrap()
 }
 
 #[test]
@@ -372,7 +403,7 @@ fn doq_answers_over_one_connection_and_checks_certificates() {
     }
     let ca = TestCa::new("doq");
     let up = Unbound::start(RECORDS);
-    let doq = DoqServer::start(&ca, up.addr(), free_port());
+    let doq = QuicServer::start("doq", &ca, up.addr(), free_port());
     let address = format!("quic://dns.lab.example:{}", doq.port);
     let bootstrap = "\toption bootstrap '127.0.0.1'\n";
     let dae = Dae::start(&dot_config(&ca.cert, &address, bootstrap));
@@ -434,7 +465,7 @@ fn doq_survives_a_server_restart_and_silence_is_servfail() {
     let ca = TestCa::new("doq-restart");
     let up = Unbound::start(RECORDS);
     let port = free_port();
-    let doq = DoqServer::start(&ca, up.addr(), port);
+    let doq = QuicServer::start("doq", &ca, up.addr(), port);
     let dae = Dae::start(&dot_config(
         &ca.cert,
         &format!("quic://127.0.0.1:{port}"),
@@ -458,7 +489,7 @@ fn doq_survives_a_server_restart_and_silence_is_servfail() {
     );
 
     drop(doq);
-    let doq = DoqServer::start(&ca, up.addr(), port);
+    let doq = QuicServer::start("doq", &ca, up.addr(), port);
     let q = common::query("dns.lab.example.", RecordType::A, false);
     let r = common::udp_exchange(dae.addr, &q, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("no answer:\n{}", dae.log()));
@@ -470,4 +501,178 @@ fn doq_survives_a_server_restart_and_silence_is_servfail() {
         dae.log(),
         doq.log()
     );
+}
+
+#[test]
+fn doh3_answers_over_one_connection_and_checks_certificates() {
+    if !have("unbound") || !have("openssl") || !have_aioquic() {
+        return;
+    }
+    let ca = TestCa::new("doh3");
+    let up = Unbound::start(RECORDS);
+    let h3 = QuicServer::start("doh3", &ca, up.addr(), free_port());
+    // By name with a bootstrap address (the name is the SNI and must
+    // match), at the default path.
+    let address = format!("h3://dns.lab.example:{}", h3.port);
+    let bootstrap = "\toption bootstrap '127.0.0.1'\n";
+    let dae = Dae::start(&dot_config(&ca.cert, &address, bootstrap));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(
+        answers(&m),
+        vec!["192.0.2.80"],
+        "{}\n{}",
+        dae.log(),
+        h3.log()
+    );
+    twenty_in_parallel(&dae, "q");
+    assert_eq!(h3.count("query q1x9.lab.example."), 1, "{}", h3.log());
+    assert_eq!(
+        h3.count("connection"),
+        1,
+        "one connection for all:\n{}",
+        h3.log()
+    );
+    // No error status, and every query had id 0 (RFC 8484 4.1).
+    assert!(
+        !h3.log()
+            .lines()
+            .any(|l| l.starts_with("status ") || l.starts_with("id ")),
+        "{}",
+        h3.log()
+    );
+    drop(dae);
+
+    // By IP address, the path given.
+    let base = format!("h3://127.0.0.1:{}", h3.port);
+    let dae = Dae::start(&dot_config(&ca.cert, &format!("{base}/dns-query"), ""));
+    let m = ask(dae.addr, "dns.lab.example.", RecordType::A);
+    assert_eq!(answers(&m), vec!["127.0.0.1"], "{}", dae.log());
+    drop(dae);
+
+    // The server serves /dns-query only: another path is a 404, SERVFAIL
+    // for the client with the reason logged.
+    let dae = Dae::start(&dot_config(&ca.cert, &format!("{base}/nowhere"), ""));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(dae.log().contains("HTTP status 404"), "{}", dae.log());
+    drop(dae);
+
+    // A CA dae does not trust: refused.
+    let rogue = TestCa::new("doh3-rogue");
+    let dae = Dae::start(&dot_config(&rogue.cert, &address, bootstrap));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        dae.log().contains("invalid peer certificate"),
+        "{}",
+        dae.log()
+    );
+    drop(dae);
+
+    // Trusted CA, but the certificate is for another name.
+    let other = format!("h3://other.lab.example:{}", h3.port);
+    let dae = Dae::start(&dot_config(&ca.cert, &other, bootstrap));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(dae.log().contains("not valid for name"), "{}", dae.log());
+    drop(dae);
+
+    // allow_insecure takes it, with a warning.
+    let insecure = format!("{bootstrap}\toption allow_insecure '1'\n");
+    let dae = Dae::start(&dot_config(&rogue.cert, &address, &insecure));
+    assert!(dae.log().contains("allow_insecure is set"), "{}", dae.log());
+    assert_eq!(
+        answers(&ask(dae.addr, "www.lab.example.", RecordType::A)),
+        vec!["192.0.2.80"],
+        "{}",
+        dae.log()
+    );
+}
+
+#[test]
+fn doh3_survives_a_server_restart_and_silence_is_servfail() {
+    if !have("unbound") || !have("openssl") || !have_aioquic() {
+        return;
+    }
+    let ca = TestCa::new("doh3-restart");
+    let up = Unbound::start(RECORDS);
+    let port = free_port();
+    let h3 = QuicServer::start("doh3", &ca, up.addr(), port);
+    let dae = Dae::start(&dot_config(&ca.cert, &format!("h3://127.0.0.1:{port}"), ""));
+    assert_eq!(
+        answers(&ask(dae.addr, "www.lab.example.", RecordType::A)),
+        vec!["192.0.2.80"],
+        "{}\n{}",
+        dae.log(),
+        h3.log()
+    );
+
+    // A server that says nothing: SERVFAIL once upstream_timeout (2 s) is
+    // up, not later.
+    let t = Instant::now();
+    let m = ask_patiently(&dae, "silent.lab.example.");
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "SERVFAIL came after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(h3.count("query silent.lab.example."), 1, "{}", h3.log());
+
+    // The server goes away (killed: no CONNECTION_CLOSE) and comes back on
+    // the same port knowing nothing of the old connection: the next query
+    // finds it dead and opens a new one, in time.
+    drop(h3);
+    let h3 = QuicServer::start("doh3", &ca, up.addr(), port);
+    let t = Instant::now();
+    let m = ask_patiently(&dae, "dns.lab.example.");
+    assert_eq!(
+        answers(&m),
+        vec!["127.0.0.1"],
+        "{}\n{}",
+        dae.log(),
+        h3.log()
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(h3.count("connection"), 1, "{}", h3.log());
+    // And it stays in use.
+    twenty_in_parallel(&dae, "r");
+    assert_eq!(h3.count("connection"), 1, "{}", h3.log());
+}
+
+#[test]
+fn quic_upstreams_are_not_sent_through_a_proxy_node() {
+    if !have("openssl") {
+        return;
+    }
+    let ca = TestCa::new("quic-node");
+    // A SOCKS5 node that takes TCP connections and never says a word: its
+    // first health check hangs, and meanwhile it counts as alive, so the
+    // group picks it.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    for scheme in ["quic", "h3"] {
+        let uci = format!(
+            "{}config node 'n'\n\toption link 'socks5://{}'\n\n\
+             config group 'proxy'\n\tlist node 'n'\n\n\
+             config routing 'routing'\n\toption fallback 'proxy'\n",
+            dot_config(
+                &ca.cert,
+                &format!("{scheme}://127.0.0.1:{}", free_port()),
+                ""
+            ),
+            hole.local_addr().unwrap()
+        );
+        let dae = Dae::start(&uci);
+        let t = Instant::now();
+        let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(
+            dae.log().contains(&format!(
+                "{scheme}:// upstreams cannot go through a proxy node"
+            )),
+            "{}",
+            dae.log()
+        );
+    }
 }

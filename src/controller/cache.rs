@@ -29,21 +29,25 @@ pub const MAX_ENTRY_BYTES: usize = 4096;
 /// No answer is kept longer than a week, whatever its TTL says.
 pub const MAX_LIFE: u32 = 7 * 24 * 3600;
 
-/// One cached answer, in one allocation: its cache key, the answer in wire
-/// form, and the offsets of the answer's TTL fields.
-#[derive(Debug)]
-pub struct Entry {
-    /// Key, then packet, then TTL offsets (u16, native byte order).
-    data: Box<[u8]>,
-    key_len: u16,
-    packet_len: u16,
-    /// When it was stored; TTLs count down from here.
-    pub stored: Instant,
-    /// Seconds it stays fresh.
-    pub life: u32,
-    /// Whether the answer holds records of the question's type (used by
-    /// `ipversion_prefer`).
-    pub has_qtype_answer: bool,
+/// One cached answer, in one shared allocation: a small header (when it
+/// was stored, how long it lives, the lengths below, a flag), its cache key,
+/// the answer in wire form, and the offsets of the answer's TTL fields.
+/// Cloning an entry shares it (the cache, the flight's followers).
+#[derive(Debug, Clone)]
+pub struct Entry(Rc<[u8]>);
+
+/// Header: stored (i64 nanoseconds from `epoch()`), life (u32 seconds),
+/// key length (u16), packet length (u16), has_qtype_answer (u8); little
+/// endian.
+const HEADER: usize = 8 + 4 + 2 + 2 + 1;
+
+thread_local! {
+    /// The instant entries count their `stored` time from.
+    static EPOCH: Instant = Instant::now();
+}
+
+fn epoch() -> Instant {
+    EPOCH.with(|e| *e)
 }
 
 impl Entry {
@@ -56,46 +60,86 @@ impl Entry {
         life: u32,
         has_qtype_answer: bool,
     ) -> Entry {
-        let mut data = Vec::with_capacity(key.len() + packet.len() + 2 * ttl_offsets.len());
+        let base = epoch();
+        let since = match stored.checked_duration_since(base) {
+            Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+            None => -i64::try_from(base.duration_since(stored).as_nanos()).unwrap_or(i64::MAX),
+        };
+        let mut data =
+            Vec::with_capacity(HEADER + key.len() + packet.len() + 2 * ttl_offsets.len());
+        data.extend_from_slice(&since.to_le_bytes());
+        data.extend_from_slice(&life.to_le_bytes());
+        data.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        data.extend_from_slice(&(packet.len() as u16).to_le_bytes());
+        data.push(u8::from(has_qtype_answer));
         data.extend_from_slice(key);
         data.extend_from_slice(packet);
         for o in ttl_offsets {
-            data.extend_from_slice(&o.to_ne_bytes());
+            data.extend_from_slice(&o.to_le_bytes());
         }
-        Entry {
-            data: data.into_boxed_slice(),
-            key_len: key.len() as u16,
-            packet_len: packet.len() as u16,
-            stored,
-            life,
-            has_qtype_answer,
+        Entry(Rc::from(data))
+    }
+
+    fn u16_at(&self, at: usize) -> usize {
+        usize::from(u16::from_le_bytes([self.0[at], self.0[at + 1]]))
+    }
+
+    /// When it was stored; TTLs count down from here.
+    pub fn stored(&self) -> Instant {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&self.0[..8]);
+        let since = i64::from_le_bytes(n);
+        let d = Duration::from_nanos(since.unsigned_abs());
+        if since >= 0 {
+            epoch() + d
+        } else {
+            epoch() - d
         }
+    }
+
+    /// Seconds it stays fresh.
+    pub fn life(&self) -> u32 {
+        u32::from_le_bytes([self.0[8], self.0[9], self.0[10], self.0[11]])
+    }
+
+    fn key_len(&self) -> usize {
+        self.u16_at(12)
+    }
+
+    fn packet_len(&self) -> usize {
+        self.u16_at(14)
+    }
+
+    /// Whether the answer holds records of the question's type (used by
+    /// `ipversion_prefer`).
+    pub fn has_qtype_answer(&self) -> bool {
+        self.0[16] != 0
     }
 
     pub fn key(&self) -> &[u8] {
-        &self.data[..usize::from(self.key_len)]
+        &self.0[HEADER..HEADER + self.key_len()]
     }
 
     pub fn packet(&self) -> &[u8] {
-        let k = usize::from(self.key_len);
-        &self.data[k..k + usize::from(self.packet_len)]
+        let k = HEADER + self.key_len();
+        &self.0[k..k + self.packet_len()]
     }
 
     fn ttl_offsets(&self) -> impl Iterator<Item = u16> + '_ {
-        let start = usize::from(self.key_len) + usize::from(self.packet_len);
-        self.data[start..]
+        let start = HEADER + self.key_len() + self.packet_len();
+        self.0[start..]
             .chunks_exact(2)
-            .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
     }
 
     /// Whether the entry is still fresh at `now`.
     pub fn is_fresh(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.stored) < Duration::from_secs(u64::from(self.life))
+        now.saturating_duration_since(self.stored()) < Duration::from_secs(u64::from(self.life()))
     }
 
     /// Writes the answer for this client with TTLs counted down to `now`.
     pub fn write_fresh(&self, query: &[u8], info: &QueryInfo, now: Instant, out: &mut Vec<u8>) {
-        let age = now.saturating_duration_since(self.stored).as_secs();
+        let age = now.saturating_duration_since(self.stored()).as_secs();
         let age = u32::try_from(age).unwrap_or(u32::MAX);
         wire::patch_answer(
             self.packet(),
@@ -122,9 +166,9 @@ impl Entry {
 
 /// What a lookup found.
 pub enum Lookup {
-    Fresh(Rc<Entry>),
+    Fresh(Entry),
     /// Expired, but within the stale window: serve it and refresh.
-    Stale(Rc<Entry>),
+    Stale(Entry),
     Miss,
 }
 
@@ -144,7 +188,7 @@ pub struct CacheStats {
 /// full key, checked on every lookup, so two keys that share a hash can
 /// only cost a miss, never a wrong answer.
 pub struct Cache {
-    lru: Option<LruCache<u64, Rc<Entry>, PassThrough>>,
+    lru: Option<LruCache<u64, Entry, PassThrough>>,
     hasher: SeededHash,
     serve_stale: bool,
     stale_window: Duration,
@@ -212,7 +256,7 @@ impl Cache {
             self.stats.hits += 1;
             return Lookup::Fresh(entry.clone());
         }
-        let expired_at = entry.stored + Duration::from_secs(u64::from(entry.life));
+        let expired_at = entry.stored() + Duration::from_secs(u64::from(entry.life()));
         if self.serve_stale && now.saturating_duration_since(expired_at) < self.stale_window {
             self.stats.stale_hits += 1;
             return Lookup::Stale(entry.clone());
@@ -223,14 +267,14 @@ impl Cache {
     }
 
     /// Looks without counting or reordering (for `ipversion_prefer`).
-    pub fn peek_fresh(&self, key: &[u8], now: Instant) -> Option<Rc<Entry>> {
+    pub fn peek_fresh(&self, key: &[u8], now: Instant) -> Option<Entry> {
         let entry = self.lru.as_ref()?.peek(&self.index(key))?;
         (entry.key() == key && entry.is_fresh(now)).then(|| entry.clone())
     }
 
     /// Stores an entry under its own key.
-    pub fn insert(&mut self, entry: Rc<Entry>) {
-        if entry.packet().len() > MAX_ENTRY_BYTES || entry.life == 0 || entry.key().is_empty() {
+    pub fn insert(&mut self, entry: Entry) {
+        if entry.packet().len() > MAX_ENTRY_BYTES || entry.life() == 0 || entry.key().is_empty() {
             return;
         }
         let h = self.index(entry.key());
@@ -396,7 +440,7 @@ mod tests {
         q
     }
 
-    fn entry(key: &[u8], life: u32, stored: Instant) -> Rc<Entry> {
+    fn entry(key: &[u8], life: u32, stored: Instant) -> Entry {
         // A response to `host.example A` with one record of TTL 100.
         let mut p = query(b"\x04host\x07example\x00", 1);
         p[2] = 0x81;
@@ -404,7 +448,7 @@ mod tests {
         p[7] = 1;
         p.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 100, 0, 4, 192, 0, 2, 1]);
         let ttl_at = (p.len() - 10) as u16;
-        Rc::new(Entry::new(key, &p, &[ttl_at], stored, life, true))
+        Entry::new(key, &p, &[ttl_at], stored, life, true)
     }
 
     #[test]
@@ -503,14 +547,7 @@ mod tests {
         let t0 = Instant::now();
         let mut cache = Cache::new(3, false, Duration::ZERO);
         cache.insert(entry(&[1], 0, t0));
-        let big = Rc::new(Entry::new(
-            &[2],
-            &vec![0; MAX_ENTRY_BYTES + 1],
-            &[],
-            t0,
-            60,
-            false,
-        ));
+        let big = Entry::new(&[2], &vec![0; MAX_ENTRY_BYTES + 1], &[], t0, 60, false);
         cache.insert(big);
         cache.insert(entry(&[], 100, t0));
         assert_eq!(cache.len(), 0);

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::cache::{Entry, SeededHash};
 
 /// What a flight ends with: the answer to share, or a failure.
-pub type Outcome = Result<Rc<Entry>, ()>;
+pub type Outcome = Result<Entry, ()>;
 
 /// The flights in progress, by cache key.
 pub struct Flights {
@@ -105,8 +105,8 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    fn entry() -> Rc<Entry> {
-        Rc::new(Entry::new(&[], &[0; 12], &[], Instant::now(), 1, false))
+    fn entry() -> Entry {
+        Entry::new(&[], &[0; 12], &[], Instant::now(), 1, false)
     }
 
     #[test]

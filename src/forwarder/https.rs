@@ -10,8 +10,9 @@
 //! Each connection has one driver task (h2's connection future, and the
 //! idle close).
 //!
-//! Neighbours: `forwarder` (the caller), `tls` (the TLS client setup,
-//! ALPN `h2`), `dialer::Direct` (the socket).
+//! Neighbours: `forwarder` (the caller), `doh` (the request and the checks
+//! of the reply, shared with `h3`), `tls` (the TLS client setup, ALPN
+//! `h2`), `dialer::Direct` (the socket).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use http::{header, Method, Request, Uri};
 
+use super::doh::{self, DohTarget, MAX_ANSWER};
 use super::slot::Slot;
 use super::tls::TlsClient;
 use super::ForwardError;
@@ -32,37 +33,6 @@ use crate::wire::{self, QueryInfo};
 const IDLE: Duration = Duration::from_secs(30);
 /// How often the driver looks at the idle clock.
 const TICK: Duration = Duration::from_secs(1);
-/// The largest DNS message.
-const MAX_ANSWER: usize = 65535;
-const DNS_MESSAGE: &str = "application/dns-message";
-
-/// Where DoH requests go: `https://authority/path`.
-#[derive(Debug, Clone)]
-pub struct DohTarget {
-    pub uri: Uri,
-}
-
-impl DohTarget {
-    pub fn new(host: &str, port: u16, path: &str) -> Result<DohTarget, String> {
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        };
-        let authority = if port == 443 {
-            host
-        } else {
-            format!("{host}:{port}")
-        };
-        let uri = Uri::builder()
-            .scheme("https")
-            .authority(authority.as_str())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| format!("https://{authority}{path}: {e}"))?;
-        Ok(DohTarget { uri })
-    }
-}
 
 struct Conn {
     send: SendRequest<Bytes>,
@@ -170,26 +140,17 @@ impl DohClient {
     }
 
     async fn ask(&self, conn: &Conn, body: Bytes) -> Result<Vec<u8>, Failure> {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(self.target.uri.clone())
-            .header(header::CONTENT_TYPE, DNS_MESSAGE)
-            .header(header::ACCEPT, DNS_MESSAGE)
-            .header(header::CONTENT_LENGTH, body.len())
-            .body(())
-            .map_err(|e| Failure::Answer(ForwardError::Http(e.to_string())))?;
+        let request = self
+            .target
+            .request(body.len())
+            .map_err(|e| Failure::Answer(ForwardError::Http(e)))?;
         let mut send = conn.send.clone().ready().await.map_err(Failure::from_h2)?;
         let (response, mut stream) = send
             .send_request(request, false)
             .map_err(Failure::from_h2)?;
         stream.send_data(body, true).map_err(Failure::from_h2)?;
         let response = response.await.map_err(Failure::from_h2)?;
-        let status = response.status();
-        if status != http::StatusCode::OK {
-            return Err(Failure::Answer(ForwardError::Http(format!(
-                "HTTP status {status}"
-            ))));
-        }
+        doh::check_status(response.status()).map_err(|e| Failure::Answer(ForwardError::Http(e)))?;
         let mut body = response.into_body();
         let mut answer = Vec::new();
         while let Some(chunk) = body.data().await {
@@ -202,12 +163,7 @@ impl DohClient {
             }
             answer.extend_from_slice(&chunk);
         }
-        if answer.len() < wire::HEADER_LEN {
-            return Err(Failure::Answer(ForwardError::Http(format!(
-                "{}-byte body is no DNS message",
-                answer.len()
-            ))));
-        }
+        doh::check_body(&answer).map_err(|e| Failure::Answer(ForwardError::Http(e)))?;
         Ok(answer)
     }
 }

@@ -13,6 +13,9 @@
 //! - `https://` (DoH): HTTP/2 over TLS, one connection, a stream per query
 //!   (`https.rs`).
 //! - `quic://` (DoQ): one QUIC connection, a stream per query (`quic.rs`).
+//! - `h3://` (DoH over HTTP/3): one QUIC connection, a request stream per
+//!   query (`h3.rs`); the request and its checks are `doh.rs`'s, shared
+//!   with `https://`.
 //!
 //! An upstream given by host name is looked up once, at its first query:
 //! at its `bootstrap` address if it has one, else through the first plain
@@ -35,6 +38,10 @@
 //! Neighbours: `controller` (calls `exchange`), `dialer` (sockets, nodes,
 //! routing), `wire`.
 
+#[cfg(any(feature = "doh", feature = "doh3"))]
+mod doh;
+#[cfg(feature = "doh3")]
+mod h3;
 #[cfg(feature = "doh")]
 mod https;
 pub mod lookup;
@@ -84,7 +91,7 @@ pub enum ForwardError {
     Tls(String),
     /// The upstream's host name could not be looked up.
     Lookup(String),
-    /// DoH: an HTTP/2 error or status.
+    /// DoH: an HTTP/2 or HTTP/3 error or status.
     Http(String),
     /// DoQ: a QUIC error.
     Quic(String),
@@ -176,22 +183,26 @@ pub fn check_supported(url: &UpstreamUrl) -> Result<(), String> {
     if built(url.scheme) {
         return Ok(());
     }
+    Err(not_built(url.scheme))
+}
+
+fn not_built(s: Scheme) -> String {
     let have: Vec<&str> = schemes().iter().filter(|s| s.1).map(|s| s.0).collect();
-    Err(format!(
+    format!(
         "{} upstreams are not supported by this build (it has {})",
-        scheme_name(url.scheme),
+        scheme_name(s),
         have.join(", ")
-    ))
+    )
 }
 
 /// Whether this build has the forwarder for `s` (cargo features `doh`,
-/// `doq`; DoH over HTTP/3 is not written yet).
+/// `doq`, `doh3`).
 fn built(s: Scheme) -> bool {
     match s {
         Scheme::Udp | Scheme::Tcp | Scheme::TcpUdp | Scheme::Tls => true,
         Scheme::Https => cfg!(feature = "doh"),
         Scheme::Quic => cfg!(feature = "doq"),
-        Scheme::H3 => false,
+        Scheme::H3 => cfg!(feature = "doh3"),
     }
 }
 
@@ -254,11 +265,15 @@ enum Security {
     Tls(TlsClient),
     /// DoH over HTTP/2.
     #[cfg(feature = "doh")]
-    Https(TlsClient, https::DohTarget),
+    Https(TlsClient, doh::DohTarget),
     /// DoQ: the QUIC client setup, and the server name the certificate
     /// must carry.
     #[cfg(feature = "doq")]
     Quic(quinn::ClientConfig, String),
+    /// DoH over HTTP/3: the QUIC client setup, the server name, and where
+    /// the requests go.
+    #[cfg(feature = "doh3")]
+    H3(quinn::ClientConfig, String, doh::DohTarget),
 }
 
 /// The transports to one address, one way out.
@@ -278,6 +293,9 @@ struct Paths {
     /// Used by `quic://` (direct only).
     #[cfg(feature = "doq")]
     doq: Option<quic::DoqClient>,
+    /// Used by `h3://` (direct only).
+    #[cfg(feature = "doh3")]
+    doh3: Option<h3::Doh3Client>,
 }
 
 impl Paths {
@@ -287,6 +305,8 @@ impl Paths {
         let mut doh = None;
         #[cfg(feature = "doq")]
         let mut doq = None;
+        #[cfg(feature = "doh3")]
+        let mut doh3 = None;
         match security {
             Security::Plain => {}
             Security::Tls(t) => tls = Some(t.clone()),
@@ -310,6 +330,18 @@ impl Paths {
                     ))
                 }
             }
+            #[cfg(feature = "doh3")]
+            Security::H3(config, name, target) => {
+                if let Via::Direct(d) = &via {
+                    doh3 = Some(h3::Doh3Client::new(
+                        remote,
+                        d.clone(),
+                        config.clone(),
+                        name,
+                        target.clone(),
+                    ))
+                }
+            }
         }
         let direct = matches!(via, Via::Direct(_));
         Rc::new(Paths {
@@ -322,6 +354,8 @@ impl Paths {
             doh,
             #[cfg(feature = "doq")]
             doq,
+            #[cfg(feature = "doh3")]
+            doh3,
         })
     }
 }
@@ -371,7 +405,17 @@ impl Forwarder {
                 let path = u.url.path.as_deref().unwrap_or("/dns-query");
                 Security::Https(
                     TlsClient::new(&host, roots, &[b"h2"])?,
-                    https::DohTarget::new(&host, u.url.port, path)?,
+                    doh::DohTarget::new(&host, u.url.port, path)?,
+                )
+            }
+            #[cfg(feature = "doh3")]
+            Scheme::H3 => {
+                let path = u.url.path.as_deref().unwrap_or("/dns-query");
+                let t = TlsClient::new(&host, roots, &[b"h3"])?;
+                Security::H3(
+                    quic::client_config(&t)?,
+                    host.clone(),
+                    doh::DohTarget::new(&host, u.url.port, path)?,
                 )
             }
             #[cfg(feature = "doq")]
@@ -448,10 +492,20 @@ impl Forwarder {
                 Choice::NoNode(g) => return Err(ForwardError::NoNode(g)),
             }
         };
-        if self.scheme == Scheme::Quic && via.node().is_some() {
-            return Err(ForwardError::Unsupported(
-                "quic:// upstreams cannot go through a proxy node (route them direct)",
-            ));
+        if via.node().is_some() {
+            match self.scheme {
+                Scheme::Quic => {
+                    return Err(ForwardError::Unsupported(
+                        "quic:// upstreams cannot go through a proxy node (route them direct)",
+                    ))
+                }
+                Scheme::H3 => {
+                    return Err(ForwardError::Unsupported(
+                        "h3:// upstreams cannot go through a proxy node (QUIC; route them direct)",
+                    ))
+                }
+                _ => {}
+            }
         }
         let mut paths = self.paths.borrow_mut();
         if let Some(i) = paths
@@ -541,6 +595,13 @@ impl Forwarder {
                     None => Err(ForwardError::Closed),
                 }
             }
+            #[cfg(feature = "doh3")]
+            Scheme::H3 => {
+                return match &paths.doh3 {
+                    Some(doh3) => Box::pin(doh3.exchange(query, info, deadline)).await,
+                    None => Err(ForwardError::Closed),
+                }
+            }
             // Not built in: refused by `check_supported` before any
             // forwarder exists; never sent in the clear.
             #[allow(unreachable_patterns)]
@@ -572,4 +633,46 @@ fn no_resolver(name: &str) -> String {
         "'{name}' is a host name: give its address in option bootstrap, or define a plain \
          upstream (udp, tcp) with an IP address to look it up"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scheme_the_build_lacks_is_refused_naming_those_it_has() {
+        let have: Vec<&str> = schemes().iter().filter(|s| s.1).map(|s| s.0).collect();
+        for (name, is_built, _) in schemes() {
+            let url = crate::config::url::upstream(&format!("{name}://192.0.2.53")).unwrap();
+            match check_supported(&url) {
+                Ok(()) => assert!(is_built, "{name}"),
+                Err(e) => {
+                    assert!(!is_built, "{name}");
+                    assert_eq!(
+                        e,
+                        format!(
+                            "{name} upstreams are not supported by this build (it has {})",
+                            have.join(", ")
+                        )
+                    );
+                }
+            }
+        }
+        assert_eq!(built(Scheme::H3), cfg!(feature = "doh3"));
+        assert_eq!(
+            not_built(Scheme::H3),
+            format!(
+                "h3 upstreams are not supported by this build (it has {})",
+                have.join(", ")
+            )
+        );
+        #[cfg(not(any(feature = "doh", feature = "doq", feature = "doh3")))]
+        assert_eq!(
+            check_supported(&crate::config::url::upstream("h3://192.0.2.53").unwrap()),
+            Err(
+                "h3 upstreams are not supported by this build (it has udp, tcp, tcp+udp, tls)"
+                    .into()
+            )
+        );
+    }
 }

@@ -8,7 +8,8 @@
 //! one. The UDP socket under it carries the daemon's socket mark.
 //!
 //! Neighbours: `forwarder` (the caller), `tls` (the TLS client setup),
-//! `dialer::Direct` (the socket).
+//! `dialer::Direct` (the socket), `h3` (DoH over HTTP/3 takes the QUIC
+//! setup and the endpoint from here).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -76,18 +77,7 @@ impl DoqClient {
     }
 
     fn endpoint(&self) -> Result<quinn::Endpoint, ForwardError> {
-        if let Some(e) = &*self.endpoint.borrow() {
-            return Ok(e.clone());
-        }
-        let sock = self.dialer.udp_unconnected(self.remote)?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            None,
-            sock,
-            Arc::new(quinn::TokioRuntime),
-        )?;
-        *self.endpoint.borrow_mut() = Some(endpoint.clone());
-        Ok(endpoint)
+        endpoint(&self.endpoint, &self.dialer, self.remote)
     }
 
     async fn connection(&self, deadline: Instant) -> Result<quinn::Connection, ForwardError> {
@@ -195,6 +185,27 @@ async fn ask(conn: &quinn::Connection, message: &[u8]) -> Result<Vec<u8>, String
         .map_err(|e| e.to_string())
 }
 
+/// The client endpoint kept in `kept`, made on first use on a UDP socket
+/// from `dialer` (which carries the socket mark).
+pub(super) fn endpoint(
+    kept: &RefCell<Option<quinn::Endpoint>>,
+    dialer: &Direct,
+    remote: SocketAddr,
+) -> Result<quinn::Endpoint, ForwardError> {
+    if let Some(e) = &*kept.borrow() {
+        return Ok(e.clone());
+    }
+    let sock = dialer.udp_unconnected(remote)?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        sock,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    *kept.borrow_mut() = Some(endpoint.clone());
+    Ok(endpoint)
+}
+
 fn alive(c: &quinn::Connection) -> bool {
     c.close_reason().is_none()
 }
@@ -211,7 +222,7 @@ fn unframe(framed: &[u8]) -> Result<&[u8], ForwardError> {
     Ok(&framed[2..])
 }
 
-fn from_connection_error(e: quinn::ConnectionError) -> ForwardError {
+pub(super) fn from_connection_error(e: quinn::ConnectionError) -> ForwardError {
     match e {
         quinn::ConnectionError::TransportError(t) => ForwardError::Tls(t.to_string()),
         quinn::ConnectionError::TimedOut => ForwardError::Timeout,

@@ -23,9 +23,9 @@ var RE_WS = new RegExp('[' + WS + ']');
 var RE_TRIM = new RegExp('^[' + WS + ']+|[' + WS + ']+$', 'g');
 
 var UPSTREAM_SCHEMES = [ 'udp', 'tcp', 'tcp+udp', 'tls', 'https', 'h3', 'quic' ];
-/* What this dae build can forward to (forwarder::check_supported); the
- * others are understood but refused until their forwarders exist. */
-var SUPPORTED_SCHEMES = [ 'udp', 'tcp', 'tcp+udp', 'tls', 'https', 'quic' ];
+/* What the default dae build can forward to (forwarder::check_supported);
+ * a build without some of its cargo features refuses the others. */
+var SUPPORTED_SCHEMES = [ 'udp', 'tcp', 'tcp+udp', 'tls', 'https', 'h3', 'quic' ];
 /* Plain upstreams at an IP address can look up the host names of the
  * others (forwarder::can_resolve). */
 var PLAIN_SCHEMES = [ 'udp', 'tcp', 'tcp+udp' ];

@@ -53,7 +53,7 @@ return view.extend({
 			_('Where dae sends the queries it answers, and the rules that decide it.'));
 
 		s = m.section(form.GridSection, 'upstream', _('Upstream servers'),
-			_('The DNS servers dae asks; rules send queries to them by name. Addresses: udp://, tcp:// or tcp+udp:// (port 53 by default), tls:// or quic:// (853), https:// (443, path /dns-query by default), then an IP address (IPv6 in brackets) or a host name and an optional port, e.g. udp://192.0.2.53, tcp://[2001:db8::53]:5353, tls://dns.example or https://dns.example/dns-query. A host name is looked up through a plain upstream given by IP address, unless its Bootstrap address is set. h3:// is not supported by this dae build yet.'));
+			_('The DNS servers dae asks; rules send queries to them by name. Addresses: udp://, tcp:// or tcp+udp:// (port 53 by default), tls:// or quic:// (853), https:// or h3:// (443, path /dns-query by default), then an IP address (IPv6 in brackets) or a host name and an optional port, e.g. udp://192.0.2.53, tcp://[2001:db8::53]:5353, tls://dns.example or https://dns.example/dns-query. A host name is looked up through a plain upstream given by IP address, unless its Bootstrap address is set.'));
 		s.addremove = true;
 		s.anonymous = false;
 		s.nodescriptions = true;
