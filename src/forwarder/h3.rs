@@ -30,7 +30,7 @@ use ::h3::error::StreamError;
 use bytes::{Buf, Bytes};
 
 use super::doh::{self, DohTarget, MAX_ANSWER};
-use super::quic;
+use super::quic::{self, Wait};
 use super::slot::Slot;
 use super::ForwardError;
 use crate::dialer::Direct;
@@ -125,40 +125,20 @@ impl Doh3Client {
         for _attempt in 0..2 {
             let reused = self.conn.current(alive).is_some();
             let conn = self.connection(deadline).await?;
-            let heard = conn.quic.stats().udp_rx.datagrams;
-            let mut ask = std::pin::pin!(ask(&conn, &self.target, body.clone()));
-            if reused {
-                // A live server acknowledges the request at once even when
-                // the answer takes long: if half the time passes with
-                // nothing heard at all, the connection is dead (a restarted
-                // server stays silent); try a fresh one.
-                let now = Instant::now();
-                let half = now + deadline.saturating_duration_since(now) / 2;
-                if let Ok(r) = tokio::time::timeout_at(half.into(), &mut ask).await {
-                    match self.finish(r, &conn, query, info) {
-                        Some(result) => return result,
-                        None => {
-                            last_err = ForwardError::Http("the connection broke".into());
-                            continue;
-                        }
-                    }
-                }
-                if conn.quic.stats().udp_rx.datagrams == heard {
+            let ask = std::pin::pin!(ask(&conn, &self.target, body.clone()));
+            match quic::wait(ask, &conn.quic, reused, deadline).await {
+                Wait::Done(r) => match self.finish(r, &conn, query, info) {
+                    Some(result) => return result,
+                    None => last_err = ForwardError::Http("the connection broke".into()),
+                },
+                Wait::Silent => {
                     log::debug!(
                         "h3 {}: nothing heard on the connection, reconnecting",
                         self.remote
                     );
-                    conn.quic.close(0u32.into(), b"");
                     last_err = ForwardError::Timeout;
-                    continue;
                 }
-            }
-            match tokio::time::timeout_at(deadline.into(), ask).await {
-                Err(_) => return Err(ForwardError::Timeout),
-                Ok(r) => match self.finish(r, &conn, query, info) {
-                    Some(result) => return result,
-                    None => last_err = ForwardError::Http("the connection broke".into()),
-                },
+                Wait::Timeout => return Err(ForwardError::Timeout),
             }
         }
         Err(last_err)

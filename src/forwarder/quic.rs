@@ -111,38 +111,20 @@ impl DoqClient {
         for _attempt in 0..2 {
             let reused = self.current().is_some();
             let conn = self.connection(deadline).await?;
-            let heard = conn.stats().udp_rx.datagrams;
-            let mut ask = std::pin::pin!(ask(&conn, &message));
-            if reused {
-                // A server that restarted knows nothing of our connection
-                // and stays silent (QUIC has no reset for that). A live one
-                // acknowledges the query at once even when the answer takes
-                // long: if half the time passes with nothing heard at all,
-                // the connection is dead; try a fresh one.
-                let now = Instant::now();
-                let half = now + deadline.saturating_duration_since(now) / 2;
-                if let Ok(r) = tokio::time::timeout_at(half.into(), &mut ask).await {
-                    match self.finish(r, &conn, query, info) {
-                        Some(result) => return result,
-                        None => continue,
-                    }
-                }
-                if conn.stats().udp_rx.datagrams == heard {
+            let ask = std::pin::pin!(ask(&conn, &message));
+            match wait(ask, &conn, reused, deadline).await {
+                Wait::Done(r) => match self.finish(r, &conn, query, info) {
+                    Some(result) => return result,
+                    None => last_err = ForwardError::Quic("the connection broke".into()),
+                },
+                Wait::Silent => {
                     log::debug!(
                         "quic {}: nothing heard on the connection, reconnecting",
                         self.remote
                     );
-                    conn.close(0u32.into(), b"");
                     last_err = ForwardError::Timeout;
-                    continue;
                 }
-            }
-            match tokio::time::timeout_at(deadline.into(), ask).await {
-                Err(_) => return Err(ForwardError::Timeout),
-                Ok(r) => match self.finish(r, &conn, query, info) {
-                    Some(result) => return result,
-                    None => last_err = ForwardError::Quic("the connection broke".into()),
-                },
+                Wait::Timeout => return Err(ForwardError::Timeout),
             }
         }
         Err(last_err)
@@ -204,6 +186,45 @@ pub(super) fn endpoint(
     )?;
     *kept.borrow_mut() = Some(endpoint.clone());
     Ok(endpoint)
+}
+
+/// How waiting for one request on a QUIC connection (DoQ, DoH3) ended.
+pub enum Wait<T> {
+    Done(T),
+    /// A reused connection heard nothing at all for half the time: it is
+    /// dead (closed now), try a fresh one.
+    Silent,
+    /// The deadline passed.
+    Timeout,
+}
+
+/// Waits for `ask` on `conn` until `deadline`. A server that restarted
+/// knows nothing of a connection we kept and stays silent (QUIC has no
+/// reset for that), while a live one acknowledges a request at once even
+/// when the answer takes long: so on a `reused` connection, if half the
+/// time passes with nothing heard at all, the connection is given up.
+pub async fn wait<F: std::future::Future>(
+    mut ask: std::pin::Pin<&mut F>,
+    conn: &quinn::Connection,
+    reused: bool,
+    deadline: Instant,
+) -> Wait<F::Output> {
+    if reused {
+        let heard = conn.stats().udp_rx.datagrams;
+        let now = Instant::now();
+        let half = now + deadline.saturating_duration_since(now) / 2;
+        if let Ok(r) = tokio::time::timeout_at(half.into(), &mut ask).await {
+            return Wait::Done(r);
+        }
+        if conn.stats().udp_rx.datagrams == heard {
+            conn.close(0u32.into(), b"");
+            return Wait::Silent;
+        }
+    }
+    match tokio::time::timeout_at(deadline.into(), ask).await {
+        Ok(r) => Wait::Done(r),
+        Err(_) => Wait::Timeout,
+    }
 }
 
 fn alive(c: &quinn::Connection) -> bool {
