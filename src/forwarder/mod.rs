@@ -54,6 +54,7 @@ mod udp;
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -540,87 +541,97 @@ impl Forwarder {
 
     /// Sends `query` and returns the upstream's answer (its id is ours, not
     /// the client's; the caller patches it).
-    pub async fn exchange(
-        &self,
-        query: &[u8],
-        info: &QueryInfo,
+    ///
+    /// Plain fns returning `async move` blocks here and below: an `async
+    /// fn` keeps its arguments twice, and every query waiting on an
+    /// upstream carries this future.
+    #[allow(clippy::manual_async_fn)]
+    pub fn exchange<'a>(
+        &'a self,
+        query: &'a [u8],
+        info: &'a QueryInfo,
         client_over_tcp: bool,
         deadline: Instant,
-    ) -> Result<Vec<u8>, ForwardError> {
-        let remote = match &self.route {
-            Route::Fixed(r) => *r,
-            Route::Lookup(l) => Box::pin(l.address(deadline)).await?,
-        };
-        let first = match self.scheme {
-            Scheme::Tcp | Scheme::Tls | Scheme::Https => L4::Tcp,
-            _ => L4::Udp,
-        };
-        let paths = self.paths_for(remote, first)?;
-        let result = self
-            .exchange_on(&paths, query, info, client_over_tcp, deadline)
-            .await;
-        if let (Route::Lookup(l), Err(ForwardError::Refused | ForwardError::Io(_))) =
-            (&self.route, &result)
-        {
-            l.failed(remote);
+    ) -> impl Future<Output = Result<Vec<u8>, ForwardError>> + 'a {
+        async move {
+            let remote = match &self.route {
+                Route::Fixed(r) => *r,
+                Route::Lookup(l) => Box::pin(l.address(deadline)).await?,
+            };
+            let first = match self.scheme {
+                Scheme::Tcp | Scheme::Tls | Scheme::Https => L4::Tcp,
+                _ => L4::Udp,
+            };
+            let paths = self.paths_for(remote, first)?;
+            let result = self
+                .exchange_on(&paths, query, info, client_over_tcp, deadline)
+                .await;
+            if let (Route::Lookup(l), Err(ForwardError::Refused | ForwardError::Io(_))) =
+                (&self.route, &result)
+            {
+                l.failed(remote);
+            }
+            result
         }
-        result
     }
 
-    async fn exchange_on(
-        &self,
-        paths: &Paths,
-        query: &[u8],
-        info: &QueryInfo,
+    #[allow(clippy::manual_async_fn)]
+    fn exchange_on<'a>(
+        &'a self,
+        paths: &'a Paths,
+        query: &'a [u8],
+        info: &'a QueryInfo,
         client_over_tcp: bool,
         deadline: Instant,
-    ) -> Result<Vec<u8>, ForwardError> {
-        // The stream futures are boxed: most queries never take that path,
-        // and every pending query carries this future's size.
-        let stream_on_truncation = match self.scheme {
-            Scheme::Tcp | Scheme::Tls => {
-                return Box::pin(paths.stream.exchange(query, info, deadline)).await
-            }
-            #[cfg(feature = "doh")]
-            Scheme::Https => {
-                return match &paths.doh {
-                    Some(doh) => Box::pin(doh.exchange(query, info, deadline)).await,
-                    None => Err(ForwardError::Closed),
+    ) -> impl Future<Output = Result<Vec<u8>, ForwardError>> + 'a {
+        async move {
+            // The stream futures are boxed: most queries never take that path,
+            // and every pending query carries this future's size.
+            let stream_on_truncation = match self.scheme {
+                Scheme::Tcp | Scheme::Tls => {
+                    return Box::pin(paths.stream.exchange(query, info, deadline)).await
                 }
-            }
-            #[cfg(feature = "doq")]
-            Scheme::Quic => {
-                return match &paths.doq {
-                    Some(doq) => Box::pin(doq.exchange(query, info, deadline)).await,
-                    None => Err(ForwardError::Closed),
+                #[cfg(feature = "doh")]
+                Scheme::Https => {
+                    return match &paths.doh {
+                        Some(doh) => Box::pin(doh.exchange(query, info, deadline)).await,
+                        None => Err(ForwardError::Closed),
+                    }
                 }
-            }
-            #[cfg(feature = "doh3")]
-            Scheme::H3 => {
-                return match &paths.doh3 {
-                    Some(doh3) => Box::pin(doh3.exchange(query, info, deadline)).await,
-                    None => Err(ForwardError::Closed),
+                #[cfg(feature = "doq")]
+                Scheme::Quic => {
+                    return match &paths.doq {
+                        Some(doq) => Box::pin(doq.exchange(query, info, deadline)).await,
+                        None => Err(ForwardError::Closed),
+                    }
                 }
+                #[cfg(feature = "doh3")]
+                Scheme::H3 => {
+                    return match &paths.doh3 {
+                        Some(doh3) => Box::pin(doh3.exchange(query, info, deadline)).await,
+                        None => Err(ForwardError::Closed),
+                    }
+                }
+                // Not built in: refused by `check_supported` before any
+                // forwarder exists; never sent in the clear.
+                #[allow(unreachable_patterns)]
+                Scheme::Https | Scheme::H3 | Scheme::Quic => return Err(ForwardError::Closed),
+                Scheme::TcpUdp => true,
+                _ => client_over_tcp,
+            };
+            let reply = match (&paths.udp, &paths.packets) {
+                (Some(udp), _) => udp.exchange(query, info, deadline).await?,
+                (None, Some(packets)) => Box::pin(packets.exchange(query, info, deadline)).await?,
+                (None, None) => return Err(ForwardError::Closed),
+            };
+            if stream_on_truncation && wire::flags(&reply) & wire::flag::TC != 0 {
+                log::debug!("{}: truncated answer, asking again over TCP", paths.remote);
+                // TCP may be routed another way than UDP.
+                let tcp = self.paths_for(paths.remote, L4::Tcp)?;
+                return Box::pin(tcp.stream.exchange(query, info, deadline)).await;
             }
-            // Not built in: refused by `check_supported` before any
-            // forwarder exists; never sent in the clear.
-            #[allow(unreachable_patterns)]
-            Scheme::Https | Scheme::H3 | Scheme::Quic => return Err(ForwardError::Closed),
-            Scheme::TcpUdp => true,
-            _ => client_over_tcp,
-        };
-        let reply = match (&paths.udp, &paths.packets) {
-            (Some(udp), _) => udp.exchange(query, info, deadline).await?,
-            (None, Some(packets)) => Box::pin(packets.exchange(query, info, deadline)).await?,
-            (None, None) => return Err(ForwardError::Closed),
-        };
-        if stream_on_truncation && wire::flags(&reply) & wire::flag::TC != 0 {
-            log::debug!("{}: truncated answer, asking again over TCP", paths.remote);
-            // TCP may be routed another way than UDP.
-            let tcp = self.paths_for(paths.remote, L4::Tcp)?;
-            return Box::pin(tcp.stream.exchange(query, info, deadline)).await;
+            Ok(reply)
         }
-        Ok(reply)
     }
 }
 

@@ -150,57 +150,63 @@ impl UdpPool {
         Ok(shared)
     }
 
-    pub async fn exchange(
-        &self,
-        query: &[u8],
-        info: &QueryInfo,
+    ///
+    /// A plain fn returning an `async move` block: an `async fn` keeps its
+    /// arguments twice, and every waiting query carries this future.
+    #[allow(clippy::manual_async_fn)]
+    pub fn exchange<'a>(
+        &'a self,
+        query: &'a [u8],
+        info: &'a QueryInfo,
         deadline: Instant,
-    ) -> Result<Vec<u8>, ForwardError> {
-        let shared = self.pick()?;
-        if shared.waiting.borrow().len() >= MAX_WAITING {
-            return Err(ForwardError::Busy);
-        }
-        let id = loop {
-            let id = crate::rand::u16();
-            if !shared.waiting.borrow().contains_key(&id) {
-                break id;
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, ForwardError>> + 'a {
+        async move {
+            let shared = self.pick()?;
+            if shared.waiting.borrow().len() >= MAX_WAITING {
+                return Err(ForwardError::Busy);
             }
-        };
-        let mut q: Box<[u8]> = query.into();
-        wire::set_id(&mut q, id);
-        let now = Instant::now();
-        // Sent before anything else can run, so no answer can come before
-        // the query waits for it; the reader task sends it again each
-        // `RETRANSMIT` and ends the wait at the deadline, so waiting here
-        // needs no timer of its own.
-        let next_send = match send_now(&shared.sock, &q) {
-            Ok(_) => now + RETRANSMIT,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => now,
-            Err(e) => return Err(e.into()),
-        };
-        let (tx, rx) = oneshot::channel();
-        let seq = shared.next_seq.get();
-        shared.next_seq.set(seq + 1);
-        let was_idle = shared.waiting.borrow().is_empty();
-        shared.waiting.borrow_mut().insert(
-            id,
-            Waiter {
-                query: q,
-                question_end: info.question_end,
-                next_send,
-                deadline,
-                tx,
-                seq,
-            },
-        );
-        shared.uses.set(shared.uses.get() + 1);
-        if was_idle {
-            // The reader sleeps long while nothing waits; wake it to keep time.
-            shared.wake.notify_one();
+            let id = loop {
+                let id = crate::rand::u16();
+                if !shared.waiting.borrow().contains_key(&id) {
+                    break id;
+                }
+            };
+            let mut q: Box<[u8]> = query.into();
+            wire::set_id(&mut q, id);
+            let now = Instant::now();
+            // Sent before anything else can run, so no answer can come before
+            // the query waits for it; the reader task sends it again each
+            // `RETRANSMIT` and ends the wait at the deadline, so waiting here
+            // needs no timer of its own.
+            let next_send = match send_now(&shared.sock, &q) {
+                Ok(_) => now + RETRANSMIT,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => now,
+                Err(e) => return Err(e.into()),
+            };
+            let (tx, rx) = oneshot::channel();
+            let seq = shared.next_seq.get();
+            shared.next_seq.set(seq + 1);
+            let was_idle = shared.waiting.borrow().is_empty();
+            shared.waiting.borrow_mut().insert(
+                id,
+                Waiter {
+                    query: q,
+                    question_end: info.question_end,
+                    next_send,
+                    deadline,
+                    tx,
+                    seq,
+                },
+            );
+            shared.uses.set(shared.uses.get() + 1);
+            if was_idle {
+                // The reader sleeps long while nothing waits; wake it to keep time.
+                shared.wake.notify_one();
+            }
+            // Whatever happens below, this query stops waiting when we return.
+            let _cleanup = Unwait(&shared, id, seq);
+            rx.await.unwrap_or(Err(ForwardError::Closed))
         }
-        // Whatever happens below, this query stops waiting when we return.
-        let _cleanup = Unwait(&shared, id, seq);
-        rx.await.unwrap_or(Err(ForwardError::Closed))
     }
 }
 
