@@ -97,8 +97,10 @@ async fn serve_client(
             Step::Pending(p) => {
                 let replies = replies.clone();
                 let controller = controller.clone();
-                tokio::task::spawn_local(controller.finish(p, client, move |reply| async move {
-                    let _ = replies.send(reply).await;
+                tokio::task::spawn_local(controller.finish(p, client, move |reply| {
+                    Some(Box::pin(async move {
+                        let _ = replies.send(reply).await;
+                    }))
                 }));
             }
         }

@@ -103,19 +103,24 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                         let anyfrom = anyfrom.clone();
                         let replies = replies.clone();
                         let asked = client.asked;
-                        // The sends are boxed: rare (a full batch), or on
-                        // the transparent path only; the task stays small.
-                        let deliver = move |reply: Vec<u8>| async move {
-                            match (anyfrom, asked) {
-                                (Some(anyfrom), Some(dst)) => {
-                                    Box::pin(anyfrom.send(dst, from, &reply)).await
+                        // Into the reply batch at once; a send that may
+                        // wait (a full batch, or the transparent path) is
+                        // boxed, so the task stays small.
+                        let deliver =
+                            move |reply: Vec<u8>| -> Option<Sending> {
+                                match (anyfrom, asked) {
+                                    (Some(anyfrom), Some(dst)) => Some(Box::pin(async move {
+                                        anyfrom.send(dst, from, &reply).await
+                                    })),
+                                    _ if replies.batch.borrow_mut().push(&reply, from) => {
+                                        replies.queued.notify_one();
+                                        None
+                                    }
+                                    _ => Some(Box::pin(async move {
+                                        send_one(&sock, &reply, from).await
+                                    })),
                                 }
-                                _ if replies.batch.borrow_mut().push(&reply, from) => {
-                                    replies.queued.notify_one();
-                                }
-                                _ => Box::pin(send_one(&sock, &reply, from)).await,
-                            }
-                        };
+                            };
                         tokio::task::spawn_local(controller.finish(p, client, deliver));
                     }
                     _ => {}
@@ -137,6 +142,9 @@ async fn queue(sock: &UdpSocket, replies: &Replies, reply: &[u8], to: SocketAddr
         replies.batch.borrow_mut().push(reply, to);
     }
 }
+
+/// A reply on its way that had to wait.
+type Sending = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 async fn send_one(sock: &UdpSocket, reply: &[u8], to: SocketAddr) {
     if let Err(e) = sock.send_to(reply, to).await {
