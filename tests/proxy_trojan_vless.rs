@@ -460,14 +460,17 @@ async fn v2ray_trojan_and_vless_carry_dns() {
 
     let asked = |n| wait_until(Duration::from_secs(2), || unbound.queries(NAME, "A") == n);
     assert!(asked(12), "unbound log:\n{}", unbound.log());
-    // v2ray's access log: each path asked for the DNS server, TCP and UDP.
-    let log = server.log();
+    // v2ray's access log (written a moment after the connection): each
+    // path asked for the DNS server, TCP and UDP.
     for net in ["tcp", "udp"] {
         let accepted = format!("accepted {net}:{dns}");
-        assert_eq!(
-            log.matches(&accepted).count(),
-            3,
-            "{accepted}, v2ray log:\n{log}"
+        let three = wait_until(Duration::from_secs(2), || {
+            server.log().matches(&accepted).count() == 3
+        });
+        assert!(
+            three,
+            "{accepted} three times, v2ray log:\n{}",
+            server.log()
         );
     }
 }
@@ -501,9 +504,12 @@ async fn v2ray_wrong_password_or_uuid_fails_cleanly() {
         ("v2ray vless+tls", ports.vless_tls, Some(&tls)),
     ] {
         let errors = refused_through(what, Proto::Vless(&stranger), port, tls, dns).await;
-        for e in &errors {
+        // The packets path may already fail writing its second datagram:
+        // v2ray resets the connection it refused.
+        for (i, e) in errors.iter().enumerate() {
             assert!(
-                e.contains("vless: the server closed the connection before answering"),
+                e.contains("vless: the server closed the connection before answering")
+                    || (i == 1 && e.contains("Connection reset by peer")),
                 "{errors:?}"
             );
         }

@@ -78,6 +78,30 @@ pub trait PacketRx {
     fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>>;
 }
 
+/// The sending half of UDP carried inside a stream (Trojan, VLESS, VMess):
+/// each protocol only writes one datagram's frame; a run of datagrams is
+/// flushed once, at its end.
+pub trait FrameTx {
+    /// Writes one datagram's frame into the stream, unflushed.
+    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>>;
+
+    /// Pushes what was written out.
+    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>>;
+}
+
+impl<T: FrameTx> PacketTx for T {
+    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            self.write_frame(datagram).await?;
+            self.flush_frames().await
+        })
+    }
+
+    fn send_more<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        self.write_frame(datagram)
+    }
+}
+
 /// A datagram path to one target through a proxy node.
 pub struct Packets {
     pub tx: Box<dyn PacketTx>,

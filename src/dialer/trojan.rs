@@ -31,7 +31,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
-use super::{BoxStream, LocalFuture, PacketRx, PacketTx, Packets};
+use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets};
 
 const CMD_CONNECT: u8 = 1;
 const CMD_UDP_ASSOCIATE: u8 = 3;
@@ -124,16 +124,13 @@ impl TrojanTx {
     }
 }
 
-impl PacketTx for TrojanTx {
-    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(async move {
-            self.write(datagram).await?;
-            self.writer.flush().await
-        })
+impl FrameTx for TrojanTx {
+    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        Box::pin(self.write(datagram))
     }
 
-    fn send_more<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram))
+    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
+        Box::pin(self.writer.flush())
     }
 }
 

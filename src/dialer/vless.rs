@@ -29,7 +29,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use super::trojan::FirstWrite;
-use super::{BoxStream, LocalFuture, PacketRx, PacketTx, Packets};
+use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets};
 
 const VERSION: u8 = 0;
 
@@ -236,16 +236,13 @@ impl VlessTx {
     }
 }
 
-impl PacketTx for VlessTx {
-    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(async move {
-            self.write(datagram).await?;
-            self.writer.flush().await
-        })
+impl FrameTx for VlessTx {
+    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        Box::pin(self.write(datagram))
     }
 
-    fn send_more<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram))
+    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
+        Box::pin(self.writer.flush())
     }
 }
 
@@ -288,7 +285,10 @@ impl PacketRx for VlessRx {
 
 /// `e`, or the error `eof` makes if `e` is an end of stream.
 fn eof_or(e: io::Error, eof: impl Fn() -> io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+    ) {
         eof()
     } else {
         e

@@ -39,7 +39,7 @@ use ring::digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
 use super::link::{VmessConfig, VmessSecurity};
-use super::{BoxStream, LocalFuture, PacketRx, PacketTx, Packets};
+use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets};
 
 /// Appended to the uuid to make the command key.
 const CMD_KEY_MAGIC: &[u8] = b"c48619fe-8f02-49e0-b9e9-edf763e17e21";
@@ -778,16 +778,13 @@ impl VmessTx {
     }
 }
 
-impl PacketTx for VmessTx {
-    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(async move {
-            self.write(datagram).await?;
-            poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
-        })
+impl FrameTx for VmessTx {
+    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        Box::pin(self.write(datagram))
     }
 
-    fn send_more<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram))
+    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
+        Box::pin(poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)))
     }
 }
 
