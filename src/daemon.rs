@@ -57,6 +57,7 @@ pub fn validate(path: &Path) -> i32 {
 /// `dae run`: serves until SIGTERM/SIGINT. Returns the exit code.
 pub fn run(path: &Path, use_syslog: bool, attach: AttachMode) -> i32 {
     crate::logging::init(use_syslog);
+    tune_allocator();
     let config = match load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -279,6 +280,21 @@ impl Running {
             i.stop();
         }
         self.plain.stop_all();
+    }
+}
+
+/// glibc keeps small freed chunks in "fastbins" that it never merges until
+/// a larger request comes, so after a burst of misses they pin memory, and
+/// each large request pays to merge them. Its per-thread cache already
+/// serves the small, repeated allocations the daemon makes; without
+/// fastbins the daemon stays about 350 KB smaller after a miss burst at
+/// no measurable CPU cost (bench, 800 outstanding misses, 4096 entries).
+/// musl has no fastbins.
+fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes the allocator's own policy.
+    unsafe {
+        libc::mallopt(libc::M_MXFAST, 0);
     }
 }
 
