@@ -56,12 +56,7 @@ pub async fn connect(
 pub async fn packets(stream: BoxStream, password: &str, target: SocketAddr) -> io::Result<Packets> {
     let (reader, writer) = tokio::io::split(stream);
     let buf = request(password, CMD_UDP_ASSOCIATE, target);
-    let tx = TrojanTx {
-        writer,
-        target,
-        header_len: buf.len(),
-        buf,
-    };
+    let tx = HeaderFirstTx::new(writer, buf, target, udp_frame);
     let rx = TrojanRx { reader, target };
     Ok(Packets {
         tx: Box::new(tx),
@@ -99,32 +94,57 @@ fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     out.extend_from_slice(&addr.port().to_be_bytes());
 }
 
-struct TrojanTx {
+/// Appends one UDP frame: the target, the length, CRLF, the datagram.
+fn udp_frame(buf: &mut Vec<u8>, target: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(datagram.len())
+        .map_err(|_| invalid("trojan: a datagram over 65535 bytes does not fit a UDP frame"))?;
+    put_addr(buf, target);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(datagram);
+    Ok(())
+}
+
+/// The sending half of UDP inside a stream whose request header goes out
+/// with the first datagram (Trojan, and VLESS): `frame` appends one
+/// datagram's frame.
+pub(super) struct HeaderFirstTx {
     writer: WriteHalf<BoxStream>,
     target: SocketAddr,
     /// The request header, then each frame being sent.
     buf: Vec<u8>,
     /// How much of `buf` is the request header still to send (0 once sent).
     header_len: usize,
+    frame: fn(&mut Vec<u8>, SocketAddr, &[u8]) -> io::Result<()>,
 }
 
-impl TrojanTx {
-    /// Writes one frame, unflushed.
+impl HeaderFirstTx {
+    pub(super) fn new(
+        writer: WriteHalf<BoxStream>,
+        header: Vec<u8>,
+        target: SocketAddr,
+        frame: fn(&mut Vec<u8>, SocketAddr, &[u8]) -> io::Result<()>,
+    ) -> HeaderFirstTx {
+        HeaderFirstTx {
+            writer,
+            target,
+            header_len: header.len(),
+            buf: header,
+            frame,
+        }
+    }
+
+    /// Writes one frame (after the header, the first time), unflushed.
     async fn write(&mut self, datagram: &[u8]) -> io::Result<()> {
-        let len = u16::try_from(datagram.len())
-            .map_err(|_| invalid("trojan: a datagram over 65535 bytes does not fit a UDP frame"))?;
         self.buf.truncate(self.header_len);
-        put_addr(&mut self.buf, self.target);
-        self.buf.extend_from_slice(&len.to_be_bytes());
-        self.buf.extend_from_slice(b"\r\n");
-        self.buf.extend_from_slice(datagram);
+        (self.frame)(&mut self.buf, self.target, datagram)?;
         self.writer.write_all(&self.buf).await?;
         self.header_len = 0;
         Ok(())
     }
 }
 
-impl FrameTx for TrojanTx {
+impl FrameTx for HeaderFirstTx {
     fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
         Box::pin(self.write(datagram))
     }

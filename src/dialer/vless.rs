@@ -26,10 +26,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf, ReadHalf};
 
-use super::trojan::FirstWrite;
-use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets};
+use super::trojan::{FirstWrite, HeaderFirstTx};
+use super::{BoxStream, LocalFuture, PacketRx, Packets};
 
 const VERSION: u8 = 0;
 
@@ -63,11 +63,7 @@ pub async fn packets(
 ) -> io::Result<Packets> {
     let (reader, writer) = tokio::io::split(stream);
     let buf = request(uuid, CMD_UDP, target);
-    let tx = VlessTx {
-        writer,
-        header_len: buf.len(),
-        buf,
-    };
+    let tx = HeaderFirstTx::new(writer, buf, target, udp_frame);
     let rx = VlessRx {
         reader,
         response: Response::Version,
@@ -214,36 +210,14 @@ impl AsyncWrite for VlessStream {
     }
 }
 
-struct VlessTx {
-    writer: WriteHalf<BoxStream>,
-    /// The request header, then each datagram being sent.
-    buf: Vec<u8>,
-    /// How much of `buf` is the request header still to send (0 once sent).
-    header_len: usize,
-}
-
-impl VlessTx {
-    /// Writes one framed datagram, unflushed.
-    async fn write(&mut self, datagram: &[u8]) -> io::Result<()> {
-        let len = u16::try_from(datagram.len())
-            .map_err(|_| invalid("vless: a datagram over 65535 bytes cannot be framed"))?;
-        self.buf.truncate(self.header_len);
-        self.buf.extend_from_slice(&len.to_be_bytes());
-        self.buf.extend_from_slice(datagram);
-        self.writer.write_all(&self.buf).await?;
-        self.header_len = 0;
-        Ok(())
-    }
-}
-
-impl FrameTx for VlessTx {
-    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram))
-    }
-
-    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
-        Box::pin(self.writer.flush())
-    }
+/// Appends one UDP frame: the length, the datagram (the target is in the
+/// request header).
+fn udp_frame(buf: &mut Vec<u8>, _target: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(datagram.len())
+        .map_err(|_| invalid("vless: a datagram over 65535 bytes cannot be framed"))?;
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(datagram);
+    Ok(())
 }
 
 struct VlessRx {
@@ -299,6 +273,7 @@ fn eof_or(e: io::Error, eof: impl Fn() -> io::Error) -> io::Error {
 mod tests {
     use super::super::trojan::tests::mock;
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     fn target() -> SocketAddr {
         "192.0.2.1:53".parse().unwrap()
