@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::health::slot;
 use super::node::{Node, L4};
 use crate::config::GroupPolicy;
 
@@ -26,10 +27,6 @@ pub struct Group {
     tolerance: Duration,
     /// The node a min policy picked last, per (l4, IP version).
     current: RefCell<[Option<usize>; 4]>,
-}
-
-fn slot(l4: L4, v6: bool) -> usize {
-    usize::from(l4 == L4::Udp) * 2 + usize::from(v6)
 }
 
 impl Group {

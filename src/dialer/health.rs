@@ -16,11 +16,6 @@ use super::node::L4;
 /// How many latencies `min_avg10` averages.
 const KEEP: usize = 10;
 
-/// IP version of a dial.
-pub fn is_v6(addr: &std::net::SocketAddr) -> bool {
-    addr.is_ipv6()
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     /// A check has run on this path.
@@ -55,7 +50,9 @@ pub struct Health {
     records: RefCell<[Record; 4]>,
 }
 
-fn slot(l4: L4, v6: bool) -> usize {
+/// Where a path's record is, per (layer-4 protocol, IP version); groups
+/// keep their choices the same way.
+pub(super) fn slot(l4: L4, v6: bool) -> usize {
     usize::from(l4 == L4::Udp) * 2 + usize::from(v6)
 }
 
