@@ -415,20 +415,7 @@ fn doq_answers_over_one_connection_and_checks_certificates() {
         dae.log(),
         doq.log()
     );
-    for round in 0..2 {
-        let handles: Vec<_> = (0..10)
-            .map(|i| {
-                let addr = dae.addr;
-                std::thread::spawn(move || {
-                    let name = format!("q{round}x{i}.lab.example.");
-                    ask(addr, &name, RecordType::A).metadata.response_code
-                })
-            })
-            .collect();
-        for h in handles {
-            assert_eq!(h.join().unwrap(), ResponseCode::NXDomain);
-        }
-    }
+    twenty_in_parallel(&dae, "q");
     assert_eq!(doq.count("query q1x9.lab.example."), 1);
     assert_eq!(
         doq.count("connection"),
