@@ -110,25 +110,7 @@ fn answers_over_one_reused_connection(scheme: &str) {
         );
         assert_eq!(answers(&m), vec!["192.0.2.80"]);
         // Twenty more, ten at a time, all different names (no cache).
-        for round in 0..2 {
-            let handles: Vec<_> = (0..10)
-                .map(|i| {
-                    let addr = dae.addr;
-                    std::thread::spawn(move || {
-                        ask(
-                            addr,
-                            &format!("n{run}{round}x{i}.lab.example."),
-                            RecordType::A,
-                        )
-                        .metadata
-                        .response_code
-                    })
-                })
-                .collect();
-            for h in handles {
-                assert_eq!(h.join().unwrap(), ResponseCode::NXDomain);
-            }
-        }
+        twenty_in_parallel(&dae, &format!("n{run}"));
         assert_eq!(
             connections_to(port),
             1,
