@@ -305,6 +305,13 @@ fn the_two_ways_to_package_agree() {
     let mk = std::fs::read_to_string(repo().join("openwrt/Makefile")).unwrap();
     assert_eq!(makefile_var("PKG_VERSION"), cargo_version());
     assert_eq!(makefile_var("PKG_LICENSE"), "AGPL-3.0-only");
+    // PKG_LICENSE_FILES names the text, which must be the license named.
+    assert_eq!(makefile_var("PKG_LICENSE_FILES"), "LICENSE");
+    let text = std::fs::read_to_string(repo().join("LICENSE")).unwrap();
+    assert!(
+        text.starts_with("GNU AFFERO GENERAL PUBLIC LICENSE\nVersion 3, 19 November 2007"),
+        "LICENSE is not the AGPL-3.0 text"
+    );
     for dep in [
         "+kmod-sched-core",
         "+kmod-sched-bpf",
