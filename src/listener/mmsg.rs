@@ -15,18 +15,45 @@ use std::os::fd::RawFd;
 
 /// Datagrams per system call.
 pub const BATCH: usize = 32;
-/// Room for one query. Larger datagrams arrive cut short and are dropped.
+/// Room for one datagram. Larger datagrams arrive cut short and are dropped.
 pub const SLOT: usize = 4096;
+/// The first bytes of every datagram land in a dense area of `BATCH` heads;
+/// only the bytes of a longer one spill into its own slot. Memory that is
+/// never written costs nothing, so a batch of ordinary DNS messages touches
+/// four pages instead of one page per datagram.
+const HEAD: usize = 512;
 
 /// Room for the control messages of one datagram (an original destination
 /// address is 16 or 28 bytes plus its header).
 const CONTROL: usize = 64;
 
+/// An IPv4 or IPv6 socket address as the kernel reads and writes it: the
+/// room of a `sockaddr_in6`, a quarter of a `sockaddr_storage`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union SockAddrIn {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+impl SockAddrIn {
+    fn zeroed() -> SockAddrIn {
+        // SAFETY: all-zero bytes are a valid sockaddr_in6 (family AF_UNSPEC).
+        unsafe { mem::zeroed() }
+    }
+}
+
 /// Receive buffers for one `recvmmsg`.
 pub struct RecvBatch {
-    bufs: Vec<u8>,
-    addrs: Vec<libc::sockaddr_storage>,
-    iovs: Vec<libc::iovec>,
+    /// `BATCH` heads of `HEAD` bytes, back to back.
+    heads: Vec<u8>,
+    /// `BATCH` slots of `SLOT` bytes, allocated but never initialised by us:
+    /// a datagram longer than `HEAD` has its remaining bytes written at
+    /// offset `HEAD` of its slot by the kernel, and `get` copies its head in
+    /// front of them. Only bytes the kernel or `get` wrote are ever read.
+    tails: Vec<u8>,
+    addrs: Vec<SockAddrIn>,
+    iovs: Vec<[libc::iovec; 2]>,
     hdrs: Vec<libc::mmsghdr>,
     /// Control-message buffers, when the socket reports original
     /// destinations (transparent listeners); u64 for cmsghdr alignment.
@@ -37,16 +64,21 @@ impl RecvBatch {
     /// A batch that also receives control messages (for
     /// `IP_RECVORIGDSTADDR`/`IPV6_RECVORIGDSTADDR` sockets).
     pub fn with_control(control: bool) -> RecvBatch {
+        let empty_iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
         RecvBatch {
             control: if control {
                 vec![[0; CONTROL / 8]; BATCH]
             } else {
                 Vec::new()
             },
-            bufs: vec![0; BATCH * SLOT],
-            // SAFETY: all-zero bytes are a valid sockaddr_storage, iovec and mmsghdr.
-            addrs: vec![unsafe { mem::zeroed() }; BATCH],
-            iovs: vec![unsafe { mem::zeroed() }; BATCH],
+            heads: vec![0; BATCH * HEAD],
+            tails: Vec::with_capacity(BATCH * SLOT),
+            addrs: vec![SockAddrIn::zeroed(); BATCH],
+            iovs: vec![[empty_iov; 2]; BATCH],
+            // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
             hdrs: vec![unsafe { mem::zeroed() }; BATCH],
         }
     }
@@ -54,16 +86,24 @@ impl RecvBatch {
     /// Reads up to `BATCH` datagrams without blocking; `WouldBlock` when
     /// there are none.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let tails = self.tails.as_mut_ptr();
         for i in 0..BATCH {
-            self.iovs[i] = libc::iovec {
-                iov_base: self.bufs[i * SLOT..].as_mut_ptr().cast(),
-                iov_len: SLOT,
-            };
+            self.iovs[i] = [
+                libc::iovec {
+                    iov_base: self.heads[i * HEAD..].as_mut_ptr().cast(),
+                    iov_len: HEAD,
+                },
+                libc::iovec {
+                    // SAFETY: within the `BATCH * SLOT` bytes reserved above.
+                    iov_base: unsafe { tails.add(i * SLOT + HEAD) }.cast(),
+                    iov_len: SLOT - HEAD,
+                },
+            ];
             let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut SockAddrIn).cast();
+            h.msg_hdr.msg_namelen = mem::size_of::<SockAddrIn>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = self.iovs[i].as_mut_ptr();
+            h.msg_hdr.msg_iovlen = 2;
             match self.control.get_mut(i) {
                 Some(c) => {
                     h.msg_hdr.msg_control = c.as_mut_ptr().cast();
@@ -96,14 +136,26 @@ impl RecvBatch {
 
     /// The i-th datagram of the last `recv`: its bytes and sender, or `None`
     /// if it did not fit a slot or came from an unknown address family.
-    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    pub fn get(&mut self, i: usize) -> Option<(&[u8], SocketAddr)> {
         let h = &self.hdrs[i];
         if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
             return None;
         }
-        let len = h.msg_len as usize;
-        let from = from_storage(&self.addrs[i])?;
-        Some((&self.bufs[i * SLOT..i * SLOT + len], from))
+        let len = (h.msg_len as usize).min(SLOT);
+        let from = from_sockaddr(&self.addrs[i])?;
+        let head = &self.heads[i * HEAD..(i + 1) * HEAD];
+        if len <= HEAD {
+            return Some((&head[..len], from));
+        }
+        // SAFETY: the kernel wrote bytes HEAD..len of slot i (the second
+        // iovec); the copy writes bytes 0..HEAD, so all `len` bytes are
+        // initialised, within the reserved capacity, and borrowed from
+        // `self` mutably for as long as the slice lives.
+        unsafe {
+            let slot = self.tails.as_mut_ptr().add(i * SLOT);
+            std::ptr::copy_nonoverlapping(head.as_ptr(), slot, HEAD);
+            Some((std::slice::from_raw_parts(slot, len), from))
+        }
     }
 }
 
@@ -125,16 +177,12 @@ impl RecvBatch {
                 if (level == libc::SOL_IP && ty == libc::IP_ORIGDSTADDR)
                     || (level == libc::SOL_IPV6 && ty == libc::IPV6_ORIGDSTADDR)
                 {
-                    let mut storage: libc::sockaddr_storage = mem::zeroed();
+                    let mut addr = SockAddrIn::zeroed();
                     let len = ((*c).cmsg_len as usize)
                         .saturating_sub(data.offset_from(c.cast::<u8>()) as usize)
-                        .min(mem::size_of::<libc::sockaddr_storage>());
-                    std::ptr::copy_nonoverlapping(
-                        data,
-                        (&mut storage as *mut libc::sockaddr_storage).cast(),
-                        len,
-                    );
-                    return from_storage(&storage);
+                        .min(mem::size_of::<SockAddrIn>());
+                    std::ptr::copy_nonoverlapping(data, (&mut addr as *mut SockAddrIn).cast(), len);
+                    return from_sockaddr(&addr);
                 }
                 c = libc::CMSG_NXTHDR(h, c);
             }
@@ -149,7 +197,7 @@ pub struct SendBatch {
     items: Vec<(usize, usize, SocketAddr)>,
     /// How many of `items` are out already.
     sent: usize,
-    addrs: Vec<libc::sockaddr_storage>,
+    addrs: Vec<SockAddrIn>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
@@ -163,8 +211,8 @@ impl SendBatch {
             arena: Vec::with_capacity(capacity * 256),
             items: Vec::with_capacity(capacity),
             sent: 0,
-            // SAFETY: all-zero bytes are a valid sockaddr_storage, iovec and mmsghdr.
-            addrs: vec![unsafe { mem::zeroed() }; capacity],
+            addrs: vec![SockAddrIn::zeroed(); capacity],
+            // SAFETY: all-zero bytes are a valid iovec and mmsghdr.
             iovs: vec![unsafe { mem::zeroed() }; capacity],
             hdrs: vec![unsafe { mem::zeroed() }; capacity],
         }
@@ -204,13 +252,13 @@ impl SendBatch {
     pub fn send(&mut self, fd: RawFd) -> io::Result<usize> {
         let items = &self.items[self.sent..];
         for (i, &(start, len, to)) in items.iter().enumerate() {
-            let namelen = to_storage(to, &mut self.addrs[i]);
+            let namelen = to_sockaddr(to, &mut self.addrs[i]);
             self.iovs[i] = libc::iovec {
                 iov_base: self.arena[start..].as_mut_ptr().cast(),
                 iov_len: len,
             };
             let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut SockAddrIn).cast();
             h.msg_hdr.msg_namelen = namelen;
             h.msg_hdr.msg_iov = &mut self.iovs[i];
             h.msg_hdr.msg_iovlen = 1;
@@ -237,57 +285,57 @@ impl SendBatch {
     }
 }
 
-pub fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(s.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(a.sin_port),
-            )))
+/// The address in `a`, if its family is IPv4 or IPv6.
+pub fn from_sockaddr(a: &SockAddrIn) -> Option<SocketAddr> {
+    // SAFETY: both members start with the family field; the family says
+    // which member the kernel (or `to_sockaddr`) wrote.
+    unsafe {
+        match i32::from(a.v4.sin_family) {
+            libc::AF_INET => {
+                let a = &a.v4;
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                    u16::from_be(a.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                let a = &a.v6;
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )))
+            }
+            _ => None,
         }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
     }
 }
 
-pub fn to_storage(addr: SocketAddr, s: &mut libc::sockaddr_storage) -> libc::socklen_t {
+/// Writes `addr` into `out`; returns the length the kernel is to read.
+pub fn to_sockaddr(addr: SocketAddr, out: &mut SockAddrIn) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            let out =
-                unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            out.sin_family = libc::AF_INET as libc::sa_family_t;
-            out.sin_port = a.port().to_be();
-            out.sin_addr = libc::in_addr {
-                s_addr: u32::from(*a.ip()).to_be(),
+            out.v4 = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
             };
-            out.sin_zero = [0; 8];
             mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
         }
         SocketAddr::V6(a) => {
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            let out =
-                unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            out.sin6_port = a.port().to_be();
-            out.sin6_flowinfo = a.flowinfo();
-            out.sin6_addr = libc::in6_addr {
-                s6_addr: a.ip().octets(),
+            out.v6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
             };
-            out.sin6_scope_id = a.scope_id();
             mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
     }
@@ -302,10 +350,9 @@ mod tests {
     fn addresses_round_trip() {
         for a in ["192.0.2.1:53", "[2001:db8::5]:5353"] {
             let a: SocketAddr = a.parse().unwrap();
-            // SAFETY: zeroed sockaddr_storage is valid.
-            let mut s = unsafe { mem::zeroed() };
-            to_storage(a, &mut s);
-            assert_eq!(from_storage(&s), Some(a));
+            let mut s = SockAddrIn::zeroed();
+            to_sockaddr(a, &mut s);
+            assert_eq!(from_sockaddr(&s), Some(a));
         }
     }
 
@@ -332,5 +379,36 @@ mod tests {
             inb.recv(b.as_raw_fd()).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    #[test]
+    fn long_datagrams_come_whole_and_oversized_ones_are_refused() {
+        // Around the head size, the largest that fits, and one too large;
+        // over IPv6, so the longer address form goes through as well.
+        let a = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let b = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let sizes = [1, HEAD - 1, HEAD, HEAD + 1, 3000, SLOT, SLOT + 1, 7];
+        let datagram =
+            |i: usize, n: usize| -> Vec<u8> { (0..n).map(|k| (k * 7 + i * 13) as u8).collect() };
+        let mut out = SendBatch::with_capacity(sizes.len());
+        for (i, &n) in sizes.iter().enumerate() {
+            assert!(out.push(&datagram(i, n), b.local_addr().unwrap()));
+        }
+        assert_eq!(out.send(a.as_raw_fd()).unwrap(), sizes.len());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut inb = RecvBatch::with_control(false);
+        assert_eq!(inb.recv(b.as_raw_fd()).unwrap(), sizes.len());
+        for (i, &n) in sizes.iter().enumerate() {
+            match inb.get(i) {
+                Some((data, from)) => {
+                    assert!(n <= SLOT, "{n} bytes should have been refused");
+                    assert_eq!(data, &datagram(i, n)[..], "datagram {i} of {n} bytes");
+                    assert_eq!(from, a.local_addr().unwrap());
+                }
+                None => assert!(n > SLOT, "{n} bytes were refused"),
+            }
+        }
+        // Asked again, a long datagram reads the same.
+        assert_eq!(inb.get(4).unwrap().0, &datagram(4, 3000)[..]);
     }
 }

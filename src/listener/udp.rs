@@ -69,10 +69,6 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                 }
             };
             for i in 0..n {
-                let Some((query, from)) = inbox.get(i) else {
-                    log::debug!("udp {local:?}: dropped an oversized or foreign datagram");
-                    continue;
-                };
                 let asked = match &anyfrom {
                     None => None,
                     Some(_) => match inbox.orig_dst(i) {
@@ -82,6 +78,10 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                             continue;
                         }
                     },
+                };
+                let Some((query, from)) = inbox.get(i) else {
+                    log::debug!("udp {local:?}: dropped an oversized or foreign datagram");
+                    continue;
                 };
                 let client = Client {
                     transport: Transport::Udp,
