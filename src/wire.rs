@@ -275,29 +275,42 @@ fn read_rr(buf: &[u8], at: usize) -> Option<RawRecord> {
 /// letters, digits, `-` or `_` are written as `\DDD` so that a dot inside a
 /// label cannot pose as a label boundary.
 pub fn name_to_text(wire_name: &[u8], out: &mut String) {
-    let mut at = 0;
-    while let Some(&len) = wire_name.get(at) {
-        if len == 0 || len > 63 {
-            break;
-        }
-        if at != 0 {
-            out.push('.');
-        }
-        let label = wire_name
-            .get(at + 1..at + 1 + usize::from(len))
-            .unwrap_or(&[]);
-        for &b in label {
-            let c = b.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
-                out.push(char::from(c));
-            } else {
-                out.push('\\');
-                out.push(char::from(b'0' + c / 100));
-                out.push(char::from(b'0' + (c / 10) % 10));
-                out.push(char::from(b'0' + c % 10));
+    use std::fmt::Write;
+    out.reserve(wire_name.len());
+    let _ = write!(out, "{}", NameText(wire_name));
+}
+
+/// A question name shown as `name_to_text` writes it, formatted only when
+/// shown: log lines on rare paths take this instead of a `String` built for
+/// every query.
+pub struct NameText<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for NameText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let wire_name = self.0;
+        let mut at = 0;
+        while let Some(&len) = wire_name.get(at) {
+            if len == 0 || len > 63 {
+                break;
             }
+            if at != 0 {
+                f.write_char('.')?;
+            }
+            let label = wire_name
+                .get(at + 1..at + 1 + usize::from(len))
+                .unwrap_or(&[]);
+            for &b in label {
+                let c = b.to_ascii_lowercase();
+                if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+                    f.write_char(char::from(c))?;
+                } else {
+                    write!(f, "\\{:03}", c)?;
+                }
+            }
+            at += 1 + usize::from(len);
         }
-        at += 1 + usize::from(len);
+        Ok(())
     }
 }
 

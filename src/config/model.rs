@@ -8,6 +8,7 @@
 //! in `controller::rules`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::Duration;
 
 /// The whole configuration, in the order the sections appear in the file
@@ -203,8 +204,9 @@ pub enum DomainPattern {
 /// answer (response rules).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsTarget {
-    /// Ask this upstream (index into `Config::upstreams`, and its name).
-    Upstream { index: usize, name: String },
+    /// Ask this upstream (index into `Config::upstreams`, and its name;
+    /// shared, as every query that misses the cache carries its target).
+    Upstream { index: usize, name: Rc<str> },
     /// Request rules: ask the address the client asked.
     Asis,
     /// Answer at once with NOERROR and an empty answer section.

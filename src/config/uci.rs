@@ -517,7 +517,7 @@ fn dns_target(
         (name, _) => match index(name) {
             Some(i) => Ok(DnsTarget::Upstream {
                 index: i,
-                name: name.to_string(),
+                name: name.into(),
             }),
             // Defined but broken upstreams are reported at the upstream.
             None if names.iter().any(|n| n == name) => Ok(DnsTarget::Reject),

@@ -81,7 +81,8 @@ pub struct Pending {
     query: Vec<u8>,
     info: QueryInfo,
     target: DnsTarget,
-    key: Box<[u8]>,
+    /// Shared with the flight it leads or follows, and kept by its lead.
+    key: Rc<[u8]>,
     policy: Rc<Policy>,
     /// For `ipversion_prefer`: the preferred type's own target, to ask
     /// alongside.
@@ -131,6 +132,22 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether answering a query that went upstream needs its name as text
+    /// (response rules on names, `fixed_domain_ttl`, debug logging); the
+    /// warnings show it with `wire::NameText` instead.
+    fn needs_qname_text(&self) -> bool {
+        self.response.needs_qname()
+            || !self.fixed_ttl.is_empty()
+            || log::log_enabled!(log::Level::Debug)
+    }
+
+    fn fixed_ttl_of(&self, qname: &str) -> Option<u32> {
+        if self.fixed_ttl.is_empty() {
+            return None;
+        }
+        self.fixed_ttl.get(qname).copied()
+    }
+
     /// Builds the policy for `config`, keeping the forwarders (and their open
     /// connections) of `previous` whose upstream did not change.
     pub fn new(config: &Config, previous: Option<&Policy>) -> Result<Policy, String> {
@@ -484,7 +501,9 @@ impl Controller {
     {
         async move {
             let mut qname = String::new();
-            wire::name_to_text(p.info.qname(&p.query), &mut qname);
+            if p.policy.needs_qname_text() {
+                wire::name_to_text(p.info.qname(&p.query), &mut qname);
+            }
             // Boxed, in a statement of its own (a temporary would live across
             // the await and take the room in the task anyway): the task and
             // this are then two allocations small enough for the allocator's
@@ -537,16 +556,10 @@ impl Controller {
     ) -> Option<Outcome> {
         let asked = client.asked.filter(|_| p.target == DnsTarget::Asis);
         let (pq, pinfo) = wire::with_qtype(&p.query, &p.info, ptype);
-        let pkey = Key::new(&pq, &pinfo, asked.map(|a| a.ip()));
-        let theirs = self.resolve(
-            &p.policy,
-            &pq,
-            &pinfo,
-            pkey.as_bytes(),
-            ptarget,
-            client,
-            qname,
-        );
+        let pkey: Rc<[u8]> = Key::new(&pq, &pinfo, asked.map(|a| a.ip()))
+            .as_bytes()
+            .into();
+        let theirs = self.resolve(&p.policy, &pq, &pinfo, &pkey, ptarget, client, qname);
         let mine = self.resolve(
             &p.policy, &p.query, &p.info, &p.key, &p.target, client, qname,
         );
@@ -586,10 +599,12 @@ impl Controller {
     ) {
         let this = self.clone();
         let query = query.to_vec();
-        let key: Box<[u8]> = key.into();
+        let key: Rc<[u8]> = key.into();
         tokio::task::spawn_local(async move {
             let mut qname = String::new();
-            wire::name_to_text(info.qname(&query), &mut qname);
+            if policy.needs_qname_text() {
+                wire::name_to_text(info.qname(&query), &mut qname);
+            }
             let _ = this
                 .resolve(&policy, &query, &info, &key, &target, &client, &qname)
                 .await;
@@ -607,7 +622,7 @@ impl Controller {
         policy: &'a Rc<Policy>,
         query: &'a [u8],
         info: &'a QueryInfo,
-        key: &'a [u8],
+        key: &'a Rc<[u8]>,
         target: &'a DnsTarget,
         client: &'a Client,
         qname: &'a str,
@@ -651,7 +666,7 @@ impl Controller {
             for _ in 0..MAX_LOOKUP_DEPTH {
                 let (name, forwarder) = match &target {
                     DnsTarget::Upstream { index, name } => {
-                        (name.as_str(), policy.forwarders[*index].clone())
+                        (&**name, policy.forwarders[*index].clone())
                     }
                     DnsTarget::Asis => match client.asked {
                         Some(server) => ("asis", policy.asis_forwarder(server)),
@@ -666,7 +681,11 @@ impl Controller {
                     Ok(reply) => reply,
                     Err(e) => {
                         self.stats.borrow_mut().upstream_failures += 1;
-                        log::warn!("{qname} type {}: upstream '{name}': {e}", info.qtype);
+                        log::warn!(
+                            "{} type {}: upstream '{name}': {e}",
+                            wire::NameText(info.qname(query)),
+                            info.qtype
+                        );
                         return Err(());
                     }
                 };
@@ -675,7 +694,8 @@ impl Controller {
                     Err(e) => {
                         self.stats.borrow_mut().upstream_failures += 1;
                         log::warn!(
-                            "{qname} type {}: upstream '{name}' sent a malformed answer: {e}",
+                            "{} type {}: upstream '{name}' sent a malformed answer: {e}",
+                            wire::NameText(info.qname(query)),
                             info.qtype
                         );
                         return Err(());
@@ -686,7 +706,8 @@ impl Controller {
                     // client's: passing REFUSED on would say we refuse it.
                     self.stats.borrow_mut().upstream_failures += 1;
                     log::warn!(
-                        "{qname} type {}: upstream '{name}' refused the query",
+                        "{} type {}: upstream '{name}' refused the query",
+                        wire::NameText(info.qname(query)),
                         info.qtype
                     );
                     return Err(());
@@ -705,12 +726,7 @@ impl Controller {
                             info.qtype,
                             scan.rcode
                         );
-                        return Ok(make_entry(
-                            key,
-                            reply,
-                            &scan,
-                            policy.fixed_ttl.get(qname).copied(),
-                        ));
+                        return Ok(make_entry(key, reply, &scan, policy.fixed_ttl_of(qname)));
                     }
                     DnsTarget::Reject => {
                         log::debug!(
@@ -733,8 +749,9 @@ impl Controller {
                 }
             }
             log::warn!(
-                "{qname} type {}: response rules asked {MAX_LOOKUP_DEPTH} upstreams in a row; \
+                "{} type {}: response rules asked {MAX_LOOKUP_DEPTH} upstreams in a row; \
                  answering SERVFAIL (do the response rules form a loop?)",
+                wire::NameText(info.qname(query)),
                 info.qtype
             );
             Err(())
@@ -853,7 +870,8 @@ mod tests {
                 index: 0,
                 name: "up".into(),
             };
-            let resolving = controller.resolve(&policy, &q, &info, b"key", &target, &client, qname);
+            let key: Rc<[u8]> = b"key"[..].into();
+            let resolving = controller.resolve(&policy, &q, &info, &key, &target, &client, qname);
             // Boxed by `finish`: under the same limit on its own.
             let size = std::mem::size_of_val(&resolving);
             assert!(size <= 800, "a resolution is {size} bytes");

@@ -22,7 +22,8 @@ pub type Outcome = Result<Entry, ()>;
 
 /// The flights in progress, by cache key.
 pub struct Flights {
-    followers: HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcome>>, SeededHash>,
+    /// The key is the one the leading query carries (no copy).
+    followers: HashMap<Rc<[u8]>, Vec<oneshot::Sender<Outcome>>, SeededHash>,
 }
 
 impl Default for Flights {
@@ -41,17 +42,17 @@ pub enum Join {
 }
 
 impl Flights {
-    pub fn join(this: &Rc<RefCell<Flights>>, key: &[u8]) -> Join {
+    pub fn join(this: &Rc<RefCell<Flights>>, key: &Rc<[u8]>) -> Join {
         let mut flights = this.borrow_mut();
-        if let Some(waiting) = flights.followers.get_mut(key) {
+        if let Some(waiting) = flights.followers.get_mut(&**key) {
             let (tx, rx) = oneshot::channel();
             waiting.push(tx);
             return Join::Follow(rx);
         }
-        flights.followers.insert(key.into(), Vec::new());
+        flights.followers.insert(key.clone(), Vec::new());
         Join::Lead(Lead {
             flights: this.clone(),
-            key: key.into(),
+            key: key.clone(),
         })
     }
 
@@ -72,7 +73,7 @@ impl Flights {
 /// The right and duty to answer everyone waiting on one key.
 pub struct Lead {
     flights: Rc<RefCell<Flights>>,
-    key: Box<[u8]>,
+    key: Rc<[u8]>,
 }
 
 impl Lead {
@@ -105,6 +106,10 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    fn key(k: &str) -> Rc<[u8]> {
+        k.as_bytes().into()
+    }
+
     fn entry() -> Entry {
         Entry::new(&[], &[0; 12], &[], Instant::now(), 1, false)
     }
@@ -112,17 +117,20 @@ mod tests {
     #[test]
     fn followers_get_the_leaders_outcome() {
         let flights = Rc::new(RefCell::new(Flights::default()));
-        let Join::Lead(lead) = Flights::join(&flights, b"k") else {
+        let Join::Lead(lead) = Flights::join(&flights, &key("k")) else {
             panic!()
         };
         let mut rxs = Vec::new();
         for _ in 0..3 {
-            match Flights::join(&flights, b"k") {
+            match Flights::join(&flights, &key("k")) {
                 Join::Follow(rx) => rxs.push(rx),
                 Join::Lead(_) => panic!("second leader"),
             }
         }
-        assert!(matches!(Flights::join(&flights, b"other"), Join::Lead(_)));
+        assert!(matches!(
+            Flights::join(&flights, &key("other")),
+            Join::Lead(_)
+        ));
         lead.finish(&Ok(entry()));
         for mut rx in rxs {
             assert!(rx.try_recv().unwrap().is_ok());
@@ -133,15 +141,15 @@ mod tests {
     #[test]
     fn a_dropped_leader_releases_its_followers() {
         let flights = Rc::new(RefCell::new(Flights::default()));
-        let Join::Lead(lead) = Flights::join(&flights, b"k") else {
+        let Join::Lead(lead) = Flights::join(&flights, &key("k")) else {
             panic!()
         };
-        let Join::Follow(mut rx) = Flights::join(&flights, b"k") else {
+        let Join::Follow(mut rx) = Flights::join(&flights, &key("k")) else {
             panic!()
         };
         drop(lead);
         assert!(rx.try_recv().is_err());
         assert!(flights.borrow().is_empty());
-        assert!(matches!(Flights::join(&flights, b"k"), Join::Lead(_)));
+        assert!(matches!(Flights::join(&flights, &key("k")), Join::Lead(_)));
     }
 }

@@ -25,9 +25,10 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::task::{Poll, Waker};
+
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 
 use super::ForwardError;
 use crate::controller::cache::SeededHash;
@@ -67,9 +68,25 @@ struct Waiter {
     question_end: usize,
     next_send: Instant,
     deadline: Instant,
-    tx: oneshot::Sender<Answer>,
+    /// The outcome, once there is one: the reader puts it here and wakes
+    /// the query, which takes it and removes the wait (no channel to
+    /// allocate per query).
+    outcome: Option<Answer>,
+    waker: Option<Waker>,
     /// Tells this wait from a later one that reuses its id.
     seq: u64,
+}
+
+impl Waiter {
+    /// Ends the wait with `outcome` (the first one counts).
+    fn settle(&mut self, outcome: Answer) {
+        if self.outcome.is_none() {
+            self.outcome = Some(outcome);
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+    }
 }
 
 /// One pooled socket and the queries waiting on it.
@@ -96,8 +113,10 @@ impl Shared {
 
     /// Fails everything waiting on this socket.
     fn fail_all(&self, error: impl Fn() -> ForwardError) {
-        for (_, w) in self.waiting.borrow_mut().drain() {
-            let _ = w.tx.send(Err(error()));
+        for w in self.waiting.borrow_mut().values_mut() {
+            if w.outcome.is_none() {
+                w.settle(Err(error()));
+            }
         }
     }
 }
@@ -183,7 +202,6 @@ impl UdpPool {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => now,
                 Err(e) => return Err(e.into()),
             };
-            let (tx, rx) = oneshot::channel();
             let seq = shared.next_seq.get();
             shared.next_seq.set(seq + 1);
             let was_idle = shared.waiting.borrow().is_empty();
@@ -194,7 +212,8 @@ impl UdpPool {
                     question_end: info.question_end,
                     next_send,
                     deadline,
-                    tx,
+                    outcome: None,
+                    waker: None,
                     seq,
                 },
             );
@@ -205,7 +224,22 @@ impl UdpPool {
             }
             // Whatever happens below, this query stops waiting when we return.
             let _cleanup = Unwait(&shared, id, seq);
-            rx.await.unwrap_or(Err(ForwardError::Closed))
+            std::future::poll_fn(|cx| {
+                let mut waiting = shared.waiting.borrow_mut();
+                let Some(w) = waiting.get_mut(&id).filter(|w| w.seq == seq) else {
+                    return Poll::Ready(Err(ForwardError::Closed));
+                };
+                match w.outcome.take() {
+                    Some(outcome) => Poll::Ready(outcome),
+                    None => {
+                        if !w.waker.as_ref().is_some_and(|k| k.will_wake(cx.waker())) {
+                            w.waker = Some(cx.waker().clone());
+                        }
+                        Poll::Pending
+                    }
+                }
+            })
+            .await
         }
     }
 }
@@ -265,20 +299,16 @@ fn sweep(shared: &Shared, now: Instant) {
             return;
         }
     }
-    let mut expired = Vec::new();
-    for (&id, w) in shared.waiting.borrow_mut().iter_mut() {
-        if now >= w.deadline {
-            expired.push(id);
+    for w in shared.waiting.borrow_mut().values_mut() {
+        if w.outcome.is_some() {
+            // Answered; the query has yet to take it.
+        } else if now >= w.deadline {
+            w.settle(Err(ForwardError::Timeout));
         } else if now >= w.next_send {
             w.next_send = now + RETRANSMIT;
             // A full socket buffer only delays the next try; a refusal is
             // picked up by the reader.
             let _ = send_now(&shared.sock, &w.query);
-        }
-    }
-    for id in expired {
-        if let Some(w) = shared.waiting.borrow_mut().remove(&id) {
-            let _ = w.tx.send(Err(ForwardError::Timeout));
         }
     }
 }
@@ -360,13 +390,12 @@ fn deliver(shared: &Shared, answer: &[u8], remote: SocketAddr) {
     }
     let id = wire::id(answer);
     let mut waiting = shared.waiting.borrow_mut();
-    let matches = waiting.get(&id).is_some_and(|w| {
-        wire::response_answers(answer, id, &w.query[wire::HEADER_LEN..w.question_end])
+    let waiter = waiting.get_mut(&id).filter(|w| {
+        w.outcome.is_none()
+            && wire::response_answers(answer, id, &w.query[wire::HEADER_LEN..w.question_end])
     });
-    if matches {
-        if let Some(w) = waiting.remove(&id) {
-            let _ = w.tx.send(Ok(answer.to_vec()));
-        }
+    if let Some(w) = waiter {
+        w.settle(Ok(answer.to_vec()));
     } else {
         log::debug!(
             "udp {remote}: ignored a {}-byte datagram that answers no query of ours",
@@ -392,19 +421,18 @@ mod tests {
         }
     }
 
-    fn wait(s: &Shared, id: u16, seq: u64) -> oneshot::Receiver<Answer> {
-        let (tx, rx) = oneshot::channel();
+    fn wait(s: &Shared, id: u16, seq: u64) {
         let now = Instant::now();
         let w = Waiter {
             query: Box::new([0; 12]),
             question_end: 12,
             next_send: now,
             deadline: now,
-            tx,
+            outcome: None,
+            waker: None,
             seq,
         };
         s.waiting.borrow_mut().insert(id, w);
-        rx
     }
 
     #[test]
@@ -417,16 +445,17 @@ mod tests {
             let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let s = Rc::new(shared(sock));
             // Query 0 waits on id 7 and is answered: the reader took its wait.
-            let _first = wait(&s, 7, 0);
+            wait(&s, 7, 0);
             s.waiting.borrow_mut().remove(&7);
             // Before query 0's task runs again, query 1 takes id 7.
-            let mut second = wait(&s, 7, 1);
-            // Query 0 ends: its wait is gone; query 1's stays.
+            wait(&s, 7, 1);
+            // Query 0 ends: its wait is gone; query 1's stays, unsettled.
             drop(Unwait(&s, 7, 0));
-            assert!(s.waiting.borrow().contains_key(&7));
-            assert!(second
-                .try_recv()
-                .is_err_and(|e| e == oneshot::error::TryRecvError::Empty));
+            assert!(s
+                .waiting
+                .borrow()
+                .get(&7)
+                .is_some_and(|w| w.seq == 1 && w.outcome.is_none()));
             drop(Unwait(&s, 7, 1));
             assert!(s.waiting.borrow().is_empty());
         });
