@@ -434,11 +434,14 @@ impl Controller {
         }
 
         if preferred.is_none() {
-            let found = self.cache.borrow_mut().lookup(key.as_bytes(), now);
-            match found {
+            // The entry is a view into the cache: written out before the
+            // cache is let go.
+            let mut cache = self.cache.borrow_mut();
+            match cache.lookup(key.as_bytes(), now) {
                 Lookup::Fresh(entry) => {
                     log::debug!("{}: {qname} type {}: cache hit", client.addr, info.qtype);
                     entry.write_fresh(query, &info, now, out);
+                    drop(cache);
                     fit(out, query, &info, client);
                     return Step::Replied;
                 }
@@ -449,6 +452,7 @@ impl Controller {
                         info.qtype
                     );
                     entry.write_stale(query, &info, out);
+                    drop(cache);
                     fit(out, query, &info, client);
                     if !self.flights.borrow().in_flight(key.as_bytes()) {
                         self.spawn_refresh(query, info, key.as_bytes(), target, policy, *client);
@@ -629,7 +633,7 @@ impl Controller {
     ) -> impl Future<Output = Outcome> + 'a {
         async move {
             if let Some(entry) = self.cache.borrow().peek_fresh(key, Instant::now()) {
-                return Ok(entry);
+                return Ok(entry.to_entry(key));
             }
             match Flights::join(&self.flights, key) {
                 Join::Follow(rx) => rx.await.unwrap_or(Err(())),
@@ -638,7 +642,7 @@ impl Controller {
                         .ask_upstreams(policy, query, info, key, target, client, qname)
                         .await;
                     if let Ok(entry) = &outcome {
-                        self.cache.borrow_mut().insert(entry.clone());
+                        self.cache.borrow_mut().insert(entry);
                     }
                     lead.finish(&outcome);
                     outcome
