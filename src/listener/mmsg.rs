@@ -286,6 +286,38 @@ impl SendBatch {
 }
 
 /// The address in `a`, if its family is IPv4 or IPv6.
+/// Sends datagrams on a connected socket with one `sendmmsg` (at most
+/// `BATCH` of them); returns how many went out (`WouldBlock` if none could).
+pub fn send_connected(fd: RawFd, datagrams: &[&[u8]]) -> io::Result<usize> {
+    let n = datagrams.len().min(BATCH);
+    // SAFETY: all-zero iovec and mmsghdr are valid (null pointers, zero
+    // lengths); they are filled in below before the call.
+    let mut iovs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+    for i in 0..n {
+        iovs[i] = libc::iovec {
+            iov_base: datagrams[i].as_ptr() as *mut libc::c_void,
+            iov_len: datagrams[i].len(),
+        };
+        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the headers point at `iovs` and at the callers' buffers, which
+    // outlive the call; the kernel only reads them.
+    let sent = unsafe {
+        libc::sendmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as _,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
 pub fn from_sockaddr(a: &SockAddrIn) -> Option<SocketAddr> {
     // SAFETY: both members start with the family field; the family says
     // which member the kernel (or `to_sockaddr`) wrote.
