@@ -77,6 +77,12 @@ impl Direct {
     /// (so the kernel drops datagrams from anyone else, and an ICMP
     /// port-unreachable comes back as ECONNREFUSED).
     pub fn udp(&self, remote: SocketAddr) -> io::Result<UdpSocket> {
+        UdpSocket::from_std(self.udp_std(remote)?)
+    }
+
+    /// The same socket before tokio registers it, for callers that register
+    /// it themselves (the UDP forwarder watches only for readability).
+    pub fn udp_std(&self, remote: SocketAddr) -> io::Result<std::net::UdpSocket> {
         let local: SocketAddr = match remote {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -85,7 +91,7 @@ impl Direct {
         self.prepare(&sock)?;
         sock.connect(remote)?;
         sock.set_nonblocking(true)?;
-        UdpSocket::from_std(sock)
+        Ok(sock)
     }
 
     /// A UDP socket on a fresh random local port of `remote`'s family,

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use std::task::{Poll, Waker};
 
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 use super::ForwardError;
 use crate::controller::cache::SeededHash;
@@ -95,7 +95,11 @@ impl Waiter {
 
 /// One pooled socket and the queries waiting on it.
 struct Shared {
-    sock: UdpSocket,
+    /// Watched for readability only: a socket registered for writability
+    /// too would be woken (and wake the reactor) for every datagram it
+    /// sends, as its buffer space comes back. A full buffer is handled by
+    /// sending again later.
+    sock: AsyncFd<std::net::UdpSocket>,
     waiting: RefCell<HashMap<u16, Waiter, SeededHash>>,
     uses: Cell<u32>,
     born: Instant,
@@ -162,7 +166,7 @@ impl UdpPool {
             old.wake.notify_one();
         }
         let shared = Rc::new(Shared {
-            sock: self.dialer.udp(self.remote)?,
+            sock: watch_readable(self.dialer.udp_std(self.remote)?)?,
             waiting: RefCell::new(HashMap::with_hasher(SeededHash::random())),
             uses: Cell::new(0),
             born: now,
@@ -249,9 +253,16 @@ impl UdpPool {
     }
 }
 
+/// Registers a socket with the reactor for readability only.
+fn watch_readable(sock: std::net::UdpSocket) -> io::Result<AsyncFd<std::net::UdpSocket>> {
+    // SAFETY: the socket owns its descriptor, which stays open and the same
+    // for as long as the `AsyncFd` owns the socket.
+    unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }.map_err(io::Error::from)
+}
+
 /// Sends without waiting and without asking tokio first: a socket whose
 /// first "writable" event has not been seen yet is still writable.
-fn send_now(sock: &UdpSocket, datagram: &[u8]) -> io::Result<usize> {
+fn send_now(sock: &AsyncFd<std::net::UdpSocket>, datagram: &[u8]) -> io::Result<usize> {
     // SAFETY: a valid fd and a buffer of the given length.
     let n = unsafe {
         libc::send(
@@ -357,7 +368,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// port-unreachable leaves an error on the socket with nothing to read, so
 /// the error is looked for here too.
 fn sweep(shared: &Shared, now: Instant) {
-    if let Ok(Some(e)) = shared.sock.take_error() {
+    if let Ok(Some(e)) = shared.sock.get_ref().take_error() {
         if e.kind() == io::ErrorKind::ConnectionRefused {
             shared.fail_all(|| ForwardError::Refused);
             return;
@@ -399,46 +410,51 @@ async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
         } else {
             next_sweep.saturating_duration_since(now)
         };
-        let ready = tokio::select! {
-            r = shared.sock.readable() => Some(r),
+        let mut ready = tokio::select! {
+            r = shared.sock.readable() => match r {
+                Ok(guard) => guard,
+                Err(e) => {
+                    shared.broken.set(true);
+                    log::debug!("udp {remote}: {e}");
+                    shared.fail_all(|| ForwardError::Closed);
+                    return;
+                }
+            },
             // Queries were queued (sent at the top of the loop), or the
             // pool let go of the socket. The sweep keeps its own clock: a
             // wake per batch must not put it off.
             _ = shared.wake.notified() => continue,
-            _ = tokio::time::sleep(wait) => None,
+            _ = tokio::time::sleep(wait) => continue,
         };
-        match ready {
-            None => continue,
-            Some(Err(e)) => {
-                shared.broken.set(true);
-                log::debug!("udp {remote}: {e}");
-                shared.fail_all(|| ForwardError::Closed);
-                return;
-            }
-            Some(Ok(())) => {}
-        }
         loop {
-            let got: io::Result<usize> = INBOX.with(|inbox| {
-                let mut inbox = inbox.borrow_mut();
-                let n = shared
-                    .sock
-                    .try_io(Interest::READABLE, || inbox.recv(shared.sock.as_raw_fd()))?;
-                for i in 0..n {
-                    if let Some((answer, _)) = inbox.get(i) {
-                        deliver(&shared, answer, remote);
+            let got = ready.try_io(|sock| {
+                INBOX.with(|inbox| {
+                    let mut inbox = inbox.borrow_mut();
+                    let n = inbox.recv(sock.as_raw_fd())?;
+                    for i in 0..n {
+                        if let Some((answer, _)) = inbox.get(i) {
+                            deliver(&shared, answer, remote);
+                        }
                     }
-                }
-                Ok(n)
+                    Ok(n)
+                })
             });
             match got {
-                Ok(n) if n < BATCH => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // Nothing more to read (readiness cleared).
+                Err(_would_block) => break,
+                Ok(Ok(n)) if n < BATCH => {
+                    // A short read emptied the socket: no need to ask it
+                    // again to hear "would block". A datagram that comes
+                    // later raises readiness anew.
+                    ready.clear_ready();
+                    break;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     // ICMP port unreachable: the upstream is not there.
                     shared.fail_all(|| ForwardError::Refused);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     shared.broken.set(true);
                     log::debug!("udp {remote}: {e}");
                     shared.fail_all(|| ForwardError::Closed);
@@ -473,7 +489,7 @@ fn deliver(shared: &Shared, answer: &[u8], remote: SocketAddr) {
 mod tests {
     use super::*;
 
-    fn shared(sock: UdpSocket) -> Shared {
+    fn shared(sock: AsyncFd<std::net::UdpSocket>) -> Shared {
         Shared {
             sock,
             waiting: RefCell::new(HashMap::with_hasher(SeededHash::random())),
@@ -508,7 +524,9 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_nonblocking(true).unwrap();
+            let sock = watch_readable(sock).unwrap();
             let s = Rc::new(shared(sock));
             // Query 0 waits on id 7 and is answered: the reader took its wait.
             wait(&s, 7, 0);
