@@ -21,9 +21,18 @@
 #   - for MIPS (no Debian standard library for it), the standard library is
 #     compiled from rust-web-src with -Zbuild-std (RUSTC_BOOTSTRAP=1; armv7
 #     falls back to this too when :armhf cannot be installed);
-#   - Debian's gcc cross compilers link, `-C target-feature=+crt-static`
-#     makes the binary static (glibc), so it runs on any Linux kernel,
-#     OpenWrt's included; qemu-user-static runs it here.
+#   - mipsel links musl statically (Rust's mipsel-unknown-linux-musl,
+#     soft-float like OpenWrt's mipsel_24kc): Debian's musl-dev:mipsel
+#     (libc.a, crt objects, the mipsel-linux-musl-gcc wrapper around the gcc
+#     cross compiler), with the members of its libc.a that use the FPU left
+#     out (its libm is hard-float; compiler_builtins has soft-float ones) and
+#     libgcc_eh.a as the unwinder, with dl_find_object.c for what it needs
+#     from glibc. The other targets link glibc statically
+#     (`-C target-feature=+crt-static`; Debian has no musl for big-endian
+#     mips, and no musl standard library for ARM); DAE_CROSS_LIBC=glibc
+#     builds mipsel that way too. Either way the binary is static, so it
+#     runs on any Linux kernel, OpenWrt's included; qemu-user-static runs it
+#     here.
 # The package for the routers' own musl is built by the OpenWrt SDK from
 # openwrt/Makefile; the binaries built here are for testing and for owners
 # who install by hand (openwrt/build-ipk.sh).
@@ -31,9 +40,12 @@
 # Needs root for apt (it installs what is missing). Output goes to
 # $DAE_CROSS_DIR (default target/cross): out/dae-TARGET, out/sizes.md,
 # out/sizes.tsv and the logs. Knobs for size experiments:
+# DAE_CROSS_LIBC (musl or glibc; musl only for mipsel), DAE_CROSS_SIZE=0
+# (without the size settings of the musl build: std features, rustflags),
 # DAE_CROSS_FEATURES (cargo features, e.g. "--no-default-features"),
-# DAE_CROSS_STD_FEATURES (with a standard library built here, e.g.
-# "optimize_for_size" or "panic_immediate_abort"), DAE_CROSS_STATIC=0 (link
+# DAE_CROSS_STD_FEATURES (with a standard library built here, instead of
+# the target's: e.g. "optimize_for_size" or "panic_immediate_abort"; set
+# and empty for cargo's defaults), DAE_CROSS_STATIC=0 (link
 # glibc dynamically: close to the size of the SDK's build, which links the
 # router's shared musl; the binary is then for measuring, not for routers),
 # DAE_CROSS_RUSTFLAGS (added to the target's rustflags, e.g.
@@ -81,8 +93,12 @@ done
 
 # Per target: Rust triple, gcc prefix, qemu, where std comes from (the
 # Debian architecture of its multiarch package, or "build"), the OpenWrt
-# package architecture and TC object byte order (for --ipk).
+# package architecture and TC object byte order (for --ipk); musl_arch: the
+# Debian architecture whose musl-dev:ARCH links the musl build (empty: no
+# musl build here), default_libc: what the target links when DAE_CROSS_LIBC
+# is not set.
 set_target() {
+	musl_arch='' default_libc=glibc size_std='' size_flags='' size_release_flags=''
 	case "$1" in
 	aarch64)
 		triple=aarch64-unknown-linux-gnu gcc=aarch64-linux-gnu qemu=qemu-aarch64-static
@@ -95,6 +111,7 @@ set_target() {
 	mipsel)
 		triple=mipsel-unknown-linux-gnu gcc=mipsel-linux-gnu qemu=qemu-mipsel-static
 		std=build owrt_arch=mipsel_24kc bpf=bpfel
+		musl_arch=mipsel default_libc=musl
 		;;
 	mips)
 		triple=mips-unknown-linux-gnu gcc=mips-linux-gnu qemu=qemu-mips-static
@@ -103,6 +120,38 @@ set_target() {
 	x86_64)
 		triple=x86_64-unknown-linux-gnu gcc=x86_64-linux-gnu qemu=
 		std=amd64 owrt_arch=x86_64 bpf=bpfel
+		;;
+	esac
+	libc=${DAE_CROSS_LIBC:-$default_libc}
+	case "$libc" in
+	glibc) ;;
+	musl)
+		if [ -z "$musl_arch" ]; then
+			echo "cross-build: $1: no musl build here (DAE_CROSS_LIBC=glibc)" >&2
+			return 1
+		fi
+		if [ "${DAE_CROSS_STATIC:-1}" != 1 ]; then
+			echo "cross-build: $1: the musl build is static only (DAE_CROSS_LIBC=glibc for DAE_CROSS_STATIC=0)" >&2
+			return 1
+		fi
+		triple=${triple%-gnu}-musl std=build gcc_musl=${gcc%-gnu}-musl
+		# Built for size (what brings the full-featured binary under the
+		# budget; DAE_CROSS_SIZE=0 leaves it out): std with optimize_for_size
+		# and without backtrace symbolization (panics still print their
+		# message and location); MIPS code without PIC (abicalls and the GOT
+		# cost about 11%: the static binary is not position-independent
+		# anyway); no unwind tables in the release binary (panic=abort: only
+		# a backtrace would read them, and a stripped binary has no symbols
+		# to show in one).
+		if [ "${DAE_CROSS_SIZE:-1}" = 1 ]; then
+			size_std=optimize_for_size
+			size_flags="-C relocation-model=static"
+			size_release_flags="-C force-unwind-tables=no"
+		fi
+		;;
+	*)
+		echo "cross-build: DAE_CROSS_LIBC must be musl or glibc, not '$libc'" >&2
+		return 1
 		;;
 	esac
 }
@@ -199,6 +248,52 @@ setup_target() {
 	fi
 }
 
+# What the musl build of the current target links, in $musl_dir: Debian's
+# musl-dev:ARCH brings libc.a, the crt objects and $musl_gcc (the gcc cross
+# compiler with musl's specs). Rust's musl targets want an unwinder as
+# libunwind.a: libgcc_eh.a of the gcc cross compiler, plus
+# dl_find_object.c, as that libgcc_eh was built against glibc. Rust's MIPS
+# musl targets are soft-float, as OpenWrt's userland is, but Debian's musl
+# is hard-float: its libc.a is copied without the members that use the FPU
+# (libm, fenv, setjmp), so that the link takes compiler_builtins'
+# soft-float math instead (or fails, should dae ever need one of the
+# others). Kept: printf, scanf and strtod with the frexp and scalbn they
+# call, as libc calls them itself (with integers and strings: their FPU
+# code runs only to convert floats, which dae never asks of C). So no FPU
+# instruction runs outside the unwinder (whose context save runs only for a
+# backtrace or an unwinding panic), and routers without an FPU need no FPU
+# emulator in the kernel, which OpenWrt does not build by default.
+setup_musl() {
+	local lib=/usr/lib/$gcc_musl
+	musl_dir=$cross_dir/musl-$1
+	musl_gcc=$gcc_musl-gcc
+	if ! installed "musl-dev:$musl_arch"; then
+		if [ "$(id -u)" -ne 0 ]; then
+			echo "cross-build: missing package (install it as root): musl-dev:$musl_arch" >&2
+			return 1
+		fi
+		dpkg --print-foreign-architectures | grep -qx "$musl_arch" || {
+			dpkg --add-architecture "$musl_arch"
+			apt_updated=0
+		}
+		apt_update
+		apt_install "musl-dev:$musl_arch"
+	fi
+	mkdir -p "$musl_dir"
+	# An FPU instruction is a coprocessor 1 load, store or move, a branch on
+	# its condition, or an arithmetic, compare or convert on .s/.d/.w.
+	"$gcc-objdump" -d "$lib/libc.a" | awk '
+		/file format/ { m = $1; sub(/:$/, "", m); next }
+		$3 ~ /^([ls][wd]c1|m[ft]h?c1|[ct]fc1|bc1[tf]l?|(add|sub|mul|div|mov|movn|movz|neg|abs|sqrt|madd|msub|recip|rsqrt)\.[dsw]|cvt\.[a-z]+\.[a-z]+|c\.[a-z]+\.[ds]|(trunc|floor|ceil|round)\.[a-z]+\.[ds])$/ { print m }
+	' | sort -u | grep -Ev '^(vfw?printf|vfscanf|floatscan|wcstod|strtod|frexp|scalbn)\.lo$' >"$musl_dir/fpu-members.txt"
+	cp "$lib/libc.a" "$musl_dir/libc.a"
+	xargs "$gcc-ar" d "$musl_dir/libc.a" <"$musl_dir/fpu-members.txt"
+	cp "$("$gcc-gcc" -print-file-name=libgcc_eh.a)" "$musl_dir/libunwind.a"
+	"$musl_gcc" -Os -msoft-float -Wall -Wextra -Werror -c "$here/dl_find_object.c" -o "$musl_dir/dl_find_object.o"
+	"$gcc-ar" rs "$musl_dir/libunwind.a" "$musl_dir/dl_find_object.o"
+	echo "   musl: $lib/libc.a without its $(wc -l <"$musl_dir/fpu-members.txt") FPU members, libgcc_eh as libunwind.a"
+}
+
 # The environment of one cargo run for the current target, as NAME=VALUE
 # words for `env`.
 cargo_env() {
@@ -207,11 +302,21 @@ cargo_env() {
 	envs=(
 		"RUSTC=/usr/bin/rustc"
 		"CARGO_TARGET_DIR=$cross_dir/build"
-		"CARGO_TARGET_${t}_LINKER=$gcc-gcc"
 	)
-	if [ "${DAE_CROSS_STATIC:-1}" = 1 ]; then
+	if [ "$libc" = musl ]; then
+		# link-self-contained=no: the crt objects and libc of musl-dev (by
+		# $musl_gcc's specs) rather than those Rust ships, which are not here.
+		# -msoft-float: C code (ring) in the ABI of Rust's target.
+		envs+=(
+			"CARGO_TARGET_${t}_LINKER=$musl_gcc"
+			"CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L native=$musl_dir $size_flags ${DAE_CROSS_RUSTFLAGS:-}"
+			"CFLAGS_$(echo "$triple" | tr - _)=-msoft-float"
+		)
+	elif [ "${DAE_CROSS_STATIC:-1}" = 1 ]; then
+		envs+=("CARGO_TARGET_${t}_LINKER=$gcc-gcc")
 		envs+=("CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=+crt-static ${DAE_CROSS_RUSTFLAGS:-}")
 	else
+		envs+=("CARGO_TARGET_${t}_LINKER=$gcc-gcc")
 		envs+=("CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=-crt-static ${DAE_CROSS_RUSTFLAGS:-}")
 	fi
 	# -L: where a dynamically linked binary finds its loader and libc.
@@ -256,17 +361,26 @@ for name in "${targets[@]}"; do
 	esac
 	log=$cross_dir/build-$name.log
 	setup_target "$name"
+	[ "$libc" = musl ] && setup_musl "$name"
 	cargo_env
 	echo "== $name: $triple (standard library: $std_mode), log $log"
 	build_std=()
+	std_features=${DAE_CROSS_STD_FEATURES-$size_std}
 	if [ "$std_mode" = build ]; then
 		build_std=("-Zbuild-std=std,panic_abort")
-		[ -n "${DAE_CROSS_STD_FEATURES:-}" ] && build_std+=("-Zbuild-std-features=$DAE_CROSS_STD_FEATURES")
+		[ -n "$std_features" ] && build_std+=("-Zbuild-std-features=$std_features")
+	fi
+	# Flags for the release build only (the unit tests unwind).
+	release_env=()
+	if [ -n "$size_release_flags" ]; then
+		for e in "${envs[@]}"; do
+			case "$e" in CARGO_TARGET_*_RUSTFLAGS=*) release_env+=("$e $size_release_flags") ;; esac
+		done
 	fi
 	# shellcheck disable=SC2206 # cargo options, split on purpose
 	features=(${DAE_CROSS_FEATURES:-})
 	t0=$(now)
-	if ! (cd "$repo" && env "${envs[@]}" /usr/bin/cargo build --release --locked \
+	if ! (cd "$repo" && env "${envs[@]}" "${release_env[@]}" /usr/bin/cargo build --release --locked \
 		--target "$triple" "${build_std[@]}" "${features[@]}") >"$log" 2>&1; then
 		tail -30 "$log" >&2
 		echo "cross-build: $name: build FAILED (log: $log)" >&2
@@ -337,7 +451,9 @@ for name in "${targets[@]}"; do
 			--bpf-object "$out/dae_tc.$name.o" --out "$out"
 	fi
 	mib=$(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1048576 }')
-	variant="$link${DAE_CROSS_FEATURES:+, $DAE_CROSS_FEATURES}${DAE_CROSS_STD_FEATURES:+, std: $DAE_CROSS_STD_FEATURES}${DAE_CROSS_RUSTFLAGS:+, $DAE_CROSS_RUSTFLAGS}"
+	read -r -a words <<<"$size_flags $size_release_flags ${DAE_CROSS_RUSTFLAGS:-}"
+	flags="${words[*]}"
+	variant="$link $libc${DAE_CROSS_FEATURES:+, $DAE_CROSS_FEATURES}${std_features:+, std: $std_features}${flags:+, $flags}"
 	rows+=("$name|$owrt_arch|$triple|$std_mode|$variant|$size|$mib|$build_s|$tests")
 done
 
