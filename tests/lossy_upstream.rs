@@ -35,19 +35,7 @@ fn lose_every_other(lab: &Lab, udp_len: usize) {
          ip saddr {ROUTER_WAN_V4} ip daddr {UPSTREAM_V4} udp dport 53 udp length {udp_len} \
          numgen inc mod 2 == 0 counter drop\n  }}\n}}\n"
     );
-    let mut nft = lab
-        .cmd("up", "nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("run nft");
-    use std::io::Write;
-    nft.stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
-    assert!(nft.wait().unwrap().success(), "nft refused the rule");
+    lab.nft("up", &rules);
 }
 
 fn dropped(lab: &Lab) -> u64 {

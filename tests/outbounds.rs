@@ -67,19 +67,7 @@ fn fence(lab: &Lab) {
          ip saddr {ROUTER_WAN_V4} ip daddr {UPSTREAM_V4} counter drop\n    \
          ip6 saddr {ROUTER_WAN_V6} ip6 daddr {UPSTREAM_V6} counter drop\n  }}\n}}\n"
     );
-    let mut nft = lab
-        .cmd("up", "nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("run nft");
-    use std::io::Write;
-    nft.stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
-    assert!(nft.wait().unwrap().success(), "nft refused the fence");
+    lab.nft("up", &rules);
 }
 
 /// Packets the fence dropped: queries that tried to go direct.

@@ -95,6 +95,24 @@ impl Lab {
         text
     }
 
+    /// Loads nftables rules (`nft -f` syntax) in a namespace; they go with
+    /// the namespace.
+    pub fn nft(&self, which: &str, rules: &str) {
+        use std::io::Write;
+        let mut nft = self
+            .cmd(which, "nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("run nft");
+        nft.stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(nft.wait().unwrap().success(), "nft refused:\n{rules}");
+    }
+
     /// Runs `f` on a thread that has entered the namespace: every socket it
     /// opens lives there.
     pub fn within<T: Send + 'static>(
