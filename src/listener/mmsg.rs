@@ -2,11 +2,13 @@
 //! system call, `sendmmsg` sends up to `BATCH` replies with one. This is what
 //! lets a cache hit cost less than one `recvfrom` + one `sendto`.
 //!
-//! All the unsafe code of the listener is here: the kernel structures point
-//! into buffers owned by `RecvBatch`/`SendBatch`, and the pointers are set
-//! right before each call so they never dangle.
+//! All the unsafe code of batched datagram I/O is here: the kernel
+//! structures point into buffers owned by `RecvBatch`/`SendBatch` (or, for
+//! `send_connected`, borrowed for the call), and the pointers are set right
+//! before each call so they never dangle.
 //!
-//! Neighbours: `listener::udp` (the only user).
+//! Neighbours: `listener::udp` (queries in, answers out) and
+//! `forwarder::udp` (queries to an upstream, its answers back).
 
 use std::io;
 use std::mem;
