@@ -449,7 +449,10 @@ pub fn response_answers(resp: &[u8], id: u16, question: &[u8]) -> bool {
     if read_u16(resp, 4) != Some(1) {
         return false;
     }
-    resp[HEADER_LEN..qend].eq_ignore_ascii_case(question)
+    // Upstreams echo the question as sent; the case-blind compare is for
+    // those that do not.
+    let echoed = &resp[HEADER_LEN..qend];
+    echoed == question || echoed.eq_ignore_ascii_case(question)
 }
 
 /// Appends a minimal OPT record (root name, our payload size, no options),

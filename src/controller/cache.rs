@@ -765,10 +765,8 @@ impl Key {
             len: 0,
         };
         let name = info.qname(query);
-        for (d, s) in k.bytes.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
-        }
-        k.len = name.len();
+        k.push(name);
+        k.bytes[..name.len()].make_ascii_lowercase();
         k.push(&info.qtype.to_be_bytes());
         k.push(&info.qclass.to_be_bytes());
         let mut bits = 0u8;
@@ -820,19 +818,44 @@ impl BuildHasher for SeededHash {
 
 pub struct SeededHasher(u64);
 
+impl SeededHasher {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn round(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(Self::K);
+    }
+}
+
 impl Hasher for SeededHasher {
     fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+            self.round(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
         }
         let mut tail = [0u8; 8];
         let rest = chunks.remainder();
         tail[..rest.len()].copy_from_slice(rest);
-        self.0 =
-            (self.0.rotate_left(5) ^ u64::from_le_bytes(tail) ^ rest.len() as u64).wrapping_mul(K);
+        self.round(u64::from_le_bytes(tail) ^ rest.len() as u64);
+    }
+
+    // Integers (the forwarder's ids, a slice's length) in one round each,
+    // not through `write`'s byte handling.
+    fn write_u16(&mut self, n: u16) {
+        self.round(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.round(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.round(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.round(n as u64);
     }
 
     fn finish(&self) -> u64 {
@@ -845,6 +868,24 @@ impl Hasher for SeededHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hash_spreads_small_integers_and_short_keys() {
+        // hashbrown takes buckets from the low bits and tags from the top 7:
+        // the forwarder's 16-bit ids must spread over both.
+        let h = SeededHash::random();
+        let mut low = std::collections::HashSet::new();
+        let mut top = std::collections::HashSet::new();
+        for id in 0..4096u16 {
+            let v = h.hash_one(id);
+            low.insert(v & 0xfff);
+            top.insert(v >> 57);
+        }
+        assert!(low.len() > 2400, "{} of 4096 low-bit buckets", low.len());
+        assert_eq!(top.len(), 128);
+        // A slice's length is part of its hash: a key is not its prefix.
+        assert_ne!(h.hash_one(&b"ab"[..]), h.hash_one(&b"ab\0"[..]));
+    }
     use crate::wire::parse_query;
 
     fn query(name: &[u8], qtype: u16) -> Vec<u8> {
