@@ -260,25 +260,6 @@ fn watch_readable(sock: std::net::UdpSocket) -> io::Result<AsyncFd<std::net::Udp
     unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }.map_err(io::Error::from)
 }
 
-/// Sends without waiting and without asking tokio first: a socket whose
-/// first "writable" event has not been seen yet is still writable.
-fn send_now(sock: &AsyncFd<std::net::UdpSocket>, datagram: &[u8]) -> io::Result<usize> {
-    // SAFETY: a valid fd and a buffer of the given length.
-    let n = unsafe {
-        libc::send(
-            sock.as_raw_fd(),
-            datagram.as_ptr().cast(),
-            datagram.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
 /// Removes a query from its socket's waiting list when the exchange ends
 /// (id and wait number: the id alone may already belong to a newer query).
 struct Unwait<'a>(&'a Rc<Shared>, u16, u64);
@@ -383,7 +364,7 @@ fn sweep(shared: &Shared, now: Instant) {
             w.next_send = now + RETRANSMIT;
             // A full socket buffer only delays the next try; a refusal is
             // picked up by the reader.
-            let _ = send_now(&shared.sock, &w.query);
+            let _ = mmsg::send_connected(shared.sock.as_raw_fd(), &[&w.query]);
         }
     }
 }
