@@ -139,26 +139,20 @@ fn refuses_certificates(scheme: &str) {
     };
     // Signed by a CA dae does not trust.
     let address = format!("{scheme}://127.0.0.1:{port}");
-    let dae = Dae::start(&dot_config(&ca.cert, &address, ""));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(
-        dae.log().contains("invalid peer certificate"),
-        "{}",
-        dae.log()
+    refused_with(
+        &dot_config(&ca.cert, &address, ""),
+        "invalid peer certificate",
     );
-    drop(dae);
 
     // Trusted CA, but the certificate is for another name.
-    let dae = Dae::start(&dot_config(
-        &rogue.cert,
-        &format!("{scheme}://other.lab.example:{port}"),
-        "\toption bootstrap '127.0.0.1'\n",
-    ));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(dae.log().contains("not valid for name"), "{}", dae.log());
-    drop(dae);
+    refused_with(
+        &dot_config(
+            &rogue.cert,
+            &format!("{scheme}://other.lab.example:{port}"),
+            "\toption bootstrap '127.0.0.1'\n",
+        ),
+        "not valid for name",
+    );
 
     // allow_insecure takes it, with a warning.
     let dae = Dae::start(&dot_config(
@@ -263,11 +257,10 @@ fn doh_error_statuses_are_servfail_with_the_reason_logged() {
     };
     // unbound serves /dns-query only: another path is a 404.
     let base = format!("https://127.0.0.1:{port}");
-    let dae = Dae::start(&dot_config(&ca.cert, &format!("{base}/nowhere"), ""));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(dae.log().contains("HTTP status 404"), "{}", dae.log());
-    drop(dae);
+    refused_with(
+        &dot_config(&ca.cert, &format!("{base}/nowhere"), ""),
+        "HTTP status 404",
+    );
     let dae = Dae::start(&dot_config(&ca.cert, &format!("{base}/dns-query"), ""));
     let m = ask(dae.addr, "www.lab.example.", RecordType::A);
     assert_eq!(answers(&m), vec!["192.0.2.80"]);
@@ -369,6 +362,15 @@ fn twenty_in_parallel(dae: &Dae, tag: &str) {
     }
 }
 
+/// Starts dae with `config` and expects SERVFAIL for a query, with `why`
+/// in its log.
+fn refused_with(config: &str, why: &str) {
+    let dae = Dae::start(config);
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(dae.log().contains(why), "{}", dae.log());
+}
+
 /// Asks over UDP with a long client timeout, so that a slow SERVFAIL is
 /// seen (and timed) rather than missed.
 fn ask_patiently(dae: &Dae, name: &str) -> hickory_proto::op::Message {
@@ -409,15 +411,10 @@ fn doq_answers_over_one_connection_and_checks_certificates() {
 
     // A CA dae does not trust: refused; allow_insecure: taken.
     let rogue = TestCa::new("doq-rogue");
-    let dae = Dae::start(&dot_config(&rogue.cert, &address, bootstrap));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(
-        dae.log().contains("invalid peer certificate"),
-        "{}",
-        dae.log()
+    refused_with(
+        &dot_config(&rogue.cert, &address, bootstrap),
+        "invalid peer certificate",
     );
-    drop(dae);
     let insecure = format!("{bootstrap}\toption allow_insecure '1'\n");
     let dae = Dae::start(&dot_config(&rogue.cert, &address, &insecure));
     assert_eq!(
@@ -446,10 +443,7 @@ fn doq_survives_a_server_restart_and_silence_is_servfail() {
     );
 
     let t = Instant::now();
-    let q = common::query("silent.lab.example.", RecordType::A, false);
-    let r = common::udp_exchange(dae.addr, &q, Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("no answer:\n{}", dae.log()));
-    let m = hickory_proto::op::Message::from_vec(&r).unwrap();
+    let m = ask_patiently(&dae, "silent.lab.example.");
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert!(
         t.elapsed() < Duration::from_secs(4),
@@ -459,10 +453,7 @@ fn doq_survives_a_server_restart_and_silence_is_servfail() {
 
     drop(doq);
     let doq = QuicServer::start("doq", &ca, up.addr(), port);
-    let q = common::query("dns.lab.example.", RecordType::A, false);
-    let r = common::udp_exchange(dae.addr, &q, Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("no answer:\n{}", dae.log()));
-    let m = hickory_proto::op::Message::from_vec(&r).unwrap();
+    let m = ask_patiently(&dae, "dns.lab.example.");
     assert_eq!(
         answers(&m),
         vec!["127.0.0.1"],
@@ -520,31 +511,24 @@ fn doh3_answers_over_one_connection_and_checks_certificates() {
 
     // The server serves /dns-query only: another path is a 404, SERVFAIL
     // for the client with the reason logged.
-    let dae = Dae::start(&dot_config(&ca.cert, &format!("{base}/nowhere"), ""));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(dae.log().contains("HTTP status 404"), "{}", dae.log());
-    drop(dae);
+    refused_with(
+        &dot_config(&ca.cert, &format!("{base}/nowhere"), ""),
+        "HTTP status 404",
+    );
 
     // A CA dae does not trust: refused.
     let rogue = TestCa::new("doh3-rogue");
-    let dae = Dae::start(&dot_config(&rogue.cert, &address, bootstrap));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(
-        dae.log().contains("invalid peer certificate"),
-        "{}",
-        dae.log()
+    refused_with(
+        &dot_config(&rogue.cert, &address, bootstrap),
+        "invalid peer certificate",
     );
-    drop(dae);
 
     // Trusted CA, but the certificate is for another name.
     let other = format!("h3://other.lab.example:{}", h3.port);
-    let dae = Dae::start(&dot_config(&ca.cert, &other, bootstrap));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(dae.log().contains("not valid for name"), "{}", dae.log());
-    drop(dae);
+    refused_with(
+        &dot_config(&ca.cert, &other, bootstrap),
+        "not valid for name",
+    );
 
     // allow_insecure takes it, with a warning.
     let insecure = format!("{bootstrap}\toption allow_insecure '1'\n");
