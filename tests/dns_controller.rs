@@ -258,17 +258,27 @@ fn response_rules_accept_reject_or_ask_another_upstream() {
         "resp.lab.example.",
         "gone.lab.example.",
         "loop.lab.example.",
+        "tcp.lab.example.",
+        "mix.lab.example.",
     ];
     let Some((a, b)) = two_labs(&names) else {
         return;
     };
+    // 'at' is a over TCP: a UDP exchange sent on to it goes on over TCP.
     let opts = "\toption request_fallback 'b'\n\
         \tlist response_rule 'upstream(b) && ip(192.0.2.0/24) && qname(resp.lab.example) -> a'\n\
         \tlist response_rule 'qname(full: gone.lab.example) && qtype(a) -> reject'\n\
         \tlist response_rule 'upstream(b) && qname(loop.lab.example) -> a'\n\
         \tlist response_rule 'upstream(a) && qname(loop.lab.example) -> b'\n\
+        \tlist response_rule 'upstream(b) && qname(tcp.lab.example, mix.lab.example) -> at'\n\
+        \tlist response_rule 'upstream(at) && qname(mix.lab.example) -> b'\n\
         \toption response_fallback 'accept'\n";
-    let dae = Dae::start(&config(&[("a", a.addr()), ("b", b.addr())], opts));
+    let mut conf = config(&[("a", a.addr()), ("b", b.addr())], opts);
+    conf.push_str(&format!(
+        "config upstream 'at'\n\toption address 'tcp://{}'\n",
+        a.addr()
+    ));
+    let dae = Dae::start(&conf);
 
     // b's answer lies in 192.0.2.0/24: asked again at a.
     let m = ask(dae.addr, "resp.lab.example.", RecordType::A);
@@ -295,6 +305,17 @@ fn response_rules_accept_reject_or_ask_another_upstream() {
     assert_eq!(asked, 3, "three exchanges, then the limit");
     // ... and the daemon still serves.
     assert_eq!(txt_of(&dae, "resp.lab.example."), "b");
+
+    // From b over UDP on to a over TCP.
+    let m = ask(dae.addr, "tcp.lab.example.", RecordType::A);
+    assert_eq!(answers(&m), vec!["198.51.100.1"]);
+    assert_eq!(b.queries("tcp.lab.example.", "A"), 1);
+    assert_eq!(a.queries("tcp.lab.example.", "A"), 1);
+    // A loop across both kinds keeps its count: b, at, b, then the limit.
+    let m = ask(dae.addr, "mix.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(b.queries("mix.lab.example.", "A"), 2);
+    assert_eq!(a.queries("mix.lab.example.", "A"), 1);
 }
 
 #[test]

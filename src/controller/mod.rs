@@ -22,6 +22,7 @@
 //! is swapped whole on reload; the cache and the flights in progress stay.
 
 pub mod cache;
+mod chase;
 pub mod rules;
 pub mod singleflight;
 
@@ -39,6 +40,7 @@ use crate::forwarder::{self, Forwarder};
 use crate::wire::{self, rcode, rtype, QueryError, QueryInfo, ResponseInfo};
 
 use cache::{Cache, Entry, Key, Lookup};
+pub use chase::Sending;
 use rules::{Facts, Rules};
 use singleflight::{Flights, Join, Outcome};
 
@@ -72,7 +74,7 @@ pub enum Step {
     Replied,
     /// Nothing to send.
     Dropped,
-    /// Must wait for an upstream: run `Controller::finish` with it.
+    /// Must wait for an upstream: hand it to `Controller::pursue`.
     Pending(Pending),
 }
 
@@ -482,7 +484,7 @@ impl Controller {
     }
 
     /// Resolves a pending query and hands the reply for its client to
-    /// `deliver`. The listener spawns this future as the query's task, so
+    /// `deliver`. `pursue` spawns this future as the query's task, so
     /// the task holds the query once (a wrapper around it would hold it
     /// twice) and stays under 1 KB, which glibc serves from its per-thread
     /// cache instead of consolidating its free lists on every miss.
@@ -528,18 +530,7 @@ impl Controller {
             };
             let outcome = resolving.await;
             let mut out = Vec::new();
-            match outcome {
-                Some(Ok(entry)) => {
-                    entry.write_fresh(&p.query, &p.info, Instant::now(), &mut out);
-                    fit(&mut out, &p.query, &p.info, &client);
-                }
-                Some(Err(())) => {
-                    self.stats.borrow_mut().servfail += 1;
-                    self.reply_empty(&p.query, &p.info, rcode::SERVFAIL, &client, &mut out);
-                }
-                // The preferred type has records: this one's answer is empty.
-                None => self.reply_empty(&p.query, &p.info, rcode::NOERROR, &client, &mut out),
-            }
+            self.write_reply(outcome, &p, &client, &mut out);
             drop((p, qname));
             if let Some(sending) = deliver(out) {
                 sending.await
@@ -638,13 +629,11 @@ impl Controller {
             match Flights::join(&self.flights, key) {
                 Join::Follow(rx) => rx.await.unwrap_or(Err(())),
                 Join::Lead(lead) => {
+                    let deadline = Instant::now() + policy.timeout;
                     let outcome = self
-                        .ask_upstreams(policy, query, info, key, target, client, qname)
+                        .ask_upstreams(policy, query, info, key, target, client, qname, 0, deadline)
                         .await;
-                    if let Ok(entry) = &outcome {
-                        self.cache.borrow_mut().insert(entry);
-                    }
-                    lead.finish(&outcome);
+                    self.land(lead, &outcome);
                     outcome
                 }
             }
@@ -653,6 +642,8 @@ impl Controller {
 
     /// Asks `first`, then runs the response rules on each answer until one is
     /// accepted or rejected; the answer becomes an entry under `key`.
+    /// `asked` upstreams were asked before for this query (by a `Chase`
+    /// that continues here), and all must answer by `deadline`.
     #[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
     fn ask_upstreams<'a>(
         &'a self,
@@ -663,11 +654,12 @@ impl Controller {
         first: &'a DnsTarget,
         client: &'a Client,
         qname: &'a str,
+        asked: usize,
+        deadline: Instant,
     ) -> impl Future<Output = Outcome> + 'a {
         async move {
-            let deadline = Instant::now() + policy.timeout;
             let mut target = first.clone();
-            for _ in 0..MAX_LOOKUP_DEPTH {
+            for _ in asked..MAX_LOOKUP_DEPTH {
                 let (name, forwarder) = match &target {
                     DnsTarget::Upstream { index, name } => {
                         (&**name, policy.forwarders[*index].clone())
@@ -681,86 +673,155 @@ impl Controller {
                 };
                 self.stats.borrow_mut().upstream_exchanges += 1;
                 let tcp = client.transport == Transport::Tcp;
-                let reply = match forwarder.exchange(query, info, tcp, deadline).await {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        self.stats.borrow_mut().upstream_failures += 1;
-                        log::warn!(
-                            "{} type {}: upstream '{name}': {e}",
-                            wire::NameText(info.qname(query)),
-                            info.qtype
-                        );
-                        return Err(());
-                    }
-                };
-                let scan = match wire::scan_response(&reply) {
-                    Ok(scan) => scan,
-                    Err(e) => {
-                        self.stats.borrow_mut().upstream_failures += 1;
-                        log::warn!(
-                            "{} type {}: upstream '{name}' sent a malformed answer: {e}",
-                            wire::NameText(info.qname(query)),
-                            info.qtype
-                        );
-                        return Err(());
-                    }
-                };
-                if scan.rcode == rcode::REFUSED {
-                    // "Not for you" from our upstream is our failure, not the
-                    // client's: passing REFUSED on would say we refuse it.
-                    self.stats.borrow_mut().upstream_failures += 1;
-                    log::warn!(
-                        "{} type {}: upstream '{name}' refused the query",
-                        wire::NameText(info.qname(query)),
-                        info.qtype
-                    );
-                    return Err(());
-                }
-                let facts = Facts {
-                    qname,
-                    qtype: info.qtype,
-                    upstream: Some(name),
-                    answer_ips: &scan.answer_ips,
-                };
-                let (next, rule) = policy.response.select(&facts);
-                match next {
-                    DnsTarget::Accept | DnsTarget::Asis => {
-                        log::debug!(
-                            "{qname} type {}: answered by '{name}' (rcode {})",
-                            info.qtype,
-                            scan.rcode
-                        );
-                        return Ok(make_entry(key, reply, &scan, policy.fixed_ttl_of(qname)));
-                    }
-                    DnsTarget::Reject => {
-                        log::debug!(
-                            "{qname}: answer of '{name}' rejected by '{}'",
-                            rule.unwrap_or("fallback")
-                        );
-                        let mut out = Vec::new();
-                        wire::empty_reply(query, info, rcode::NOERROR, &mut out);
-                        return Ok(Entry::new(&[], &out, &[], Instant::now(), 0, false));
-                    }
-                    DnsTarget::Upstream {
-                        name: next_name, ..
-                    } => {
-                        log::debug!(
-                            "{qname}: answer of '{name}' sent on to '{next_name}' by '{}'",
-                            rule.unwrap_or("fallback")
-                        );
-                        target = next.clone();
-                    }
+                let reply = forwarder.exchange(query, info, tcp, deadline).await;
+                match self.judge(policy, query, info, key, name, reply, qname) {
+                    Verdict::Done(outcome) => return outcome,
+                    Verdict::Next(next) => target = next,
                 }
             }
-            log::warn!(
-                "{} type {}: response rules asked {MAX_LOOKUP_DEPTH} upstreams in a row; \
-                 answering SERVFAIL (do the response rules form a loop?)",
-                wire::NameText(info.qname(query)),
-                info.qtype
-            );
+            self.warn_lookup_loop(query, info);
             Err(())
         }
     }
+
+    /// What upstream `name`'s reply (or failure) to `query` comes to: the
+    /// query's outcome, or the next upstream to ask, as the response rules
+    /// say. Failures are counted and logged here.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &self,
+        policy: &Policy,
+        query: &[u8],
+        info: &QueryInfo,
+        key: &[u8],
+        name: &str,
+        reply: Result<Vec<u8>, forwarder::ForwardError>,
+        qname: &str,
+    ) -> Verdict {
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.stats.borrow_mut().upstream_failures += 1;
+                log::warn!(
+                    "{} type {}: upstream '{name}': {e}",
+                    wire::NameText(info.qname(query)),
+                    info.qtype
+                );
+                return Verdict::Done(Err(()));
+            }
+        };
+        let scan = match wire::scan_response(&reply) {
+            Ok(scan) => scan,
+            Err(e) => {
+                self.stats.borrow_mut().upstream_failures += 1;
+                log::warn!(
+                    "{} type {}: upstream '{name}' sent a malformed answer: {e}",
+                    wire::NameText(info.qname(query)),
+                    info.qtype
+                );
+                return Verdict::Done(Err(()));
+            }
+        };
+        if scan.rcode == rcode::REFUSED {
+            // "Not for you" from our upstream is our failure, not the
+            // client's: passing REFUSED on would say we refuse it.
+            self.stats.borrow_mut().upstream_failures += 1;
+            log::warn!(
+                "{} type {}: upstream '{name}' refused the query",
+                wire::NameText(info.qname(query)),
+                info.qtype
+            );
+            return Verdict::Done(Err(()));
+        }
+        let facts = Facts {
+            qname,
+            qtype: info.qtype,
+            upstream: Some(name),
+            answer_ips: &scan.answer_ips,
+        };
+        let (next, rule) = policy.response.select(&facts);
+        match next {
+            DnsTarget::Accept | DnsTarget::Asis => {
+                log::debug!(
+                    "{qname} type {}: answered by '{name}' (rcode {})",
+                    info.qtype,
+                    scan.rcode
+                );
+                Verdict::Done(Ok(make_entry(
+                    key,
+                    reply,
+                    &scan,
+                    policy.fixed_ttl_of(qname),
+                )))
+            }
+            DnsTarget::Reject => {
+                log::debug!(
+                    "{qname}: answer of '{name}' rejected by '{}'",
+                    rule.unwrap_or("fallback")
+                );
+                let mut out = Vec::new();
+                wire::empty_reply(query, info, rcode::NOERROR, &mut out);
+                Verdict::Done(Ok(Entry::new(&[], &out, &[], Instant::now(), 0, false)))
+            }
+            DnsTarget::Upstream {
+                name: next_name, ..
+            } => {
+                log::debug!(
+                    "{qname}: answer of '{name}' sent on to '{next_name}' by '{}'",
+                    rule.unwrap_or("fallback")
+                );
+                Verdict::Next(next.clone())
+            }
+        }
+    }
+
+    fn warn_lookup_loop(&self, query: &[u8], info: &QueryInfo) {
+        log::warn!(
+            "{} type {}: response rules asked {MAX_LOOKUP_DEPTH} upstreams in a row; \
+             answering SERVFAIL (do the response rules form a loop?)",
+            wire::NameText(info.qname(query)),
+            info.qtype
+        );
+    }
+
+    /// Ends a flight this query led: caches what it brought and hands it
+    /// to the queries that followed.
+    fn land(&self, lead: singleflight::Lead, outcome: &Outcome) {
+        if let Ok(entry) = outcome {
+            self.cache.borrow_mut().insert(entry);
+        }
+        lead.finish(outcome);
+    }
+
+    /// The reply to a pending query: its answer, SERVFAIL when it has
+    /// none, or (`None`: the preferred type has records) an empty answer.
+    fn write_reply(
+        &self,
+        outcome: Option<Outcome>,
+        p: &Pending,
+        client: &Client,
+        out: &mut Vec<u8>,
+    ) {
+        match outcome {
+            Some(Ok(entry)) => {
+                entry.write_fresh(&p.query, &p.info, Instant::now(), out);
+                fit(out, &p.query, &p.info, client);
+            }
+            Some(Err(())) => {
+                self.stats.borrow_mut().servfail += 1;
+                self.reply_empty(&p.query, &p.info, rcode::SERVFAIL, client, out);
+            }
+            None => self.reply_empty(&p.query, &p.info, rcode::NOERROR, client, out),
+        }
+    }
+}
+
+/// What an upstream's reply comes to (`Controller::judge`).
+enum Verdict {
+    /// The query's outcome.
+    Done(Outcome),
+    /// The response rules send the query on to this upstream.
+    Next(DnsTarget),
 }
 
 fn request_facts(qname: &str, qtype: u16) -> Facts<'_> {

@@ -70,7 +70,7 @@ use crate::wire::{self, QueryInfo};
 use pipeline::{Framing, Pipeline};
 use tls::TlsClient;
 
-pub use udp::UdpPool;
+pub use udp::{Answer, Callback, UdpPool};
 
 /// Ways out (address, direct or node) one forwarder keeps connections for.
 const MAX_PATHS: usize = 8;
@@ -539,6 +539,22 @@ impl Forwarder {
         })
     }
 
+    /// The UDP path of a plain `udp://` upstream with a fixed address,
+    /// reached directly: its queries can be sent with a callback instead of
+    /// a task waiting (`DirectUdp::send_then`). `None` for any other
+    /// upstream or way out (and when choosing the way fails: `exchange`
+    /// reports that).
+    pub fn direct_udp(&self) -> Option<DirectUdp> {
+        let Route::Fixed(remote) = self.route else {
+            return None;
+        };
+        if self.scheme != Scheme::Udp {
+            return None;
+        }
+        let paths = self.paths_for(remote, L4::Udp).ok()?;
+        paths.udp.is_some().then_some(DirectUdp(paths))
+    }
+
     /// Sends `query` and returns the upstream's answer (its id is ours, not
     /// the client's; the caller patches it).
     ///
@@ -631,6 +647,25 @@ impl Forwarder {
                 return Box::pin(tcp.stream.exchange(query, info, deadline)).await;
             }
             Ok(reply)
+        }
+    }
+}
+
+/// A plain `udp://` upstream's direct socket pool (`Forwarder::direct_udp`).
+pub struct DirectUdp(Rc<Paths>);
+
+impl DirectUdp {
+    /// See `UdpPool::send_then`.
+    pub fn send_then(
+        &self,
+        query: Box<[u8]>,
+        question_end: usize,
+        deadline: Instant,
+        then: Callback,
+    ) {
+        match &self.0.udp {
+            Some(pool) => pool.send_then(query, question_end, deadline, then),
+            None => then(Err(ForwardError::Closed)),
         }
     }
 }

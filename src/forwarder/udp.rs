@@ -19,6 +19,11 @@
 //! `sendmmsg`. Besides the system calls, that spares the upstream a wakeup
 //! per query when it sleeps between them.
 //!
+//! A query is waited for in one of two ways: by a task (`exchange`, which
+//! the reader wakes with the outcome), or by nobody (`send_then`: the
+//! reader removes the wait and calls the query's callback with the outcome,
+//! which is how the controller follows plain-UDP misses without a task).
+//!
 //! Neighbours: `forwarder` (the caller), `dialer::Direct` (the sockets).
 
 use std::cell::{Cell, RefCell};
@@ -63,7 +68,10 @@ thread_local! {
     static INBOX: RefCell<RecvBatch> = RefCell::new(RecvBatch::with_control(false));
 }
 
-type Answer = Result<Vec<u8>, ForwardError>;
+pub type Answer = Result<Vec<u8>, ForwardError>;
+
+/// What `send_then` calls with a query's outcome.
+pub type Callback = Box<dyn FnOnce(Answer)>;
 
 struct Waiter {
     /// Our query as sent (with our id), for retransmits and to check the
@@ -72,24 +80,77 @@ struct Waiter {
     question_end: usize,
     next_send: Instant,
     deadline: Instant,
-    /// The outcome, once there is one: the reader puts it here and wakes
-    /// the query, which takes it and removes the wait (no channel to
-    /// allocate per query).
-    outcome: Option<Answer>,
-    waker: Option<Waker>,
     /// Tells this wait from a later one that reuses its id.
     seq: u64,
+    then: Then,
+}
+
+/// Who takes a query's outcome.
+enum Then {
+    /// A task: the reader puts the outcome here and wakes the task, which
+    /// takes it and removes the wait (no channel to allocate per query).
+    Wake {
+        outcome: Option<Answer>,
+        waker: Option<Waker>,
+    },
+    /// Nobody waits: the reader removes the wait and makes this call.
+    Call(Callback),
 }
 
 impl Waiter {
-    /// Ends the wait with `outcome` (the first one counts).
-    fn settle(&mut self, outcome: Answer) {
-        if self.outcome.is_none() {
-            self.outcome = Some(outcome);
-            if let Some(w) = self.waker.take() {
+    /// No outcome yet.
+    fn is_open(&self) -> bool {
+        !matches!(
+            self.then,
+            Then::Wake {
+                outcome: Some(_),
+                ..
+            }
+        )
+    }
+}
+
+type Waiting = HashMap<u16, Box<Waiter>, SeededHash>;
+
+/// Calls owed once the waiting list is let go (a call may start another
+/// query on the same socket).
+type Due = Vec<(Callback, Answer)>;
+
+/// Ends the wait on `id` with `outcome`, if it is still open (the first
+/// outcome counts): a task's wait keeps the outcome for the task; a
+/// callback's wait is removed and its call added to `due`.
+fn settle(waiting: &mut Waiting, id: u16, outcome: Answer, due: &mut Due) {
+    let Some(w) = waiting.get_mut(&id) else {
+        return;
+    };
+    match &mut w.then {
+        Then::Wake {
+            outcome: slot @ None,
+            waker,
+        } => {
+            *slot = Some(outcome);
+            if let Some(w) = waker.take() {
                 w.wake();
             }
         }
+        Then::Wake { .. } => {}
+        Then::Call(_) => {
+            if let Some(w) = waiting.remove(&id) {
+                if let Then::Call(call) = w.then {
+                    due.push((call, outcome));
+                }
+            }
+            if waiting.is_empty() && waiting.capacity() > WAITING_KEEP {
+                waiting.shrink_to_fit();
+            }
+        }
+    }
+}
+
+/// Makes the calls owed; no borrow of the socket's state may be held.
+fn call_due(due: Due) {
+    for (call, outcome) in due {
+        call(outcome);
     }
 }
 
@@ -100,7 +161,7 @@ struct Shared {
     /// sends, as its buffer space comes back. A full buffer is handled by
     /// sending again later.
     sock: AsyncFd<std::net::UdpSocket>,
-    waiting: RefCell<HashMap<u16, Waiter, SeededHash>>,
+    waiting: RefCell<Waiting>,
     uses: Cell<u32>,
     born: Instant,
     broken: Cell<bool>,
@@ -124,11 +185,15 @@ impl Shared {
 
     /// Fails everything waiting on this socket.
     fn fail_all(&self, error: impl Fn() -> ForwardError) {
-        for w in self.waiting.borrow_mut().values_mut() {
-            if w.outcome.is_none() {
-                w.settle(Err(error()));
+        let mut due = Due::new();
+        {
+            let mut waiting = self.waiting.borrow_mut();
+            let ids: Vec<u16> = waiting.keys().copied().collect();
+            for id in ids {
+                settle(&mut waiting, id, Err(error()), &mut due);
             }
         }
+        call_due(due);
     }
 }
 
@@ -192,57 +257,34 @@ impl UdpPool {
         deadline: Instant,
     ) -> impl std::future::Future<Output = Result<Vec<u8>, ForwardError>> + 'a {
         async move {
-            let shared = self.pick()?;
-            if shared.waiting.borrow().len() >= MAX_WAITING {
-                return Err(ForwardError::Busy);
-            }
-            let id = loop {
-                let id = crate::rand::u16();
-                if !shared.waiting.borrow().contains_key(&id) {
-                    break id;
-                }
-            };
-            let mut q: Box<[u8]> = query.into();
-            wire::set_id(&mut q, id);
-            // Queued for the reader, which sends it with the others of this
-            // round (`send_queued`), sends it again each `RETRANSMIT` and ends
-            // the wait at the deadline, so waiting here needs no timer.
-            let next_send = Instant::now() + RETRANSMIT;
-            let seq = shared.next_seq.get();
-            shared.next_seq.set(seq + 1);
-            shared.waiting.borrow_mut().insert(
+            let (shared, id) = self.reserve()?;
+            let seq = wait(
+                &shared,
                 id,
-                Waiter {
-                    query: q,
-                    question_end: info.question_end,
-                    next_send,
-                    deadline,
+                query.into(),
+                info.question_end,
+                deadline,
+                Then::Wake {
                     outcome: None,
                     waker: None,
-                    seq,
                 },
             );
-            shared.uses.set(shared.uses.get() + 1);
-            let first = {
-                let mut outbox = shared.outbox.borrow_mut();
-                outbox.push((id, seq));
-                outbox.len() == 1
-            };
-            if first {
-                shared.wake.notify_one();
-            }
             // Whatever happens below, this query stops waiting when we return.
             let _cleanup = Unwait(&shared, id, seq);
             std::future::poll_fn(|cx| {
                 let mut waiting = shared.waiting.borrow_mut();
-                let Some(w) = waiting.get_mut(&id).filter(|w| w.seq == seq) else {
+                let Some(Then::Wake { outcome, waker }) = waiting
+                    .get_mut(&id)
+                    .filter(|w| w.seq == seq)
+                    .map(|w| &mut w.then)
+                else {
                     return Poll::Ready(Err(ForwardError::Closed));
                 };
-                match w.outcome.take() {
+                match outcome.take() {
                     Some(outcome) => Poll::Ready(outcome),
                     None => {
-                        if !w.waker.as_ref().is_some_and(|k| k.will_wake(cx.waker())) {
-                            w.waker = Some(cx.waker().clone());
+                        if !waker.as_ref().is_some_and(|k| k.will_wake(cx.waker())) {
+                            *waker = Some(cx.waker().clone());
                         }
                         Poll::Pending
                     }
@@ -251,6 +293,78 @@ impl UdpPool {
             .await
         }
     }
+
+    /// Sends `query` as `exchange` does, but no task waits: the socket's
+    /// reader calls `then` with the outcome. `then` is called once, at once
+    /// if the query cannot be sent (unless the runtime stops first).
+    /// `query` is the copy the wait keeps; its id is replaced here.
+    pub fn send_then(
+        &self,
+        query: Box<[u8]>,
+        question_end: usize,
+        deadline: Instant,
+        then: Callback,
+    ) {
+        match self.reserve() {
+            Ok((shared, id)) => {
+                wait(&shared, id, query, question_end, deadline, Then::Call(then));
+            }
+            Err(e) => then(Err(e)),
+        }
+    }
+
+    /// A socket with room for one more query, and a free id on it.
+    fn reserve(&self) -> Result<(Rc<Shared>, u16), ForwardError> {
+        let shared = self.pick()?;
+        if shared.waiting.borrow().len() >= MAX_WAITING {
+            return Err(ForwardError::Busy);
+        }
+        let id = loop {
+            let id = crate::rand::u16();
+            if !shared.waiting.borrow().contains_key(&id) {
+                break id;
+            }
+        };
+        Ok((shared, id))
+    }
+}
+
+/// Makes `query` wait on `id`, queued for the reader, which sends it with
+/// the others of this round (`send_queued`), sends it again each
+/// `RETRANSMIT` and ends the wait at the deadline, so waiting needs no
+/// timer. Returns the wait's number.
+fn wait(
+    shared: &Shared,
+    id: u16,
+    mut query: Box<[u8]>,
+    question_end: usize,
+    deadline: Instant,
+    then: Then,
+) -> u64 {
+    wire::set_id(&mut query, id);
+    let seq = shared.next_seq.get();
+    shared.next_seq.set(seq + 1);
+    shared.waiting.borrow_mut().insert(
+        id,
+        Box::new(Waiter {
+            query,
+            question_end,
+            next_send: Instant::now() + RETRANSMIT,
+            deadline,
+            seq,
+            then,
+        }),
+    );
+    shared.uses.set(shared.uses.get() + 1);
+    let first = {
+        let mut outbox = shared.outbox.borrow_mut();
+        outbox.push((id, seq));
+        outbox.len() == 1
+    };
+    if first {
+        shared.wake.notify_one();
+    }
+    seq
 }
 
 /// Registers a socket with the reactor for readability only.
@@ -302,7 +416,7 @@ fn send_queued(shared: &Shared) {
             let mut n = 0;
             for &(id, seq) in chunk {
                 if let Some(w) = waiting.get(&id) {
-                    if w.seq == seq && w.outcome.is_none() {
+                    if w.seq == seq && w.is_open() {
                         ids[n] = id;
                         datagrams[n] = &w.query;
                         n += 1;
@@ -328,17 +442,19 @@ fn send_queued(shared: &Shared) {
     outbox.clear();
     drop(outbox);
     let now = Instant::now();
-    let mut waiting = shared.waiting.borrow_mut();
-    for id in unsent {
-        if let Some(w) = waiting.get_mut(&id) {
-            w.next_send = now;
+    let mut due = Due::new();
+    {
+        let mut waiting = shared.waiting.borrow_mut();
+        for id in unsent {
+            if let Some(w) = waiting.get_mut(&id) {
+                w.next_send = now;
+            }
+        }
+        for (id, e) in failed {
+            settle(&mut waiting, id, Err(e.into()), &mut due);
         }
     }
-    for (id, e) in failed {
-        if let Some(w) = waiting.get_mut(&id) {
-            w.settle(Err(e.into()));
-        }
-    }
+    call_due(due);
 }
 
 /// How often, at most, the reader looks for queries to send again or to
@@ -355,11 +471,12 @@ fn sweep(shared: &Shared, now: Instant) {
             return;
         }
     }
-    for w in shared.waiting.borrow_mut().values_mut() {
-        if w.outcome.is_some() {
+    let mut late = Vec::new();
+    for (&id, w) in shared.waiting.borrow_mut().iter_mut() {
+        if !w.is_open() {
             // Answered; the query has yet to take it.
         } else if now >= w.deadline {
-            w.settle(Err(ForwardError::Timeout));
+            late.push(id);
         } else if now >= w.next_send {
             w.next_send = now + RETRANSMIT;
             // A full socket buffer only delays the next try; a refusal is
@@ -367,6 +484,14 @@ fn sweep(shared: &Shared, now: Instant) {
             let _ = mmsg::send_connected(shared.sock.as_raw_fd(), &[&w.query]);
         }
     }
+    let mut due = Due::new();
+    {
+        let mut waiting = shared.waiting.borrow_mut();
+        for id in late {
+            settle(&mut waiting, id, Err(ForwardError::Timeout), &mut due);
+        }
+    }
+    call_due(due);
 }
 
 /// Reads a pooled socket and hands each answer to the query waiting for
@@ -408,18 +533,21 @@ async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
             _ = tokio::time::sleep(wait) => continue,
         };
         loop {
+            let mut due = Due::new();
             let got = ready.try_io(|sock| {
                 INBOX.with(|inbox| {
                     let mut inbox = inbox.borrow_mut();
                     let n = inbox.recv(sock.as_raw_fd())?;
+                    let mut waiting = shared.waiting.borrow_mut();
                     for i in 0..n {
                         if let Some((answer, _)) = inbox.get(i) {
-                            deliver(&shared, answer, remote);
+                            deliver(&mut waiting, answer, remote, &mut due);
                         }
                     }
                     Ok(n)
                 })
             });
+            call_due(due);
             match got {
                 // Nothing more to read (readiness cleared).
                 Err(_would_block) => break,
@@ -446,18 +574,18 @@ async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
     }
 }
 
-fn deliver(shared: &Shared, answer: &[u8], remote: SocketAddr) {
+/// Hands an answer to the query it answers.
+fn deliver(waiting: &mut Waiting, answer: &[u8], remote: SocketAddr, due: &mut Due) {
     if answer.len() < wire::HEADER_LEN {
         return;
     }
     let id = wire::id(answer);
-    let mut waiting = shared.waiting.borrow_mut();
-    let waiter = waiting.get_mut(&id).filter(|w| {
-        w.outcome.is_none()
+    let answers = waiting.get(&id).is_some_and(|w| {
+        w.is_open()
             && wire::response_answers(answer, id, &w.query[wire::HEADER_LEN..w.question_end])
     });
-    if let Some(w) = waiter {
-        w.settle(Ok(answer.to_vec()));
+    if answers {
+        settle(waiting, id, Ok(answer.to_vec()), due);
     } else {
         log::debug!(
             "udp {remote}: ignored a {}-byte datagram that answers no query of ours",
@@ -491,11 +619,13 @@ mod tests {
             question_end: 12,
             next_send: now,
             deadline: now,
-            outcome: None,
-            waker: None,
             seq,
+            then: Then::Wake {
+                outcome: None,
+                waker: None,
+            },
         };
-        s.waiting.borrow_mut().insert(id, w);
+        s.waiting.borrow_mut().insert(id, Box::new(w));
     }
 
     #[test]
@@ -520,7 +650,7 @@ mod tests {
                 .waiting
                 .borrow()
                 .get(&7)
-                .is_some_and(|w| w.seq == 1 && w.outcome.is_none()));
+                .is_some_and(|w| w.seq == 1 && w.is_open()));
             drop(Unwait(&s, 7, 1));
             assert!(s.waiting.borrow().is_empty());
         });

@@ -96,12 +96,11 @@ async fn serve_client(
             Step::Dropped => {}
             Step::Pending(p) => {
                 let replies = replies.clone();
-                let controller = controller.clone();
-                tokio::task::spawn_local(controller.finish(p, client, move |reply| {
+                controller.pursue(p, client, move |reply| {
                     Some(Box::pin(async move {
                         let _ = replies.send(reply).await;
                     }))
-                }));
+                });
             }
         }
     }

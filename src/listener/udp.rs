@@ -1,6 +1,7 @@
 //! The UDP serving loop: reads queries in batches, answers what the
-//! controller can answer at once, and spawns a task for each query that must
-//! wait for an upstream.
+//! controller can answer at once, and hands each query that must wait for
+//! an upstream back to the controller (`Controller::pursue`) with the way
+//! to deliver its reply.
 //!
 //! On a plain listener every answer, immediate or from a finished task, is
 //! queued in one `SendBatch` that the loop sends with one `sendmmsg` each
@@ -23,7 +24,7 @@ use tokio::sync::Notify;
 
 use super::mmsg::{RecvBatch, SendBatch, BATCH};
 use super::tproxy::AnyFrom;
-use crate::controller::{Client, Controller, Step, Transport};
+use crate::controller::{Client, Controller, Sending, Step, Transport};
 
 /// Answers queued at most for one `sendmmsg`: room for a full receive batch
 /// plus the answers of the tasks that finish while it is handled.
@@ -99,7 +100,6 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                     }
                     (Step::Pending(p), _, _) => {
                         let sock = sock.clone();
-                        let controller = controller.clone();
                         let anyfrom = anyfrom.clone();
                         let replies = replies.clone();
                         let asked = client.asked;
@@ -121,7 +121,7 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                                     })),
                                 }
                             };
-                        tokio::task::spawn_local(controller.finish(p, client, deliver));
+                        controller.pursue(p, client, deliver);
                     }
                     _ => {}
                 }
@@ -142,9 +142,6 @@ async fn queue(sock: &UdpSocket, replies: &Replies, reply: &[u8], to: SocketAddr
         replies.batch.borrow_mut().push(reply, to);
     }
 }
-
-/// A reply on its way that had to wait.
-type Sending = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 async fn send_one(sock: &UdpSocket, reply: &[u8], to: SocketAddr) {
     if let Err(e) = sock.send_to(reply, to).await {

@@ -1,0 +1,189 @@
+//! A cache miss followed without a task of its own.
+//!
+//! Most misses go to a plain `udp://` upstream and lead their flight. For
+//! those, the query's state is plain data, a `Chase`, moved into the
+//! callback of each UDP exchange it makes (`DirectUdp::send_then`): the
+//! upstream socket's reader calls it with the answer, the response rules
+//! judge it there and then, and the reply goes straight to the client's
+//! listener. A waiting query then costs a few hundred bytes (the chase and
+//! the socket's wait) instead of a task and its boxed resolution (~2 KB),
+//! and no task is spawned, polled or woken.
+//!
+//! Everything else (TCP clients, `ipversion_prefer`, followers of a flight,
+//! upstreams of other kinds or through proxy nodes) takes the task:
+//! `Controller::finish`. A response rule that sends a chase on to such an
+//! upstream continues it on a task from where it is.
+//!
+//! Neighbours: `controller` (`pursue` starts chases; `judge`, `land` and
+//! `write_reply` are shared with the task), `forwarder::DirectUdp` (the
+//! exchange), the listener (`deliver`).
+
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::singleflight::{Flights, Join, Lead, Outcome};
+use super::{Client, Controller, Pending, Transport, Verdict, MAX_LOOKUP_DEPTH};
+use crate::config::DnsTarget;
+use crate::forwarder::{Answer, DirectUdp};
+use crate::wire;
+
+/// A reply's way to its client: sends it at once where it can and returns
+/// `None`, or returns the future that sends it.
+pub type Sending = Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// A miss on its way through upstreams, as plain data.
+struct Chase<F> {
+    controller: Rc<Controller>,
+    p: Pending,
+    client: Client,
+    lead: Lead,
+    /// The query name as text, when the response rules need it.
+    qname: String,
+    deadline: Instant,
+    /// Upstreams asked so far.
+    asked: usize,
+    deliver: F,
+}
+
+impl Controller {
+    /// Answers a pending query and hands the reply for its client to
+    /// `deliver`: as a `Chase` when it can be one, else on a task of its
+    /// own (`finish`).
+    pub fn pursue<F>(self: &Rc<Self>, p: Pending, client: Client, deliver: F)
+    where
+        F: FnOnce(Vec<u8>) -> Option<Sending> + 'static,
+    {
+        let direct = match &p.target {
+            DnsTarget::Upstream { index, .. }
+                if p.preferred.is_none()
+                    && client.transport == Transport::Udp
+                    && !self.flights.borrow().in_flight(&p.key) =>
+            {
+                p.policy.forwarders[*index].direct_udp()
+            }
+            _ => None,
+        };
+        let Some(udp) = direct else {
+            tokio::task::spawn_local(self.clone().finish(p, client, deliver));
+            return;
+        };
+        let Join::Lead(lead) = Flights::join(&self.flights, &p.key) else {
+            unreachable!("no flight for this key: it was just looked for");
+        };
+        let mut qname = String::new();
+        if p.policy.needs_qname_text() {
+            wire::name_to_text(p.info.qname(&p.query), &mut qname);
+        }
+        let target = p.target.clone();
+        let chase = Chase {
+            controller: self.clone(),
+            deadline: Instant::now() + p.policy.timeout,
+            p,
+            client,
+            lead,
+            qname,
+            asked: 0,
+            deliver,
+        };
+        chase.ask(&udp, target);
+    }
+}
+
+impl<F> Chase<F>
+where
+    F: FnOnce(Vec<u8>) -> Option<Sending> + 'static,
+{
+    /// Sends the query to `target`, reached over `udp`; the answer comes
+    /// back to `answered`.
+    fn ask(self, udp: &DirectUdp, target: DnsTarget) {
+        self.controller.stats.borrow_mut().upstream_exchanges += 1;
+        let query: Box<[u8]> = self.p.query[..].into();
+        let (question_end, deadline) = (self.p.info.question_end, self.deadline);
+        udp.send_then(
+            query,
+            question_end,
+            deadline,
+            Box::new(move |answer| self.answered(target, answer)),
+        );
+    }
+
+    /// Judges `target`'s answer: the outcome, or the next upstream.
+    fn answered(mut self, target: DnsTarget, answer: Answer) {
+        let DnsTarget::Upstream { name, .. } = &target else {
+            unreachable!("a chase asks named upstreams only");
+        };
+        let p = &self.p;
+        let verdict = self.controller.judge(
+            &p.policy,
+            &p.query,
+            &p.info,
+            &p.key,
+            name,
+            answer,
+            &self.qname,
+        );
+        self.asked += 1;
+        match verdict {
+            Verdict::Done(outcome) => self.finish(outcome),
+            Verdict::Next(_) if self.asked >= MAX_LOOKUP_DEPTH => {
+                self.controller
+                    .warn_lookup_loop(&self.p.query, &self.p.info);
+                self.finish(Err(()));
+            }
+            Verdict::Next(next) => self.go_on(next),
+        }
+    }
+
+    /// Asks the next upstream the response rules chose: as a chase if it
+    /// is plain direct UDP too, else on a task.
+    fn go_on(self, next: DnsTarget) {
+        let direct = match &next {
+            DnsTarget::Upstream { index, .. } => self.p.policy.forwarders[*index].direct_udp(),
+            _ => None,
+        };
+        match direct {
+            Some(udp) => self.ask(&udp, next),
+            None => {
+                tokio::task::spawn_local(async move {
+                    let p = &self.p;
+                    let outcome = self
+                        .controller
+                        .ask_upstreams(
+                            &p.policy,
+                            &p.query,
+                            &p.info,
+                            &p.key,
+                            &next,
+                            &self.client,
+                            &self.qname,
+                            self.asked,
+                            self.deadline,
+                        )
+                        .await;
+                    self.finish(outcome);
+                });
+            }
+        }
+    }
+
+    /// Lands the flight and replies to the client.
+    fn finish(self, outcome: Outcome) {
+        let Chase {
+            controller,
+            p,
+            client,
+            lead,
+            qname,
+            deliver,
+            ..
+        } = self;
+        controller.land(lead, &outcome);
+        let mut out = Vec::new();
+        controller.write_reply(Some(outcome), &p, &client, &mut out);
+        drop((p, qname));
+        if let Some(sending) = deliver(out) {
+            tokio::task::spawn_local(sending);
+        }
+    }
+}
