@@ -16,7 +16,9 @@
 //!
 //! `handle` does steps 1-3 without waiting, so the listener can answer cache
 //! hits in a batch; what must wait comes back as `Step::Pending`, which the
-//! listener runs as a task with `finish`. Every failure answers SERVFAIL.
+//! listener hands to `pursue`: a plain-UDP miss is followed without a task
+//! (`chase`), anything else runs as a task with `finish`. Both judge answers
+//! with `judge` and end a flight with `land`. Every failure answers SERVFAIL.
 //!
 //! The config-derived part (`Policy`: rules, upstreams and their forwarders)
 //! is swapped whole on reload; the cache and the flights in progress stay.
@@ -889,7 +891,7 @@ fn make_entry(
 mod tests {
     use super::*;
 
-    /// A query waiting on its upstream is one task, which tokio allocates
+    /// A query waiting on its upstream without a chase is one task, which tokio allocates
     /// aligned to 128 bytes: glibc serves that with memalign, asking for
     /// the size plus the alignment, and a request of 1024 bytes or more is
     /// a large one that makes it consolidate its free lists, on every miss.
