@@ -655,4 +655,34 @@ mod tests {
             assert!(s.waiting.borrow().is_empty());
         });
     }
+
+    /// A callback's wait is removed when it settles, and the call is made
+    /// later, once, with the first outcome only.
+    #[test]
+    fn a_callback_is_called_once_after_the_waiting_list_is_let_go() {
+        let calls: Rc<RefCell<Vec<Answer>>> = Rc::default();
+        let mut waiting: Waiting = HashMap::with_hasher(SeededHash::random());
+        let now = Instant::now();
+        let seen = calls.clone();
+        waiting.insert(
+            9,
+            Box::new(Waiter {
+                query: Box::new([0; 12]),
+                question_end: 12,
+                next_send: now,
+                deadline: now,
+                seq: 0,
+                then: Then::Call(Box::new(move |a| seen.borrow_mut().push(a))),
+            }),
+        );
+        let mut due = Due::new();
+        settle(&mut waiting, 9, Ok(vec![1]), &mut due);
+        settle(&mut waiting, 9, Err(ForwardError::Timeout), &mut due);
+        assert!(waiting.is_empty());
+        assert!(calls.borrow().is_empty(), "called under the borrow");
+        call_due(due);
+        let calls = calls.borrow();
+        assert_eq!(calls.len(), 1);
+        assert!(matches!(&calls[0], Ok(a) if a == &[1]));
+    }
 }
