@@ -700,40 +700,28 @@ impl Controller {
         reply: Result<Vec<u8>, forwarder::ForwardError>,
         qname: &str,
     ) -> Verdict {
+        // Counted, logged with what went wrong, and the query fails.
+        let failed = |what: std::fmt::Arguments| {
+            self.stats.borrow_mut().upstream_failures += 1;
+            log::warn!(
+                "{} type {}: upstream '{name}'{what}",
+                wire::NameText(info.qname(query)),
+                info.qtype
+            );
+            Verdict::Done(Err(()))
+        };
         let reply = match reply {
             Ok(reply) => reply,
-            Err(e) => {
-                self.stats.borrow_mut().upstream_failures += 1;
-                log::warn!(
-                    "{} type {}: upstream '{name}': {e}",
-                    wire::NameText(info.qname(query)),
-                    info.qtype
-                );
-                return Verdict::Done(Err(()));
-            }
+            Err(e) => return failed(format_args!(": {e}")),
         };
         let scan = match wire::scan_response(&reply) {
             Ok(scan) => scan,
-            Err(e) => {
-                self.stats.borrow_mut().upstream_failures += 1;
-                log::warn!(
-                    "{} type {}: upstream '{name}' sent a malformed answer: {e}",
-                    wire::NameText(info.qname(query)),
-                    info.qtype
-                );
-                return Verdict::Done(Err(()));
-            }
+            Err(e) => return failed(format_args!(" sent a malformed answer: {e}")),
         };
         if scan.rcode == rcode::REFUSED {
             // "Not for you" from our upstream is our failure, not the
             // client's: passing REFUSED on would say we refuse it.
-            self.stats.borrow_mut().upstream_failures += 1;
-            log::warn!(
-                "{} type {}: upstream '{name}' refused the query",
-                wire::NameText(info.qname(query)),
-                info.qtype
-            );
-            return Verdict::Done(Err(()));
+            return failed(format_args!(" refused the query"));
         }
         let facts = Facts {
             qname,

@@ -670,6 +670,17 @@ impl DirectUdp {
     }
 }
 
+/// A random query id that `in_use` says is free (on one socket or
+/// connection).
+fn free_id(in_use: impl Fn(u16) -> bool) -> u16 {
+    loop {
+        let id = crate::rand::u16();
+        if !in_use(id) {
+            return id;
+        }
+    }
+}
+
 fn is_encrypted(s: Scheme) -> bool {
     matches!(s, Scheme::Tls | Scheme::Https | Scheme::H3 | Scheme::Quic)
 }

@@ -211,12 +211,7 @@ impl Pipeline {
             if conn.waiting.borrow().len() >= MAX_IN_FLIGHT {
                 return Err(ForwardError::Busy);
             }
-            let id = loop {
-                let id = crate::rand::u16();
-                if !conn.waiting.borrow().contains_key(&id) {
-                    break id;
-                }
-            };
+            let id = super::free_id(|id| conn.waiting.borrow().contains_key(&id));
             let (tx, rx) = oneshot::channel();
             conn.waiting.borrow_mut().insert(id, tx);
             conn.last_used.set(Instant::now());

@@ -319,12 +319,7 @@ impl UdpPool {
         if shared.waiting.borrow().len() >= MAX_WAITING {
             return Err(ForwardError::Busy);
         }
-        let id = loop {
-            let id = crate::rand::u16();
-            if !shared.waiting.borrow().contains_key(&id) {
-                break id;
-            }
-        };
+        let id = super::free_id(|id| shared.waiting.borrow().contains_key(&id));
         Ok((shared, id))
     }
 }
