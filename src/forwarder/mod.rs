@@ -654,19 +654,13 @@ impl Forwarder {
 /// A plain `udp://` upstream's direct socket pool (`Forwarder::direct_udp`).
 pub struct DirectUdp(Rc<Paths>);
 
-impl DirectUdp {
-    /// See `UdpPool::send_then`.
-    pub fn send_then(
-        &self,
-        query: Box<[u8]>,
-        question_end: usize,
-        deadline: Instant,
-        then: Callback,
-    ) {
-        match &self.0.udp {
-            Some(pool) => pool.send_then(query, question_end, deadline, then),
-            None => then(Err(ForwardError::Closed)),
-        }
+/// The pool itself, for `UdpPool::send_then`.
+impl std::ops::Deref for DirectUdp {
+    type Target = UdpPool;
+
+    fn deref(&self) -> &UdpPool {
+        // `direct_udp` makes a `DirectUdp` only of paths with a pool.
+        self.0.udp.as_ref().expect("a direct UDP path has its pool")
     }
 }
 
