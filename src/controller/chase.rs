@@ -18,6 +18,7 @@
 //! `write_reply` are shared with the task), `forwarder::DirectUdp` (the
 //! exchange), the listener (`deliver`).
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
@@ -28,9 +29,18 @@ use crate::config::DnsTarget;
 use crate::forwarder::{Answer, DirectUdp};
 use crate::wire;
 
-/// A reply's way to its client: sends it at once where it can and returns
-/// `None`, or returns the future that sends it.
+/// A reply's way to its client: `deliver` (a `FnOnce(&[u8]) ->
+/// Option<Sending>`) sends or queues the reply at once where it can and
+/// returns `None`, or returns the future that sends it (with its own copy).
 pub type Sending = Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+thread_local! {
+    /// The buffer chases write their replies in.
+    static REPLY: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A reply buffer that grew past this is let go.
+const REPLY_KEEP: usize = 4096;
 
 /// A miss on its way through upstreams, as plain data.
 struct Chase<F> {
@@ -52,7 +62,7 @@ impl Controller {
     /// own (`finish`).
     pub fn pursue<F>(self: &Rc<Self>, p: Pending, client: Client, deliver: F)
     where
-        F: FnOnce(Vec<u8>) -> Option<Sending> + 'static,
+        F: FnOnce(&[u8]) -> Option<Sending> + 'static,
     {
         let direct = match &p.target {
             DnsTarget::Upstream { index, .. }
@@ -92,19 +102,24 @@ impl Controller {
 
 impl<F> Chase<F>
 where
-    F: FnOnce(Vec<u8>) -> Option<Sending> + 'static,
+    F: FnOnce(&[u8]) -> Option<Sending> + 'static,
 {
     /// Sends the query to `target`, reached over `udp`; the answer comes
-    /// back to `answered`.
-    fn ask(self, udp: &DirectUdp, target: DnsTarget) {
+    /// back to `answered`. The query's bytes go with it (the wait keeps
+    /// them, with our id) and come back with the answer.
+    fn ask(mut self, udp: &DirectUdp, target: DnsTarget) {
         self.controller.stats.borrow_mut().upstream_exchanges += 1;
-        let query: Box<[u8]> = self.p.query[..].into();
+        let query = std::mem::take(&mut self.p.query).into_boxed_slice();
         let (question_end, deadline) = (self.p.info.question_end, self.deadline);
         udp.send_then(
             query,
             question_end,
             deadline,
-            Box::new(move |answer| self.answered(target, answer)),
+            Box::new(move |answer, query| {
+                self.p.query = query.into_vec();
+                wire::set_id(&mut self.p.query, self.p.info.id);
+                self.answered(target, answer)
+            }),
         );
     }
 
@@ -167,7 +182,8 @@ where
         }
     }
 
-    /// Lands the flight and replies to the client.
+    /// Lands the flight and replies to the client (from a buffer kept for
+    /// replies: the listener copies the reply into its batch).
     fn finish(self, outcome: Outcome) {
         let Chase {
             controller,
@@ -179,10 +195,15 @@ where
             ..
         } = self;
         controller.land(lead, &outcome);
-        let mut out = Vec::new();
+        let mut out = REPLY.take();
+        out.clear();
         controller.write_reply(Some(outcome), &p, &client, &mut out);
         drop((p, qname));
-        if let Some(sending) = deliver(out) {
+        let sending = deliver(&out);
+        if out.capacity() <= REPLY_KEEP {
+            REPLY.set(out);
+        }
+        if let Some(sending) = sending {
             tokio::task::spawn_local(sending);
         }
     }

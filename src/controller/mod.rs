@@ -505,7 +505,7 @@ impl Controller {
         deliver: F,
     ) -> impl Future<Output = ()>
     where
-        F: FnOnce(Vec<u8>) -> Option<Pin<Box<dyn Future<Output = ()>>>>,
+        F: FnOnce(&[u8]) -> Option<Sending>,
     {
         async move {
             let mut qname = String::new();
@@ -534,7 +534,9 @@ impl Controller {
             let mut out = Vec::new();
             self.write_reply(outcome, &p, &client, &mut out);
             drop((p, qname));
-            if let Some(sending) = deliver(out) {
+            let sending = deliver(&out);
+            drop(out);
+            if let Some(sending) = sending {
                 sending.await
             }
         }

@@ -70,8 +70,9 @@ thread_local! {
 
 pub type Answer = Result<Vec<u8>, ForwardError>;
 
-/// What `send_then` calls with a query's outcome.
-pub type Callback = Box<dyn FnOnce(Answer)>;
+/// What `send_then` calls with a query's outcome, handing back the query
+/// it was given (its id is ours).
+pub type Callback = Box<dyn FnOnce(Answer, Box<[u8]>)>;
 
 struct Waiter {
     /// Our query as sent (with our id), for retransmits and to check the
@@ -113,8 +114,8 @@ impl Waiter {
 type Waiting = HashMap<u16, Box<Waiter>, SeededHash>;
 
 /// Calls owed once the waiting list is let go (a call may start another
-/// query on the same socket).
-type Due = Vec<(Callback, Answer)>;
+/// query on the same socket), with their queries.
+type Due = Vec<(Callback, Answer, Box<[u8]>)>;
 
 /// Ends the wait on `id` with `outcome`, if it is still open (the first
 /// outcome counts): a task's wait keeps the outcome for the task; a
@@ -136,8 +137,9 @@ fn settle(waiting: &mut Waiting, id: u16, outcome: Answer, due: &mut Due) {
         Then::Wake { .. } => {}
         Then::Call(_) => {
             if let Some(w) = waiting.remove(&id) {
-                if let Then::Call(call) = w.then {
-                    due.push((call, outcome));
+                let Waiter { query, then, .. } = *w;
+                if let Then::Call(call) = then {
+                    due.push((call, outcome, query));
                 }
             }
             if waiting.is_empty() && waiting.capacity() > WAITING_KEEP {
@@ -149,8 +151,8 @@ fn settle(waiting: &mut Waiting, id: u16, outcome: Answer, due: &mut Due) {
 
 /// Makes the calls owed; no borrow of the socket's state may be held.
 fn call_due(due: Due) {
-    for (call, outcome) in due {
-        call(outcome);
+    for (call, outcome, query) in due {
+        call(outcome, query);
     }
 }
 
@@ -295,9 +297,9 @@ impl UdpPool {
     }
 
     /// Sends `query` as `exchange` does, but no task waits: the socket's
-    /// reader calls `then` with the outcome. `then` is called once, at once
-    /// if the query cannot be sent (unless the runtime stops first).
-    /// `query` is the copy the wait keeps; its id is replaced here.
+    /// reader calls `then` with the outcome and the query. `then` is called
+    /// once, at once if the query cannot be sent (unless the runtime stops
+    /// first). The wait keeps `query` meanwhile; its id is replaced here.
     pub fn send_then(
         &self,
         query: Box<[u8]>,
@@ -309,7 +311,7 @@ impl UdpPool {
             Ok((shared, id)) => {
                 wait(&shared, id, query, question_end, deadline, Then::Call(then));
             }
-            Err(e) => then(Err(e)),
+            Err(e) => then(Err(e), query),
         }
     }
 
@@ -667,7 +669,7 @@ mod tests {
                 next_send: now,
                 deadline: now,
                 seq: 0,
-                then: Then::Call(Box::new(move |a| seen.borrow_mut().push(a))),
+                then: Then::Call(Box::new(move |a, _| seen.borrow_mut().push(a))),
             }),
         );
         let mut due = Due::new();

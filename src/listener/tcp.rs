@@ -97,6 +97,7 @@ async fn serve_client(
             Step::Pending(p) => {
                 let replies = replies.clone();
                 controller.pursue(p, client, move |reply| {
+                    let reply = reply.to_vec();
                     Some(Box::pin(async move {
                         let _ = replies.send(reply).await;
                     }))

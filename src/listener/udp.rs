@@ -106,21 +106,26 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                         // Into the reply batch at once; a send that may
                         // wait (a full batch, or the transparent path) is
                         // boxed, so the task stays small.
-                        let deliver =
-                            move |reply: Vec<u8>| -> Option<Sending> {
-                                match (anyfrom, asked) {
-                                    (Some(anyfrom), Some(dst)) => Some(Box::pin(async move {
-                                        anyfrom.send(dst, from, &reply).await
-                                    })),
-                                    _ if replies.batch.borrow_mut().push(&reply, from) => {
-                                        replies.queued.notify_one();
-                                        None
-                                    }
-                                    _ => Some(Box::pin(async move {
-                                        send_one(&sock, &reply, from).await
-                                    })),
+                        let deliver = move |reply: &[u8]| -> Option<Sending> {
+                            match (anyfrom, asked) {
+                                (Some(anyfrom), Some(dst)) => {
+                                    let reply = reply.to_vec();
+                                    Some(Box::pin(
+                                        async move { anyfrom.send(dst, from, &reply).await },
+                                    ))
                                 }
-                            };
+                                _ if replies.batch.borrow_mut().push(reply, from) => {
+                                    replies.queued.notify_one();
+                                    None
+                                }
+                                _ => {
+                                    let reply = reply.to_vec();
+                                    Some(Box::pin(
+                                        async move { send_one(&sock, &reply, from).await },
+                                    ))
+                                }
+                            }
+                        };
                         controller.pursue(p, client, deliver);
                     }
                     _ => {}
