@@ -65,27 +65,33 @@ impl Controller {
         F: FnOnce(&[u8]) -> Option<Sending> + 'static,
     {
         let direct = match &p.target {
-            DnsTarget::Upstream { index, .. }
+            DnsTarget::Upstream { index, name }
                 if p.preferred.is_none()
                     && client.transport == Transport::Udp
                     && !self.flights.borrow().in_flight(&p.key) =>
             {
-                p.policy.forwarders[*index].direct_udp()
+                p.policy.forwarders[*index]
+                    .direct_udp()
+                    .map(|udp| (udp, name.clone()))
             }
             _ => None,
         };
-        let Some(udp) = direct else {
+        let lead = match direct {
+            Some(_) => match Flights::join(&self.flights, &p.key) {
+                Join::Lead(lead) => Some(lead),
+                // Not in flight a moment ago: never, but a task copes.
+                Join::Follow(_) => None,
+            },
+            None => None,
+        };
+        let (Some((udp, name)), Some(lead)) = (direct, lead) else {
             tokio::task::spawn_local(self.clone().finish(p, client, deliver));
             return;
-        };
-        let Join::Lead(lead) = Flights::join(&self.flights, &p.key) else {
-            unreachable!("no flight for this key: it was just looked for");
         };
         let mut qname = String::new();
         if p.policy.needs_qname_text() {
             wire::name_to_text(p.info.qname(&p.query), &mut qname);
         }
-        let target = p.target.clone();
         let chase = Chase {
             controller: self.clone(),
             deadline: Instant::now() + p.policy.timeout,
@@ -96,7 +102,7 @@ impl Controller {
             asked: 0,
             deliver,
         };
-        chase.ask(&udp, target);
+        chase.ask(&udp, name);
     }
 }
 
@@ -104,10 +110,10 @@ impl<F> Chase<F>
 where
     F: FnOnce(&[u8]) -> Option<Sending> + 'static,
 {
-    /// Sends the query to `target`, reached over `udp`; the answer comes
-    /// back to `answered`. The query's bytes go with it (the wait keeps
-    /// them, with our id) and come back with the answer.
-    fn ask(mut self, udp: &DirectUdp, target: DnsTarget) {
+    /// Sends the query to the upstream `name`, reached over `udp`; the
+    /// answer comes back to `answered`. The query's bytes go with it (the
+    /// wait keeps them, with our id) and come back with the answer.
+    fn ask(mut self, udp: &DirectUdp, name: Rc<str>) {
         self.controller.stats.borrow_mut().upstream_exchanges += 1;
         let query = std::mem::take(&mut self.p.query).into_boxed_slice();
         let (question_end, deadline) = (self.p.info.question_end, self.deadline);
@@ -118,16 +124,13 @@ where
             Box::new(move |answer, query| {
                 self.p.query = query.into_vec();
                 wire::set_id(&mut self.p.query, self.p.info.id);
-                self.answered(target, answer)
+                self.answered(&name, answer)
             }),
         );
     }
 
-    /// Judges `target`'s answer: the outcome, or the next upstream.
-    fn answered(mut self, target: DnsTarget, answer: Answer) {
-        let DnsTarget::Upstream { name, .. } = &target else {
-            unreachable!("a chase asks named upstreams only");
-        };
+    /// Judges upstream `name`'s answer: the outcome, or the next upstream.
+    fn answered(mut self, name: &str, answer: Answer) {
         let p = &self.p;
         let verdict = self.controller.judge(
             &p.policy,
@@ -154,11 +157,13 @@ where
     /// is plain direct UDP too, else on a task.
     fn go_on(self, next: DnsTarget) {
         let direct = match &next {
-            DnsTarget::Upstream { index, .. } => self.p.policy.forwarders[*index].direct_udp(),
+            DnsTarget::Upstream { index, name } => self.p.policy.forwarders[*index]
+                .direct_udp()
+                .map(|udp| (udp, name.clone())),
             _ => None,
         };
         match direct {
-            Some(udp) => self.ask(&udp, next),
+            Some((udp, name)) => self.ask(&udp, name),
             None => {
                 tokio::task::spawn_local(async move {
                     let p = &self.p;
