@@ -94,7 +94,7 @@ impl Controller {
         }
         let chase = Chase {
             controller: self.clone(),
-            deadline: Instant::now() + p.policy.timeout,
+            deadline: p.arrived + p.policy.timeout,
             p,
             client,
             lead,
@@ -120,6 +120,7 @@ where
         udp.send_then(
             query,
             question_end,
+            self.p.arrived,
             deadline,
             Box::new(move |answer, query| {
                 self.p.query = query.into_vec();
@@ -131,6 +132,7 @@ where
 
     /// Judges upstream `name`'s answer: the outcome, or the next upstream.
     fn answered(mut self, name: &str, answer: Answer) {
+        let now = Instant::now();
         let p = &self.p;
         let verdict = self.controller.judge(
             &p.policy,
@@ -140,14 +142,15 @@ where
             name,
             answer,
             &self.qname,
+            now,
         );
         self.asked += 1;
         match verdict {
-            Verdict::Done(outcome) => self.finish(outcome),
+            Verdict::Done(outcome) => self.finish(outcome, now),
             Verdict::Next(_) if self.asked >= MAX_LOOKUP_DEPTH => {
                 self.controller
                     .warn_lookup_loop(&self.p.query, &self.p.info);
-                self.finish(Err(()));
+                self.finish(Err(()), now);
             }
             Verdict::Next(next) => self.go_on(next),
         }
@@ -181,7 +184,7 @@ where
                             self.deadline,
                         )
                         .await;
-                    self.finish(outcome);
+                    self.finish(outcome, Instant::now());
                 });
             }
         }
@@ -189,7 +192,7 @@ where
 
     /// Lands the flight and replies to the client (from a buffer kept for
     /// replies: the listener copies the reply into its batch).
-    fn finish(self, outcome: Outcome) {
+    fn finish(self, outcome: Outcome, now: Instant) {
         let Chase {
             controller,
             p,
@@ -202,7 +205,7 @@ where
         controller.land(lead, &outcome);
         let mut out = REPLY.take();
         out.clear();
-        controller.write_reply(Some(outcome), &p, &client, &mut out);
+        controller.write_reply(Some(outcome), &p, &client, now, &mut out);
         drop((p, qname));
         let sending = deliver(&out);
         if out.capacity() <= REPLY_KEEP {

@@ -91,6 +91,8 @@ pub struct Pending {
     /// For `ipversion_prefer`: the preferred type's own target, to ask
     /// alongside.
     preferred: Option<(u16, DnsTarget)>,
+    /// When the query came in.
+    arrived: Instant,
     _slot: PendingSlot,
 }
 
@@ -481,6 +483,7 @@ impl Controller {
             key: key.as_bytes().into(),
             policy,
             preferred,
+            arrived: now,
             _slot: PendingSlot(self.pending.clone()),
         })
     }
@@ -532,7 +535,7 @@ impl Controller {
             };
             let outcome = resolving.await;
             let mut out = Vec::new();
-            self.write_reply(outcome, &p, &client, &mut out);
+            self.write_reply(outcome, &p, &client, Instant::now(), &mut out);
             drop((p, qname));
             let sending = deliver(&out);
             drop(out);
@@ -678,7 +681,8 @@ impl Controller {
                 self.stats.borrow_mut().upstream_exchanges += 1;
                 let tcp = client.transport == Transport::Tcp;
                 let reply = forwarder.exchange(query, info, tcp, deadline).await;
-                match self.judge(policy, query, info, key, name, reply, qname) {
+                let now = Instant::now();
+                match self.judge(policy, query, info, key, name, reply, qname, now) {
                     Verdict::Done(outcome) => return outcome,
                     Verdict::Next(next) => target = next,
                 }
@@ -690,7 +694,7 @@ impl Controller {
 
     /// What upstream `name`'s reply (or failure) to `query` comes to: the
     /// query's outcome, or the next upstream to ask, as the response rules
-    /// say. Failures are counted and logged here.
+    /// say. Failures are counted and logged here. `now`: when it came.
     #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
@@ -701,6 +705,7 @@ impl Controller {
         name: &str,
         reply: Result<Vec<u8>, forwarder::ForwardError>,
         qname: &str,
+        now: Instant,
     ) -> Verdict {
         // Counted, logged with what went wrong, and the query fails.
         let failed = |what: std::fmt::Arguments| {
@@ -744,6 +749,7 @@ impl Controller {
                     reply,
                     &scan,
                     policy.fixed_ttl_of(qname),
+                    now,
                 )))
             }
             DnsTarget::Reject => {
@@ -753,7 +759,7 @@ impl Controller {
                 );
                 let mut out = Vec::new();
                 wire::empty_reply(query, info, rcode::NOERROR, &mut out);
-                Verdict::Done(Ok(Entry::new(&[], &out, &[], Instant::now(), 0, false)))
+                Verdict::Done(Ok(Entry::new(&[], &out, &[], now, 0, false)))
             }
             DnsTarget::Upstream {
                 name: next_name, ..
@@ -785,18 +791,20 @@ impl Controller {
         lead.finish(outcome);
     }
 
-    /// The reply to a pending query: its answer, SERVFAIL when it has
-    /// none, or (`None`: the preferred type has records) an empty answer.
+    /// The reply to a pending query at `now`: its answer, SERVFAIL when it
+    /// has none, or (`None`: the preferred type has records) an empty
+    /// answer.
     fn write_reply(
         &self,
         outcome: Option<Outcome>,
         p: &Pending,
         client: &Client,
+        now: Instant,
         out: &mut Vec<u8>,
     ) {
         match outcome {
             Some(Ok(entry)) => {
-                entry.write_fresh(&p.query, &p.info, Instant::now(), out);
+                entry.write_fresh(&p.query, &p.info, now, out);
                 fit(out, &p.query, &p.info, client);
             }
             Some(Err(())) => {
@@ -841,6 +849,7 @@ fn make_entry(
     mut packet: Vec<u8>,
     scan: &ResponseInfo,
     fixed_ttl: Option<u32>,
+    now: Instant,
 ) -> Entry {
     let cacheable =
         !scan.truncated && (scan.rcode == rcode::NOERROR || scan.rcode == rcode::NXDOMAIN);
@@ -871,7 +880,7 @@ fn make_entry(
         key,
         &packet,
         &scan.ttl_offsets,
-        Instant::now(),
+        now,
         life,
         scan.has_qtype_answer,
     )

@@ -217,8 +217,7 @@ impl UdpPool {
 
     /// A random socket of the pool, opened anew if its slot is empty or
     /// retired.
-    fn pick(&self) -> io::Result<Rc<Shared>> {
-        let now = Instant::now();
+    fn pick(&self, now: Instant) -> io::Result<Rc<Shared>> {
         let i = usize::from(crate::rand::u16()) % POOL;
         let mut slots = self.slots.borrow_mut();
         if let Some(s) = &slots[i] {
@@ -259,12 +258,14 @@ impl UdpPool {
         deadline: Instant,
     ) -> impl std::future::Future<Output = Result<Vec<u8>, ForwardError>> + 'a {
         async move {
-            let (shared, id) = self.reserve()?;
+            let now = Instant::now();
+            let (shared, id) = self.reserve(now)?;
             let seq = wait(
                 &shared,
                 id,
                 query.into(),
                 info.question_end,
+                now,
                 deadline,
                 Then::Wake {
                     outcome: None,
@@ -300,24 +301,27 @@ impl UdpPool {
     /// reader calls `then` with the outcome and the query. `then` is called
     /// once, at once if the query cannot be sent (unless the runtime stops
     /// first). The wait keeps `query` meanwhile; its id is replaced here.
+    /// `now` is the time (the caller has read the clock already).
     pub fn send_then(
         &self,
         query: Box<[u8]>,
         question_end: usize,
+        now: Instant,
         deadline: Instant,
         then: Callback,
     ) {
-        match self.reserve() {
+        match self.reserve(now) {
             Ok((shared, id)) => {
-                wait(&shared, id, query, question_end, deadline, Then::Call(then));
+                let then = Then::Call(then);
+                wait(&shared, id, query, question_end, now, deadline, then);
             }
             Err(e) => then(Err(e), query),
         }
     }
 
     /// A socket with room for one more query, and a free id on it.
-    fn reserve(&self) -> Result<(Rc<Shared>, u16), ForwardError> {
-        let shared = self.pick()?;
+    fn reserve(&self, now: Instant) -> Result<(Rc<Shared>, u16), ForwardError> {
+        let shared = self.pick(now)?;
         if shared.waiting.borrow().len() >= MAX_WAITING {
             return Err(ForwardError::Busy);
         }
@@ -335,6 +339,7 @@ fn wait(
     id: u16,
     mut query: Box<[u8]>,
     question_end: usize,
+    now: Instant,
     deadline: Instant,
     then: Then,
 ) -> u64 {
@@ -346,7 +351,7 @@ fn wait(
         Box::new(Waiter {
             query,
             question_end,
-            next_send: Instant::now() + RETRANSMIT,
+            next_send: now + RETRANSMIT,
             deadline,
             seq,
             then,
@@ -438,13 +443,15 @@ fn send_queued(shared: &Shared) {
     }
     outbox.clear();
     drop(outbox);
-    let now = Instant::now();
     let mut due = Due::new();
     {
         let mut waiting = shared.waiting.borrow_mut();
-        for id in unsent {
-            if let Some(w) = waiting.get_mut(&id) {
-                w.next_send = now;
+        if !unsent.is_empty() {
+            let now = Instant::now();
+            for id in unsent {
+                if let Some(w) = waiting.get_mut(&id) {
+                    w.next_send = now;
+                }
             }
         }
         for (id, e) in failed {
