@@ -174,6 +174,19 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# add_arch ARCH: adds a foreign dpkg architecture unless it is there (the
+# next apt_update then fetches its index); arch_added says whether it did.
+arch_added=0
+add_arch() {
+	arch_added=0
+	if dpkg --print-foreign-architectures | grep -qx "$1"; then
+		return 0
+	fi
+	dpkg --add-architecture "$1"
+	arch_added=1
+	apt_updated=0
+}
+
 apt_updated=0
 apt_update() {
 	[ "$apt_updated" = 1 ] && return 0
@@ -223,12 +236,8 @@ setup_target() {
 		return 0
 	fi
 	if [ "$(id -u)" -eq 0 ]; then
-		local added=0
-		dpkg --print-foreign-architectures | grep -qx "$std" || {
-			dpkg --add-architecture "$std"
-			added=1
-			apt_updated=0
-		}
+		add_arch "$std"
+		local added=$arch_added
 		apt_update
 		# The :ARCH standard library must be the same version as rustc-web.
 		local v
@@ -272,10 +281,7 @@ setup_musl() {
 			echo "cross-build: missing package (install it as root): musl-dev:$musl_arch" >&2
 			return 1
 		fi
-		dpkg --print-foreign-architectures | grep -qx "$musl_arch" || {
-			dpkg --add-architecture "$musl_arch"
-			apt_updated=0
-		}
+		add_arch "$musl_arch"
 		apt_update
 		apt_install "musl-dev:$musl_arch"
 	fi
