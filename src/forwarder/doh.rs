@@ -60,6 +60,13 @@ impl DohTarget {
 }
 
 /// Why a reply's head is not an answer: any status but 200.
+/// A request's body: the query with id 0.
+pub fn body(query: &[u8]) -> bytes::Bytes {
+    let mut body = query.to_vec();
+    wire::set_id(&mut body, 0);
+    bytes::Bytes::from(body)
+}
+
 pub fn check_status(status: StatusCode) -> Result<(), String> {
     if status == StatusCode::OK {
         Ok(())

@@ -107,9 +107,7 @@ impl DohClient {
         info: &QueryInfo,
         deadline: Instant,
     ) -> Result<Vec<u8>, ForwardError> {
-        let mut body = query.to_vec();
-        wire::set_id(&mut body, 0);
-        let body = Bytes::from(body);
+        let body = doh::body(query);
         let mut last_err = ForwardError::Closed;
         for _attempt in 0..2 {
             let conn = self.connection(deadline).await?;
