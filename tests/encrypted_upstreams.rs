@@ -62,6 +62,9 @@ fn dot_config(ca_file: &std::path::Path, address: &str, upstream_extra: &str) ->
 }
 
 /// Established TCP connections from this host to `port`.
+/// The bootstrap option of the upstreams asked by name.
+const BOOTSTRAP: &str = "\toption bootstrap '127.0.0.1'\n";
+
 fn connections_to(port: u16) -> usize {
     let out = Command::new("ss")
         .args([
@@ -94,7 +97,7 @@ fn answers_over_one_reused_connection(scheme: &str) {
         (format!("{scheme}://127.0.0.1:{port}"), String::new()),
         (
             format!("{scheme}://dns.lab.example:{port}"),
-            "\toption bootstrap '127.0.0.1'\n".to_string(),
+            BOOTSTRAP.to_string(),
         ),
     ]
     .into_iter()
@@ -149,7 +152,7 @@ fn refuses_certificates(scheme: &str) {
         &dot_config(
             &rogue.cert,
             &format!("{scheme}://other.lab.example:{port}"),
-            "\toption bootstrap '127.0.0.1'\n",
+            BOOTSTRAP,
         ),
         "not valid for name",
     );
@@ -380,6 +383,37 @@ fn ask_patiently(dae: &Dae, name: &str) -> hickory_proto::op::Message {
     hickory_proto::op::Message::from_vec(&r).unwrap()
 }
 
+/// dae asks `server` by name (`scheme://dns.lab.example:PORT`, the name
+/// being the SNI) with a bootstrap address: the first answer, then twenty
+/// queries in parallel, each asked once, all over one connection. Returns
+/// dae and the upstream's address.
+fn named_quic_upstream_answers(scheme: &str, ca: &TestCa, server: &QuicServer) -> (Dae, String) {
+    let address = format!("{scheme}://dns.lab.example:{}", server.port);
+    let dae = Dae::start(&dot_config(&ca.cert, &address, BOOTSTRAP));
+    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
+    assert_eq!(
+        answers(&m),
+        vec!["192.0.2.80"],
+        "{}\n{}",
+        dae.log(),
+        server.log()
+    );
+    twenty_in_parallel(&dae, "q");
+    assert_eq!(
+        server.count("query q1x9.lab.example."),
+        1,
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server.count("connection"),
+        1,
+        "one connection for all:\n{}",
+        server.log()
+    );
+    (dae, address)
+}
+
 #[test]
 fn doq_answers_over_one_connection_and_checks_certificates() {
     if !have("unbound") || !have("openssl") || !have_aioquic() {
@@ -388,34 +422,16 @@ fn doq_answers_over_one_connection_and_checks_certificates() {
     let ca = TestCa::new("doq");
     let up = Unbound::start(RECORDS);
     let doq = QuicServer::start("doq", &ca, up.addr(), free_port());
-    let address = format!("quic://dns.lab.example:{}", doq.port);
-    let bootstrap = "\toption bootstrap '127.0.0.1'\n";
-    let dae = Dae::start(&dot_config(&ca.cert, &address, bootstrap));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(
-        answers(&m),
-        vec!["192.0.2.80"],
-        "{}\n{}",
-        dae.log(),
-        doq.log()
-    );
-    twenty_in_parallel(&dae, "q");
-    assert_eq!(doq.count("query q1x9.lab.example."), 1);
-    assert_eq!(
-        doq.count("connection"),
-        1,
-        "one connection for all:\n{}",
-        doq.log()
-    );
+    let (dae, address) = named_quic_upstream_answers("quic", &ca, &doq);
     drop(dae);
 
     // A CA dae does not trust: refused; allow_insecure: taken.
     let rogue = TestCa::new("doq-rogue");
     refused_with(
-        &dot_config(&rogue.cert, &address, bootstrap),
+        &dot_config(&rogue.cert, &address, BOOTSTRAP),
         "invalid peer certificate",
     );
-    let insecure = format!("{bootstrap}\toption allow_insecure '1'\n");
+    let insecure = format!("{BOOTSTRAP}\toption allow_insecure '1'\n");
     let dae = Dae::start(&dot_config(&rogue.cert, &address, &insecure));
     assert_eq!(
         answers(&ask(dae.addr, "www.lab.example.", RecordType::A)),
@@ -471,27 +487,8 @@ fn doh3_answers_over_one_connection_and_checks_certificates() {
     let ca = TestCa::new("doh3");
     let up = Unbound::start(RECORDS);
     let h3 = QuicServer::start("doh3", &ca, up.addr(), free_port());
-    // By name with a bootstrap address (the name is the SNI and must
-    // match), at the default path.
-    let address = format!("h3://dns.lab.example:{}", h3.port);
-    let bootstrap = "\toption bootstrap '127.0.0.1'\n";
-    let dae = Dae::start(&dot_config(&ca.cert, &address, bootstrap));
-    let m = ask(dae.addr, "www.lab.example.", RecordType::A);
-    assert_eq!(
-        answers(&m),
-        vec!["192.0.2.80"],
-        "{}\n{}",
-        dae.log(),
-        h3.log()
-    );
-    twenty_in_parallel(&dae, "q");
-    assert_eq!(h3.count("query q1x9.lab.example."), 1, "{}", h3.log());
-    assert_eq!(
-        h3.count("connection"),
-        1,
-        "one connection for all:\n{}",
-        h3.log()
-    );
+    // By name, at the default path.
+    let (dae, address) = named_quic_upstream_answers("h3", &ca, &h3);
     // No error status, and every query had id 0 (RFC 8484 4.1).
     assert!(
         !h3.log()
@@ -519,19 +516,19 @@ fn doh3_answers_over_one_connection_and_checks_certificates() {
     // A CA dae does not trust: refused.
     let rogue = TestCa::new("doh3-rogue");
     refused_with(
-        &dot_config(&rogue.cert, &address, bootstrap),
+        &dot_config(&rogue.cert, &address, BOOTSTRAP),
         "invalid peer certificate",
     );
 
     // Trusted CA, but the certificate is for another name.
     let other = format!("h3://other.lab.example:{}", h3.port);
     refused_with(
-        &dot_config(&ca.cert, &other, bootstrap),
+        &dot_config(&ca.cert, &other, BOOTSTRAP),
         "not valid for name",
     );
 
     // allow_insecure takes it, with a warning.
-    let insecure = format!("{bootstrap}\toption allow_insecure '1'\n");
+    let insecure = format!("{BOOTSTRAP}\toption allow_insecure '1'\n");
     let dae = Dae::start(&dot_config(&rogue.cert, &address, &insecure));
     assert!(dae.log().contains("allow_insecure is set"), "{}", dae.log());
     assert_eq!(
