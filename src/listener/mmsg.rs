@@ -287,7 +287,6 @@ impl SendBatch {
     }
 }
 
-/// The address in `a`, if its family is IPv4 or IPv6.
 /// Sends datagrams on a connected socket with one `sendmmsg` (at most
 /// `BATCH` of them); returns how many went out (`WouldBlock` if none could).
 pub fn send_connected(fd: RawFd, datagrams: &[&[u8]]) -> io::Result<usize> {
@@ -320,6 +319,7 @@ pub fn send_connected(fd: RawFd, datagrams: &[&[u8]]) -> io::Result<usize> {
     Ok(sent as usize)
 }
 
+/// The address in `a`, if its family is IPv4 or IPv6.
 pub fn from_sockaddr(a: &SockAddrIn) -> Option<SocketAddr> {
     // SAFETY: both members start with the family field; the family says
     // which member the kernel (or `to_sockaddr`) wrote.
