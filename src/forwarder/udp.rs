@@ -187,12 +187,26 @@ impl Shared {
 
     /// Fails everything waiting on this socket.
     fn fail_all(&self, error: impl Fn() -> ForwardError) {
+        let failed: Vec<_> = self
+            .waiting
+            .borrow()
+            .keys()
+            .map(|&id| (id, error()))
+            .collect();
+        self.fail(failed);
+    }
+
+    /// Ends these waits with their errors, then makes the calls owed (no
+    /// borrow of the waiting list may be held).
+    fn fail(&self, failed: Vec<(u16, ForwardError)>) {
+        if failed.is_empty() {
+            return;
+        }
         let mut due = Due::new();
         {
             let mut waiting = self.waiting.borrow_mut();
-            let ids: Vec<u16> = waiting.keys().copied().collect();
-            for id in ids {
-                settle(&mut waiting, id, Err(error()), &mut due);
+            for (id, e) in failed {
+                settle(&mut waiting, id, Err(e), &mut due);
             }
         }
         call_due(due);
@@ -409,7 +423,7 @@ fn send_queued(shared: &Shared) {
     let fd = shared.sock.as_raw_fd();
     // Decided while the waiting list is borrowed for the datagrams, done after.
     let mut unsent: Vec<u16> = Vec::new();
-    let mut failed: Vec<(u16, io::Error)> = Vec::new();
+    let mut failed: Vec<(u16, ForwardError)> = Vec::new();
     {
         let waiting = shared.waiting.borrow();
         for chunk in outbox.chunks(BATCH) {
@@ -434,7 +448,7 @@ fn send_queued(shared: &Shared) {
                         break;
                     }
                     Err(e) => {
-                        failed.push((ids[done], e));
+                        failed.push((ids[done], e.into()));
                         done += 1;
                     }
                 }
@@ -443,22 +457,16 @@ fn send_queued(shared: &Shared) {
     }
     outbox.clear();
     drop(outbox);
-    let mut due = Due::new();
-    {
+    if !unsent.is_empty() {
+        let now = Instant::now();
         let mut waiting = shared.waiting.borrow_mut();
-        if !unsent.is_empty() {
-            let now = Instant::now();
-            for id in unsent {
-                if let Some(w) = waiting.get_mut(&id) {
-                    w.next_send = now;
-                }
+        for id in unsent {
+            if let Some(w) = waiting.get_mut(&id) {
+                w.next_send = now;
             }
         }
-        for (id, e) in failed {
-            settle(&mut waiting, id, Err(e.into()), &mut due);
-        }
     }
-    call_due(due);
+    shared.fail(failed);
 }
 
 /// How often, at most, the reader looks for queries to send again or to
@@ -480,7 +488,7 @@ fn sweep(shared: &Shared, now: Instant) {
         if !w.is_open() {
             // Answered; the query has yet to take it.
         } else if now >= w.deadline {
-            late.push(id);
+            late.push((id, ForwardError::Timeout));
         } else if now >= w.next_send {
             w.next_send = now + RETRANSMIT;
             // A full socket buffer only delays the next try; a refusal is
@@ -488,14 +496,7 @@ fn sweep(shared: &Shared, now: Instant) {
             let _ = mmsg::send_connected(shared.sock.as_raw_fd(), &[&w.query]);
         }
     }
-    let mut due = Due::new();
-    {
-        let mut waiting = shared.waiting.borrow_mut();
-        for id in late {
-            settle(&mut waiting, id, Err(ForwardError::Timeout), &mut due);
-        }
-    }
-    call_due(due);
+    shared.fail(late);
 }
 
 /// Reads a pooled socket and hands each answer to the query waiting for
