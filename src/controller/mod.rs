@@ -890,10 +890,11 @@ fn make_entry(
 mod tests {
     use super::*;
 
-    /// A query waiting on its upstream without a chase is one task, which tokio allocates
-    /// aligned to 128 bytes: glibc serves that with memalign, asking for
-    /// the size plus the alignment, and a request of 1024 bytes or more is
-    /// a large one that makes it consolidate its free lists, on every miss.
+    /// A query waiting on its upstream without a chase is one task, which
+    /// tokio allocates aligned to 128 bytes: glibc serves that with
+    /// memalign, asking for the size plus the alignment, and a request of
+    /// 1024 bytes or more is a large one that makes it consolidate its free
+    /// lists, on every such miss.
     /// So the future stays well under 1024 - 128 - tokio's header and
     /// trailer. `async fn` argument copies, temporaries held across an
     /// await and inline sending futures have each made it larger before.

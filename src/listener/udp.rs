@@ -105,7 +105,7 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                         let asked = client.asked;
                         // Into the reply batch at once; a send that may
                         // wait (a full batch, or the transparent path) is
-                        // boxed, so the task stays small.
+                        // boxed, so the query's task or chase stays small.
                         let deliver = move |reply: &[u8]| -> Option<Sending> {
                             match (anyfrom, asked) {
                                 (Some(anyfrom), Some(dst)) => {
