@@ -73,12 +73,7 @@ fn lost_queries_are_sent_again_and_answered() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let chatter = {
         let (stop, addr) = (stop.clone(), dae.addr);
-        let ns = std::fs::File::open(format!("/run/netns/{}", lab.ns("router"))).unwrap();
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns on this thread only, with a namespace fd we own.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        lab.spawn_within("router", move || {
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;

@@ -120,6 +120,17 @@ impl Lab {
         which: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> T {
+        self.spawn_within(which, f)
+            .join()
+            .expect("thread in the namespace")
+    }
+
+    /// `within`, without waiting for `f` to end.
+    pub fn spawn_within<T: Send + 'static>(
+        &self,
+        which: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/run/netns/{}", self.ns(which));
         std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -128,8 +139,6 @@ impl Lab {
             assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
             f()
         })
-        .join()
-        .expect("thread in the namespace")
     }
 
     /// The TC filters of ours on the router's br-lan ingress.
