@@ -318,12 +318,14 @@ cargo_env() {
 			"CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L native=$musl_dir $size_flags ${DAE_CROSS_RUSTFLAGS:-}"
 			"CFLAGS_$(echo "$triple" | tr - _)=-msoft-float"
 		)
-	elif [ "${DAE_CROSS_STATIC:-1}" = 1 ]; then
-		envs+=("CARGO_TARGET_${t}_LINKER=$gcc-gcc")
-		envs+=("CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=+crt-static ${DAE_CROSS_RUSTFLAGS:-}")
 	else
-		envs+=("CARGO_TARGET_${t}_LINKER=$gcc-gcc")
-		envs+=("CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=-crt-static ${DAE_CROSS_RUSTFLAGS:-}")
+		# glibc: static unless DAE_CROSS_STATIC=0.
+		local crt=+crt-static
+		[ "${DAE_CROSS_STATIC:-1}" = 1 ] || crt=-crt-static
+		envs+=(
+			"CARGO_TARGET_${t}_LINKER=$gcc-gcc"
+			"CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=$crt ${DAE_CROSS_RUSTFLAGS:-}"
+		)
 	fi
 	# -L: where a dynamically linked binary finds its loader and libc.
 	[ -n "$qemu" ] && envs+=("CARGO_TARGET_${t}_RUNNER=$qemu -L /usr/$gcc")
