@@ -26,9 +26,10 @@ use super::mmsg::{RecvBatch, SendBatch, BATCH};
 use super::tproxy::AnyFrom;
 use crate::controller::{Client, Controller, Sending, Step, Transport};
 
-/// Answers queued at most for one `sendmmsg`: room for a full receive batch
-/// plus the answers of the tasks that finish while it is handled.
-const REPLY_BATCH: usize = 256;
+/// Answers queued at most for one `sendmmsg`, as many as one receive
+/// batch brings. A full queue is sent at once, without waiting, when an
+/// answer from an upstream finds it full.
+const REPLY_BATCH: usize = BATCH;
 
 /// Answers queued for the next `sendmmsg` of one plain socket.
 struct Replies {
@@ -114,7 +115,7 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                                         async move { anyfrom.send(dst, from, &reply).await },
                                     ))
                                 }
-                                _ if replies.batch.borrow_mut().push(reply, from) => {
+                                _ if push_or_send(&sock, &replies, reply, from) => {
                                     replies.queued.notify_one();
                                     None
                                 }
@@ -154,28 +155,38 @@ async fn send_one(sock: &UdpSocket, reply: &[u8], to: SocketAddr) {
     }
 }
 
+/// Queues an answer that came from an upstream; if the queue is full, it
+/// is sent first, without waiting. False if there is still no room (the
+/// socket buffer is full).
+fn push_or_send(sock: &UdpSocket, replies: &Replies, reply: &[u8], to: SocketAddr) -> bool {
+    let mut batch = replies.batch.borrow_mut();
+    batch.push(reply, to) || (send_now(sock, &mut batch) && batch.push(reply, to))
+}
+
 /// Sends every queued answer, waiting for room in the socket buffer if
 /// needed (the batch is never borrowed across a wait).
 async fn flush(sock: &UdpSocket, replies: &Replies) {
+    while !send_now(sock, &mut replies.batch.borrow_mut()) {
+        if sock.writable().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends what is queued as far as the socket buffer takes it; whether the
+/// queue is empty afterwards.
+fn send_now(sock: &UdpSocket, batch: &mut SendBatch) -> bool {
     let fd = sock.as_raw_fd();
     loop {
-        let step = {
-            let mut batch = replies.batch.borrow_mut();
-            if batch.done() {
-                return;
-            }
-            sock.try_io(Interest::WRITABLE, || batch.send(fd))
-        };
-        match step {
+        if batch.done() {
+            return true;
+        }
+        match sock.try_io(Interest::WRITABLE, || batch.send(fd)) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if sock.writable().await.is_err() {
-                    return;
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) => {
                 // This answer cannot go (no route, say); skip it, send the rest.
-                let to = replies.batch.borrow_mut().skip_one();
+                let to = batch.skip_one();
                 log::debug!("udp: reply to {to:?}: {e}");
             }
         }
