@@ -20,13 +20,13 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{self, Config, ConfigError};
 use crate::controller::{self, Controller};
 use crate::ebpf::{self, AttachMode, Datapath};
 use crate::listener::tproxy::TproxyListeners;
 use crate::listener::PlainListeners;
+use crate::signals::{Request, Signals};
 
 /// Reads, checks and checks again what only the running parts know.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -299,14 +299,10 @@ fn tune_allocator() {
 }
 
 async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
-    let (mut hup, mut term, mut int) = match (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
-        _ => {
-            log::error!("cannot install signal handlers");
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot take signals: {e}");
             return 1;
         }
     };
@@ -337,10 +333,13 @@ async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
         );
     }
     loop {
-        tokio::select! {
-            _ = hup.recv() => running.borrow_mut().reload(),
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+        match signals.next().await {
+            Ok(Request::Reload) => running.borrow_mut().reload(),
+            Ok(Request::Stop) => break,
+            Err(e) => {
+                log::error!("reading signals: {e}; stopping");
+                break;
+            }
         }
     }
     if let Some(task) = status {

@@ -19,5 +19,6 @@ pub mod forwarder;
 pub mod listener;
 pub mod logging;
 pub mod rand;
+pub mod signals;
 pub mod status;
 pub mod wire;
