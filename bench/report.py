@@ -5,6 +5,7 @@ Input lines (tab-separated):
   hits|misses  SERVER  QPS  CPU_US_PER_QUERY  LOST  AVG_LATENCY_US  LATENCY_SD_US
   rss          SERVER  KB
   split        SERVER  "ANON_KB FILE_KB "
+  code         dae     "SECTION RESIDENT_KB SIZE_KB"
   size         dae     BYTES
   startup      dae     MS
 """
@@ -15,6 +16,7 @@ from collections import defaultdict
 path, rounds, duration, outstanding = sys.argv[1:5]
 runs = defaultdict(list)
 rss, split, other = {}, {}, {}
+code = []
 with open(path) as f:
     for line in f:
         parts = line.rstrip("\n").split("\t")
@@ -24,6 +26,9 @@ with open(path) as f:
             rss[parts[1]] = int(parts[2])
         elif parts[0] == "split":
             split[parts[1]] = [int(x) for x in parts[2].split()]
+        elif parts[0] == "code":
+            section, resident, size = parts[2].split()
+            code.append(f"{section} {resident} of {size} KiB")
         else:
             other[parts[0]] = parts[2]
 
@@ -56,6 +61,8 @@ for s in ("dae", "dnsmasq", "dnsdist", "echo"):
         if s in split and len(split[s]) == 2:
             tail = f"   (at the end: {split[s][0]} KiB anon + {split[s][1]} KiB files)"
         print(f"  {s:<9}{rss[s]:>8} KiB{tail}")
+if code:
+    print(f"  dae's code resident: {', '.join(code)}")
 if "dae" in rss and "dnsmasq" in rss:
     print(f"  dae / dnsmasq RSS {rss['dae'] / rss['dnsmasq']:.2f}   dae / dnsdist RSS {rss['dae'] / rss['dnsdist']:.2f}")
 print()

@@ -126,6 +126,11 @@ for s in dae dnsmasq dnsdist echo; do
   # mapped files (the binary and its libraries).
   printf 'split\t%s\t%s\n' "$s" "$(awk '/RssAnon|RssFile/ {printf "%s ", $2}' "/proc/${pid[$s]}/status")" >> "$results"
 done
+# dae's code: how much of each code section is resident (src/layout.ld
+# keeps the code of features this config does not use in .text.optional).
+python3 "$here/code_resident.py" "${pid[dae]}" | while read -r section kib size; do
+  printf 'code\tdae\t%s %s %s\n' "$section" "$kib" "$size" >> "$results"
+done
 printf 'size\tdae\t%s\n' "$(stat -c %s "$dae_bin")" >> "$results"
 next_port
 startup=$(python3 "$here/startup.py" "$dae_bin" "$work" "$up_port" "$PORT")

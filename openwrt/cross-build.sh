@@ -309,13 +309,18 @@ cargo_env() {
 		"RUSTC=/usr/bin/rustc"
 		"CARGO_TARGET_DIR=$cross_dir/build"
 	)
+	# A standard library built here needs RUSTC_BOOTSTRAP, and with it rustc
+	# takes nightly's v0 symbol mangling; src/layout.ld names functions in
+	# stable's legacy mangling, so ask for that.
+	local mangling=''
+	[ "$std_mode" = build ] && mangling='-Z unstable-options -C symbol-mangling-version=legacy'
 	if [ "$libc" = musl ]; then
 		# link-self-contained=no: the crt objects and libc of musl-dev (by
 		# $musl_gcc's specs) rather than those Rust ships, which are not here.
 		# -msoft-float: C code (ring) in the ABI of Rust's target.
 		envs+=(
 			"CARGO_TARGET_${t}_LINKER=$musl_gcc"
-			"CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L native=$musl_dir $size_flags ${DAE_CROSS_RUSTFLAGS:-}"
+			"CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L native=$musl_dir $size_flags $mangling ${DAE_CROSS_RUSTFLAGS:-}"
 			"CFLAGS_$(echo "$triple" | tr - _)=-msoft-float"
 		)
 	else
@@ -324,7 +329,7 @@ cargo_env() {
 		[ "${DAE_CROSS_STATIC:-1}" = 1 ] || crt=-crt-static
 		envs+=(
 			"CARGO_TARGET_${t}_LINKER=$gcc-gcc"
-			"CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=$crt ${DAE_CROSS_RUSTFLAGS:-}"
+			"CARGO_TARGET_${t}_RUSTFLAGS=-C target-feature=$crt $mangling ${DAE_CROSS_RUSTFLAGS:-}"
 		)
 	fi
 	# -L: where a dynamically linked binary finds its loader and libc.
