@@ -86,6 +86,11 @@ pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
 }
 
 pub fn kill(child: &mut Child) {
+    // Already reaped (stopped by the test): its pid may belong to another
+    // process by now, so it gets no signal.
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     // SIGTERM first so servers clean up, then SIGKILL.
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let end = Instant::now() + Duration::from_secs(3);
