@@ -50,6 +50,9 @@ fn glob(pattern: &str, name: &str) -> bool {
     true
 }
 
+/// Whether every optional protocol is built in (the default features).
+const ALL_FEATURES: bool = cfg!(all(feature = "doh", feature = "doq", feature = "doh3"));
+
 /// Functions of the serving path: a cache hit, a miss to a plain
 /// upstream, the listeners and the datapath.
 const SERVING: &[&str] = &[
@@ -93,7 +96,9 @@ fn optional_features_code_is_gathered_apart_from_the_serving_path() {
             .iter()
             .filter(|(name, _)| glob(pattern, name))
             .collect();
-        if matched.is_empty() {
+        // Without a protocol feature its crates are not built in, and
+        // their patterns have nothing to match.
+        if matched.is_empty() && ALL_FEATURES {
             problems.push(format!("{}: matches no function", pattern));
         }
         for (name, addr) in matched {
