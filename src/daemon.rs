@@ -12,7 +12,7 @@
 //! a socket that is not there), and at stop the program is detached first.
 //!
 //! Neighbours: `main` (the CLI), `config`, `controller`, `listener`, `ebpf`,
-//! `status`.
+//! `status`, `signals`.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
