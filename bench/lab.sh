@@ -114,6 +114,8 @@ stop_dae
 order=(dae dnsmasq dnsdist)
 dae_rss=0
 dae_hwm=0
+dae_split=''
+dae_code=''
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r of $ROUNDS"
   rot=$(((r - 1) % 3))
@@ -128,7 +130,11 @@ for r in $(seq 1 "$ROUNDS"); do
       # parses /sys/kernel/btf/vmlinux while loading (tens of MB for a
       # moment, given back at once; OpenWrt kernels have no BTF).
       rss=$(awk '/VmRSS/ {print $2}' "/proc/${pid[dae]}/status")
-      [ "$rss" -gt "$dae_rss" ] && dae_rss=$rss
+      if [ "$rss" -gt "$dae_rss" ]; then
+        dae_rss=$rss
+        dae_split=$(awk '/RssAnon|RssFile/ {printf "%s ", $2}' "/proc/${pid[dae]}/status")
+        dae_code=$(python3 "$here/code_resident.py" "${pid[dae]}")
+      fi
       dae_hwm=$(awk '/VmHWM/ {print $2}' "/proc/${pid[dae]}/status")
       stop_dae
     fi
@@ -137,8 +143,13 @@ done
 rm -f "$work/miss.txt"
 
 printf 'rss\tdae\t%s\n' "$dae_rss" >> "$results"
+printf 'split\tdae\t%s\n' "$dae_split" >> "$results"
+while read -r section kib size; do
+  printf 'code\tdae\t%s %s %s\n' "$section" "$kib" "$size" >> "$results"
+done <<< "$dae_code"
 for s in dnsmasq dnsdist; do
   printf 'rss\t%s\t%s\n' "$s" "$(awk '/VmHWM/ {print $2}' "/proc/${pid[$s]}/status")" >> "$results"
+  printf 'split\t%s\t%s\n' "$s" "$(awk '/RssAnon|RssFile/ {printf "%s ", $2}' "/proc/${pid[$s]}/status")" >> "$results"
 done
 
 mkdir -p "$here/out"

@@ -283,18 +283,28 @@ impl Running {
     }
 }
 
-/// glibc keeps small freed chunks in "fastbins" that it never merges until
-/// a larger request comes, so after a burst of misses they pin memory, and
-/// each large request pays to merge them. Its per-thread cache already
-/// serves the small, repeated allocations the daemon makes; without
-/// fastbins the daemon stays 350-500 KB smaller after a miss burst at
-/// no measurable CPU cost (bench, 800 outstanding misses, 4096 entries).
-/// musl has no fastbins.
+/// Two glibc policies that cost a long-running daemon memory (musl has
+/// neither):
+/// - "Fastbins": small freed chunks that are never merged until a larger
+///   request comes, so after a burst of misses they pin memory, and each
+///   large request pays to merge them. Its per-thread cache already serves
+///   the small, repeated allocations the daemon makes; without fastbins the
+///   daemon stays 350-500 KB smaller after a miss burst at no measurable
+///   CPU cost (bench, 800 outstanding misses, 4096 entries).
+/// - The sliding mmap threshold: when a large mapped block is freed, glibc
+///   raises its mmap threshold to that block's size and its trim threshold
+///   to twice that, so later large requests come from a heap and heaps are
+///   no longer trimmed. aya's copy of the kernel's BTF (21 MB here) is
+///   freed while the TC program loads: the loader's arena then stayed at
+///   15 MB resident and the cache's arena went into the heap. Setting the
+///   threshold (to its usual 128 KiB) keeps things as they are without
+///   BTF (see `ebpf::load_object`).
 fn tune_allocator() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes the allocator's own policy.
     unsafe {
         libc::mallopt(libc::M_MXFAST, 0);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

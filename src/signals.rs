@@ -2,8 +2,9 @@
 //! from a signalfd on the event loop. While a `Signals` lives the three
 //! are blocked for ordinary delivery, so they only arrive through the
 //! descriptor, in order, none lost between two reads; dropping it unblocks
-//! them. The daemon runs no other thread and starts no other program, so
-//! the blocked mask reaches no one else.
+//! them. The daemon starts no other program, and its only other thread
+//! (loading the TC program) ends before the load returns, so the blocked
+//! mask reaches no one else.
 //!
 //! Neighbours: `daemon` (its only user).
 

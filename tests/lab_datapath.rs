@@ -7,7 +7,8 @@
 //! asks upstream from the router's own address; other traffic passes
 //! untouched; a killed daemon leaves DNS working directly (fail open) or
 //! dropped (fail closed); restarts and reloads leave exactly one filter;
-//! 10,000 queries from dnsperf lose nothing; the TCX attach mode works too.
+//! 10,000 queries from dnsperf lose nothing; the TCX attach mode works too;
+//! an object that is not one is refused at start with the loader's reason.
 //!
 //! Needs root and the lab's tools; skips loudly without them.
 
@@ -498,4 +499,40 @@ fn ten_thousand_queries_from_dnsperf_lose_nothing() {
         d.log()
     );
     assert!(counter(&d, "handed") >= 10_000);
+}
+
+#[test]
+fn a_broken_bpf_object_is_refused_with_its_reason_and_leaves_nothing() {
+    if !lab::can_run() {
+        return;
+    }
+    let lab = Lab::up();
+    let dir = common::TempDir::new("badobj");
+    let object = dir.path("dae_tc.o");
+    std::fs::write(&object, b"not an ELF object\n").unwrap();
+    let uci = router_config("", "").replace(
+        &lab::bpf_object().display().to_string(),
+        &object.display().to_string(),
+    );
+    std::fs::write(dir.path("dae.uci"), uci).unwrap();
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("router"),
+            env!("CARGO_BIN_EXE_dae"),
+        ])
+        .arg("run")
+        .arg("-c")
+        .arg(dir.path("dae.uci"))
+        .output()
+        .expect("run dae");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("cannot load eBPF object {}", object.display()))
+            && log.contains("error parsing"),
+        "{log}"
+    );
+    assert_eq!(lab.filters(), 0, "nothing attached");
 }
