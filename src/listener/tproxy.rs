@@ -23,6 +23,7 @@ use nix::sys::socket::SockType;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
+use super::udp::ReplyQueue;
 use super::{bind, open, Role};
 use crate::controller::Controller;
 
@@ -31,19 +32,39 @@ const ANYFROM_IDLE: Duration = Duration::from_secs(60);
 /// At most this many reply sockets (one per address clients ask).
 const ANYFROM_MAX: usize = 512;
 
-/// Reply sockets by the local address they send from.
+/// Reply sockets by the local address they send from, each with its queue
+/// of answers for the serving loops to send in batches.
 #[derive(Default)]
 pub struct AnyFrom {
-    socks: RefCell<HashMap<SocketAddr, (Rc<UdpSocket>, Instant)>>,
+    socks: RefCell<HashMap<SocketAddr, (Rc<ReplyQueue>, Instant)>>,
+    /// The queues handed out since the last `flush`.
+    used: RefCell<Vec<Rc<ReplyQueue>>>,
 }
 
 impl AnyFrom {
-    fn socket(&self, from: SocketAddr) -> io::Result<Rc<UdpSocket>> {
+    /// The reply queue of the socket that sends from `from`, opened if
+    /// needed; `None` (logged) if it cannot be.
+    pub fn queue(&self, from: SocketAddr) -> Option<Rc<ReplyQueue>> {
+        let q = match self.open(from) {
+            Ok(q) => q,
+            Err(e) => {
+                log::warn!("cannot reply from {from}: {e}");
+                return None;
+            }
+        };
+        let mut used = self.used.borrow_mut();
+        if !used.iter().any(|u| Rc::ptr_eq(u, &q)) {
+            used.push(q.clone());
+        }
+        Some(q)
+    }
+
+    fn open(&self, from: SocketAddr) -> io::Result<Rc<ReplyQueue>> {
         let now = Instant::now();
         let mut socks = self.socks.borrow_mut();
-        if let Some((s, used)) = socks.get_mut(&from) {
+        if let Some((q, used)) = socks.get_mut(&from) {
             *used = now;
-            return Ok(s.clone());
+            return Ok(q.clone());
         }
         if socks.len() >= ANYFROM_MAX {
             let oldest = socks.iter().min_by_key(|(_, (_, t))| *t).map(|(a, _)| *a);
@@ -54,22 +75,16 @@ impl AnyFrom {
         let fd = open(from, SockType::Datagram, Role::AnyFrom)?;
         // SAFETY: a fresh UDP socket owned by nobody else.
         let std = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
-        let s = Rc::new(UdpSocket::from_std(std)?);
-        socks.insert(from, (s.clone(), now));
-        Ok(s)
+        let q = Rc::new(ReplyQueue::new(Rc::new(UdpSocket::from_std(std)?)));
+        socks.insert(from, (q.clone(), now));
+        Ok(q)
     }
 
-    /// Sends `reply` to `to` from the address `from`.
-    pub async fn send(&self, from: SocketAddr, to: SocketAddr, reply: &[u8]) {
-        let sock = match self.socket(from) {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("cannot reply from {from}: {e}");
-                return;
-            }
-        };
-        if let Err(e) = sock.send_to(reply, to).await {
-            log::debug!("reply {from} -> {to}: {e}");
+    /// Sends what the queues handed out since the last call hold.
+    pub async fn flush(&self) {
+        let used = std::mem::take(&mut *self.used.borrow_mut());
+        for q in used {
+            q.flush().await;
         }
     }
 

@@ -3,11 +3,12 @@
 //! an upstream back to the controller (`Controller::pursue`) with the way
 //! to deliver its reply.
 //!
-//! On a plain listener every answer, immediate or from a finished task, is
-//! queued in one `SendBatch` that the loop sends with one `sendmmsg` each
-//! time it wakes. On a transparent listener each datagram carries the
-//! address the client asked, and the answer goes out from that address
-//! (`tproxy::AnyFrom`).
+//! Every answer, immediate or from an upstream, is queued in the
+//! `ReplyQueue` of the socket it leaves by, and the loop sends each queue
+//! with one `sendmmsg` each time it wakes. On a plain listener that is the
+//! listener's own socket. On a transparent listener each datagram carries
+//! the address the client asked, and the answer leaves from that address,
+//! by the reply socket `tproxy::AnyFrom` keeps for it.
 //!
 //! Neighbours: `listener` (binds the socket), `mmsg` (batched I/O),
 //! `tproxy` (reply sockets), `controller` (decides).
@@ -31,11 +32,72 @@ use crate::controller::{Client, Controller, Sending, Step, Transport};
 /// answer from an upstream finds it full.
 const REPLY_BATCH: usize = BATCH;
 
-/// Answers queued for the next `sendmmsg` of one plain socket.
-struct Replies {
+/// Answers waiting for one socket's next `sendmmsg`.
+pub struct ReplyQueue {
+    pub sock: Rc<UdpSocket>,
     batch: RefCell<SendBatch>,
-    /// Wakes the loop when a task queued an answer.
-    queued: Notify,
+}
+
+impl ReplyQueue {
+    pub fn new(sock: Rc<UdpSocket>) -> ReplyQueue {
+        ReplyQueue {
+            sock,
+            batch: RefCell::new(SendBatch::with_capacity(REPLY_BATCH)),
+        }
+    }
+
+    /// Queues an answer, sending the queue first (waiting for room in the
+    /// socket buffer if need be) when it is full.
+    async fn push(&self, reply: &[u8], to: SocketAddr) {
+        if !self.batch.borrow_mut().push(reply, to) {
+            self.flush().await;
+            self.batch.borrow_mut().push(reply, to);
+        }
+    }
+
+    /// Queues an answer that came from an upstream; if the queue is full,
+    /// it is sent first, without waiting. False if there is still no room
+    /// (the socket buffer is full).
+    fn push_or_send(&self, reply: &[u8], to: SocketAddr) -> bool {
+        let mut batch = self.batch.borrow_mut();
+        batch.push(reply, to) || (send_now(&self.sock, &mut batch) && batch.push(reply, to))
+    }
+
+    /// Sends every queued answer, waiting for room in the socket buffer if
+    /// needed (the batch is never borrowed across a wait).
+    pub async fn flush(&self) {
+        while !send_now(&self.sock, &mut self.batch.borrow_mut()) {
+            if self.sock.writable().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Where the loop's answers leave by.
+enum Out {
+    /// The listener's own socket.
+    Plain(Rc<ReplyQueue>),
+    /// The reply socket for the address each client asked.
+    Transparent(Rc<AnyFrom>),
+}
+
+impl Out {
+    /// The queue for an answer to a query sent to `asked`.
+    fn queue(&self, asked: Option<SocketAddr>) -> Option<Rc<ReplyQueue>> {
+        match (self, asked) {
+            (Out::Plain(q), _) => Some(q.clone()),
+            (Out::Transparent(anyfrom), Some(dst)) => anyfrom.queue(dst),
+            (Out::Transparent(_), None) => None,
+        }
+    }
+
+    async fn flush(&self) {
+        match self {
+            Out::Plain(q) => q.flush().await,
+            Out::Transparent(anyfrom) => anyfrom.flush().await,
+        }
+    }
 }
 
 /// Serves one socket. With `anyfrom`, the socket is transparent: queries
@@ -44,10 +106,12 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
     let fd = sock.as_raw_fd();
     let local = sock.local_addr().ok();
     let mut inbox = RecvBatch::with_control(anyfrom.is_some());
-    let replies = Rc::new(Replies {
-        batch: RefCell::new(SendBatch::with_capacity(REPLY_BATCH)),
-        queued: Notify::new(),
+    let out = Rc::new(match anyfrom {
+        Some(anyfrom) => Out::Transparent(anyfrom),
+        None => Out::Plain(Rc::new(ReplyQueue::new(sock.clone()))),
     });
+    // Wakes the loop when an answer from an upstream was queued.
+    let queued = Rc::new(Notify::new());
     let mut reply = Vec::with_capacity(512);
     loop {
         tokio::select! {
@@ -57,7 +121,7 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                     return;
                 }
             }
-            _ = replies.queued.notified() => {}
+            _ = queued.notified() => {}
         }
         loop {
             let n = match sock.try_io(Interest::READABLE, || inbox.recv(fd)) {
@@ -71,9 +135,9 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                 }
             };
             for i in 0..n {
-                let asked = match &anyfrom {
-                    None => None,
-                    Some(_) => match inbox.orig_dst(i) {
+                let asked = match &*out {
+                    Out::Plain(_) => None,
+                    Out::Transparent(_) => match inbox.orig_dst(i) {
                         Some(dst) => Some(dst),
                         None => {
                             log::debug!("udp {local:?}: datagram without its original destination");
@@ -90,86 +154,46 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                     addr: from,
                     asked,
                 };
-                match (
-                    controller.handle(query, &client, &mut reply),
-                    &anyfrom,
-                    asked,
-                ) {
-                    (Step::Replied, None, _) => queue(&sock, &replies, &reply, from).await,
-                    (Step::Replied, Some(anyfrom), Some(dst)) => {
-                        anyfrom.send(dst, from, &reply).await
+                match controller.handle(query, &client, &mut reply) {
+                    Step::Replied => {
+                        if let Some(q) = out.queue(asked) {
+                            q.push(&reply, from).await;
+                        }
                     }
-                    (Step::Pending(p), _, _) => {
-                        let sock = sock.clone();
-                        let anyfrom = anyfrom.clone();
-                        let replies = replies.clone();
-                        let asked = client.asked;
-                        // Into the reply batch at once; a send that may
-                        // wait (a full batch, or the transparent path) is
-                        // boxed, so the query's task or chase stays small.
+                    Step::Pending(p) => {
+                        let out = out.clone();
+                        let queued = queued.clone();
+                        // Into the reply queue at once; a send that must
+                        // wait (the socket buffer is full) is boxed, so
+                        // the query's task or chase stays small.
                         let deliver = move |reply: &[u8]| -> Option<Sending> {
-                            match (anyfrom, asked) {
-                                (Some(anyfrom), Some(dst)) => {
-                                    let reply = reply.to_vec();
-                                    Some(Box::pin(
-                                        async move { anyfrom.send(dst, from, &reply).await },
-                                    ))
-                                }
-                                _ if push_or_send(&sock, &replies, reply, from) => {
-                                    replies.queued.notify_one();
-                                    None
-                                }
-                                _ => {
-                                    let reply = reply.to_vec();
-                                    Some(Box::pin(
-                                        async move { send_one(&sock, &reply, from).await },
-                                    ))
-                                }
+                            let q = out.queue(asked)?;
+                            if q.push_or_send(reply, from) {
+                                queued.notify_one();
+                                return None;
                             }
+                            let reply = reply.to_vec();
+                            Some(Box::pin(
+                                async move { send_one(&q.sock, &reply, from).await },
+                            ))
                         };
                         controller.pursue(p, client, deliver);
                     }
-                    _ => {}
+                    Step::Dropped => {}
                 }
             }
             if n < BATCH {
                 break;
             }
-            flush(&sock, &replies).await;
+            out.flush().await;
         }
-        flush(&sock, &replies).await;
-    }
-}
-
-/// Queues an answer, sending the queue first if it is full.
-async fn queue(sock: &UdpSocket, replies: &Replies, reply: &[u8], to: SocketAddr) {
-    if !replies.batch.borrow_mut().push(reply, to) {
-        flush(sock, replies).await;
-        replies.batch.borrow_mut().push(reply, to);
+        out.flush().await;
     }
 }
 
 async fn send_one(sock: &UdpSocket, reply: &[u8], to: SocketAddr) {
     if let Err(e) = sock.send_to(reply, to).await {
         log::debug!("udp: reply to {to}: {e}");
-    }
-}
-
-/// Queues an answer that came from an upstream; if the queue is full, it
-/// is sent first, without waiting. False if there is still no room (the
-/// socket buffer is full).
-fn push_or_send(sock: &UdpSocket, replies: &Replies, reply: &[u8], to: SocketAddr) -> bool {
-    let mut batch = replies.batch.borrow_mut();
-    batch.push(reply, to) || (send_now(sock, &mut batch) && batch.push(reply, to))
-}
-
-/// Sends every queued answer, waiting for room in the socket buffer if
-/// needed (the batch is never borrowed across a wait).
-async fn flush(sock: &UdpSocket, replies: &Replies) {
-    while !send_now(sock, &mut replies.batch.borrow_mut()) {
-        if sock.writable().await.is_err() {
-            return;
-        }
     }
 }
 
