@@ -6,7 +6,8 @@
 //! connection's local address is that original destination. Replies must
 //! come back from the address the client asked, so UDP replies leave by
 //! `AnyFrom` sockets bound to that address (IP_TRANSPARENT lets us bind
-//! addresses that are not ours), kept while in use and closed when idle.
+//! addresses that are not ours), kept while in use and closed when idle;
+//! each has a reply queue the serving loops send with `sendmmsg`.
 //!
 //! Neighbours: `udp`/`tcp` (the serving loops), `ebpf` (hands packets here),
 //! `controller` (decides).
