@@ -19,6 +19,18 @@ build_dae() {
   dae_bin="$repo/target/release/dae"
 }
 
+# memory_lines NAME PID: report.py's lines on what process PID (server
+# NAME) has resident: anon (heap, stacks) against mapped files, and for dae
+# each code section (src/layout.ld keeps the code of features the config
+# does not use in .text.optional).
+memory_lines() {
+  printf 'split\t%s\t%s\n' "$1" "$(awk '/RssAnon|RssFile/ {printf "%s ", $2}' "/proc/$2/status")"
+  [ "$1" = dae ] || return 0
+  python3 "$repo/bench/code_resident.py" "$2" | while read -r section kib size; do
+    printf 'code\tdae\t%s %s %s\n' "$section" "$kib" "$size"
+  done
+}
+
 # stop_pids: ends every process in $pids (SIGTERM, then SIGKILL) and
 # removes $work; the exit trap of run.sh and encrypted.sh.
 stop_pids() {

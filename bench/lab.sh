@@ -114,8 +114,7 @@ stop_dae
 order=(dae dnsmasq dnsdist)
 dae_rss=0
 dae_hwm=0
-dae_split=''
-dae_code=''
+dae_memory=''
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r of $ROUNDS"
   rot=$(((r - 1) % 3))
@@ -132,8 +131,7 @@ for r in $(seq 1 "$ROUNDS"); do
       rss=$(awk '/VmRSS/ {print $2}' "/proc/${pid[dae]}/status")
       if [ "$rss" -gt "$dae_rss" ]; then
         dae_rss=$rss
-        dae_split=$(awk '/RssAnon|RssFile/ {printf "%s ", $2}' "/proc/${pid[dae]}/status")
-        dae_code=$(python3 "$here/code_resident.py" "${pid[dae]}")
+        dae_memory=$(memory_lines dae "${pid[dae]}")
       fi
       dae_hwm=$(awk '/VmHWM/ {print $2}' "/proc/${pid[dae]}/status")
       stop_dae
@@ -143,13 +141,10 @@ done
 rm -f "$work/miss.txt"
 
 printf 'rss\tdae\t%s\n' "$dae_rss" >> "$results"
-printf 'split\tdae\t%s\n' "$dae_split" >> "$results"
-while read -r section kib size; do
-  printf 'code\tdae\t%s %s %s\n' "$section" "$kib" "$size" >> "$results"
-done <<< "$dae_code"
+printf '%s\n' "$dae_memory" >> "$results"
 for s in dnsmasq dnsdist; do
   printf 'rss\t%s\t%s\n' "$s" "$(awk '/VmHWM/ {print $2}' "/proc/${pid[$s]}/status")" >> "$results"
-  printf 'split\t%s\t%s\n' "$s" "$(awk '/RssAnon|RssFile/ {printf "%s ", $2}' "/proc/${pid[$s]}/status")" >> "$results"
+  memory_lines "$s" "${pid[$s]}" >> "$results"
 done
 
 mkdir -p "$here/out"

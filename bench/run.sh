@@ -122,14 +122,7 @@ rm -f "$work/miss.txt"
 
 for s in dae dnsmasq dnsdist echo; do
   printf 'rss\t%s\t%s\n' "$s" "$(awk '/VmHWM/ {print $2}' "/proc/${pid[$s]}/status")" >> "$results"
-  # What is resident at the end, split: heap and stacks (anon) against
-  # mapped files (the binary and its libraries).
-  printf 'split\t%s\t%s\n' "$s" "$(awk '/RssAnon|RssFile/ {printf "%s ", $2}' "/proc/${pid[$s]}/status")" >> "$results"
-done
-# dae's code: how much of each code section is resident (src/layout.ld
-# keeps the code of features this config does not use in .text.optional).
-python3 "$here/code_resident.py" "${pid[dae]}" | while read -r section kib size; do
-  printf 'code\tdae\t%s %s %s\n' "$section" "$kib" "$size" >> "$results"
+  memory_lines "$s" "${pid[$s]}" >> "$results"
 done
 printf 'size\tdae\t%s\n' "$(stat -c %s "$dae_bin")" >> "$results"
 next_port
