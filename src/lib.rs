@@ -6,7 +6,8 @@
 //! - `controller`: the DNS controller (request/response `rules`, `cache`,
 //!   `singleflight`), on top of `wire` (DNS bytes);
 //! - `forwarder`: upstream exchanges over UDP and TCP; `dialer`: the sockets
-//!   they leave by (socket mark);
+//!   they leave by (socket mark, proxy nodes); `routing`: the rules that
+//!   pick the way out;
 //! - `config`: the UCI file in; `daemon`: start, signals, reload;
 //!   `logging`: syslog or stderr; `status`: `dae status`.
 
@@ -19,6 +20,7 @@ pub mod forwarder;
 pub mod listener;
 pub mod logging;
 pub mod rand;
+pub mod routing;
 pub mod signals;
 pub mod status;
 pub mod wire;

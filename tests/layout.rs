@@ -63,6 +63,7 @@ const SERVING: &[&str] = &[
     "_ZN3dae4wire",
     "_ZN3dae6dialer6direct",
     "_ZN3dae6dialer8outbound",
+    "_ZN3dae7routing",
 ];
 
 #[test]

@@ -17,7 +17,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{answers, free_port, have, kill, query, wait_until, TempDir, Unbound};
-use dae::dialer::link::{SsConfig, SsMethod};
+use dae::config::link::{SsConfig, SsMethod};
 use dae::dialer::{shadowsocks, BoxStream, Packets};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;

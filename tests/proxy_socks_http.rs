@@ -4,7 +4,7 @@
 //! inbound (CONNECT with accounts, plain and inside TLS). Through each, a
 //! real unbound on loopback answers a DNS question: length-prefixed over a
 //! proxied stream, one datagram each way over a SOCKS5 UDP association.
-//! Nodes are described by share links parsed with `dialer::link::parse`.
+//! Nodes are described by share links parsed with `config::link::parse`.
 
 mod common;
 
@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use common::tls::TestCa;
 use common::{answers, free_port, have, query, wait_until, TempDir, Unbound};
+use dae::config::link::{self, Auth, Link, Proto};
 use dae::config::Host;
-use dae::dialer::link::{self, Auth, Link, Proto};
 use dae::dialer::{http, socks5, BoxStream, Direct, Packets};
 use dae::forwarder::tls::{load_roots, TlsClient};
 use hickory_proto::op::Message;

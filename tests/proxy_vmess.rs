@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::tls::TestCa;
 use common::{free_port, have, kill, wait_until, TempDir, Unbound};
-use dae::dialer::link::{VmessConfig, VmessSecurity};
+use dae::config::link::{VmessConfig, VmessSecurity};
 use dae::dialer::{vmess, BoxStream, Packets};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;

@@ -7,11 +7,12 @@
 //! - `schema`: every section and option (kinds, defaults, limits, help);
 //! - `uci`: the checker that builds the `Config`;
 //! - `quoting`: libuci's quoting made readable for `uci_rs`;
-//! - `rule`: rule syntax; `url`: addresses and share links; `check`:
-//!   health-check targets;
+//! - `rule`: rule syntax; `url`: addresses; `link`: share links, parsed
+//!   into the typed nodes the dialers use; `check`: health-check targets;
 //! - `model`: the typed result.
 
 pub mod check;
+pub mod link;
 pub mod model;
 mod quoting;
 pub mod rule;

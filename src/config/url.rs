@@ -194,9 +194,9 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Checks a proxy share link by parsing it fully (`dialer::link::parse`).
+/// Checks a proxy share link by parsing it fully (`link::parse`).
 pub fn check_share_link(link: &str) -> Result<(), String> {
-    crate::dialer::link::parse(link).map(|_| ())
+    super::link::parse(link).map(|_| ())
 }
 
 #[cfg(test)]

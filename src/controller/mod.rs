@@ -283,7 +283,7 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         .collect();
     let mut errors = errors;
     for n in &config.nodes {
-        if let Ok(link) = crate::dialer::link::parse(&n.link) {
+        if let Ok(link) = crate::config::link::parse(&n.link) {
             match link.host {
                 Host::Name(name) if !can_look_up => errors.push(ConfigError {
                     section: Some(("node".into(), n.name.clone())),

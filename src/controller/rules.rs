@@ -1,18 +1,16 @@
 //! Request and response rules, compiled for matching.
 //!
 //! The config hands over checked `DnsRule`s; here each `qname(...)` becomes
-//! hash sets of suffixes and full names plus keyword and regex lists, so a
-//! name is matched by walking its label boundaries rather than by scanning
-//! every pattern. Rules are tried in order; the first whose conditions all
+//! a `routing::domain::DomainSet` (the matcher the routing rules use too). Rules are tried in order; the first whose conditions all
 //! hold gives the target, else the fallback does.
 //!
 //! Neighbours: `config::model` (what rules mean), `controller` (asks
 //! `select` with the facts of one query or answer).
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
-use crate::config::{DnsMatcher, DnsRule, DnsTarget, DomainPattern, IpNet};
+use crate::config::{DnsMatcher, DnsRule, DnsTarget, IpNet};
+use crate::routing::domain::DomainSet;
 
 /// What a rule can look at. `qname` is lowercase text without the final dot.
 pub struct Facts<'a> {
@@ -45,57 +43,6 @@ enum Condition {
     Qtype(Vec<u16>),
     Upstream(Vec<String>),
     Ip(Vec<IpNet>),
-}
-
-/// A compiled `qname(...)`.
-#[derive(Debug, Default)]
-pub struct DomainSet {
-    suffixes: HashSet<String>,
-    full: HashSet<String>,
-    keywords: Vec<String>,
-    regexes: Vec<regex_lite::Regex>,
-}
-
-impl DomainSet {
-    pub fn new(patterns: &[DomainPattern]) -> DomainSet {
-        let mut set = DomainSet::default();
-        for p in patterns {
-            match p {
-                DomainPattern::Suffix(s) => {
-                    set.suffixes.insert(s.clone());
-                }
-                DomainPattern::Full(s) => {
-                    set.full.insert(s.clone());
-                }
-                DomainPattern::Keyword(s) => set.keywords.push(s.clone()),
-                DomainPattern::Regex(r) => set.regexes.push(r.clone()),
-            }
-        }
-        set
-    }
-
-    /// Whether `name` (lowercase, no final dot) matches: a suffix matches the
-    /// name itself and every name below it, never a name that merely ends
-    /// with the same letters (`example.com` does not match `badexample.com`).
-    pub fn matches(&self, name: &str) -> bool {
-        if self.full.contains(name) {
-            return true;
-        }
-        if !self.suffixes.is_empty() {
-            let mut rest = name;
-            loop {
-                if self.suffixes.contains(rest) {
-                    return true;
-                }
-                match rest.find('.') {
-                    Some(dot) => rest = &rest[dot + 1..],
-                    None => break,
-                }
-            }
-        }
-        self.keywords.iter().any(|k| name.contains(k.as_str()))
-            || self.regexes.iter().any(|r| r.is_match(name))
-    }
 }
 
 impl Rules {
@@ -176,7 +123,7 @@ impl Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DnsCondition;
+    use crate::config::{DnsCondition, DomainPattern};
 
     fn up(i: usize, n: &str) -> DnsTarget {
         DnsTarget::Upstream {
@@ -211,33 +158,43 @@ mod tests {
     }
 
     #[test]
-    fn domain_patterns() {
-        let set = DomainSet::new(&[
-            DomainPattern::Suffix("example.com".into()),
-            DomainPattern::Full("exact.example.org".into()),
-            DomainPattern::Keyword("tracker".into()),
-            DomainPattern::Regex(regex_lite::Regex::new("^ad[0-9]+\\.").unwrap()),
-        ]);
-        for yes in [
-            "example.com",
-            "www.example.com",
-            "a.b.example.com",
-            "exact.example.org",
-            "my-tracker.net",
-            "ad12.example.net",
-        ] {
-            assert!(set.matches(yes), "{yes}");
-        }
-        for no in [
-            "badexample.com",
-            "example.com.evil",
-            "sub.exact.example.org",
-            "example.org",
-            "ad.example.net",
-            "",
-        ] {
-            assert!(!set.matches(no), "{no}");
-        }
+    fn response_conditions_see_upstream_and_answer_ips() {
+        let net = IpNet {
+            addr: "192.0.2.0".parse().unwrap(),
+            prefix: 24,
+        };
+        let rules = Rules::new(
+            &[rule(
+                vec![
+                    (false, DnsMatcher::Upstream(vec!["b".into()])),
+                    (false, DnsMatcher::Ip(vec![net])),
+                ],
+                up(0, "a"),
+            )],
+            DnsTarget::Accept,
+        );
+        assert!(!rules.needs_qname());
+        let inside: [IpAddr; 2] = [
+            "198.51.100.1".parse().unwrap(),
+            "192.0.2.77".parse().unwrap(),
+        ];
+        let outside: [IpAddr; 1] = ["2001:db8::1".parse().unwrap()];
+        assert_eq!(
+            rules.select(&facts("x", 1, Some("b"), &inside)).0,
+            &up(0, "a")
+        );
+        assert_eq!(
+            rules.select(&facts("x", 1, Some("a"), &inside)).0,
+            &DnsTarget::Accept
+        );
+        assert_eq!(
+            rules.select(&facts("x", 1, Some("b"), &outside)).0,
+            &DnsTarget::Accept
+        );
+        assert_eq!(
+            rules.select(&facts("x", 1, Some("b"), &[])).0,
+            &DnsTarget::Accept
+        );
     }
 
     #[test]
@@ -283,45 +240,5 @@ mod tests {
         );
         let (t, text) = rules.select(&facts("x.cn", 1, None, &[]));
         assert_eq!((t, text), (&up(0, "a"), None));
-    }
-
-    #[test]
-    fn response_conditions_see_upstream_and_answer_ips() {
-        let net = IpNet {
-            addr: "192.0.2.0".parse().unwrap(),
-            prefix: 24,
-        };
-        let rules = Rules::new(
-            &[rule(
-                vec![
-                    (false, DnsMatcher::Upstream(vec!["b".into()])),
-                    (false, DnsMatcher::Ip(vec![net])),
-                ],
-                up(0, "a"),
-            )],
-            DnsTarget::Accept,
-        );
-        assert!(!rules.needs_qname());
-        let inside: [IpAddr; 2] = [
-            "198.51.100.1".parse().unwrap(),
-            "192.0.2.77".parse().unwrap(),
-        ];
-        let outside: [IpAddr; 1] = ["2001:db8::1".parse().unwrap()];
-        assert_eq!(
-            rules.select(&facts("x", 1, Some("b"), &inside)).0,
-            &up(0, "a")
-        );
-        assert_eq!(
-            rules.select(&facts("x", 1, Some("a"), &inside)).0,
-            &DnsTarget::Accept
-        );
-        assert_eq!(
-            rules.select(&facts("x", 1, Some("b"), &outside)).0,
-            &DnsTarget::Accept
-        );
-        assert_eq!(
-            rules.select(&facts("x", 1, Some("b"), &[])).0,
-            &DnsTarget::Accept
-        );
     }
 }

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::link::Auth;
 use super::BoxStream;
+use crate::config::link::Auth;
 
 /// The longest reply head we read.
 const MAX_HEAD: usize = 8 * 1024;

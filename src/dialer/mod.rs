@@ -2,17 +2,15 @@
 //! checks) leaves the router.
 //!
 //! - `direct`: plain sockets with our socket mark;
-//! - `link`: share links (`socks5://`, `http(s)://`, `ss://`, `trojan://`,
-//!   `vless://`, `vmess://`) parsed into plain data;
 //! - one module per proxy protocol (`socks5`, `http`, `shadowsocks`,
 //!   `trojan`, `vless`, `vmess`): given a stream already connected to the
 //!   proxy server (TLS already on it where the link asks for TLS), each asks
-//!   the server for a stream or a datagram path to the target;
-//!
+//!   the server for a stream or a datagram path to the target, as the
+//!   share link (`config::link`) describes the node;
 //! - `node`: one proxy node (link, TLS, `health`); `group`: nodes and the
 //!   policy that picks one; `check`: the health checks;
-//! - `outbound`: the routing rules that send each dial direct, to a group,
-//!   or nowhere (`block`).
+//! - `outbound`: the nodes and groups, and the choice of node for a dial
+//!   once the routing rules (`routing`) have sent it to a group.
 //!
 //! A proxied stream is a `BoxStream`; a proxied datagram path is a
 //! `Packets` pair (one DNS message per packet, both ways). `Via` is what a
@@ -26,7 +24,6 @@ mod direct;
 pub mod group;
 pub mod health;
 pub mod http;
-pub mod link;
 pub mod node;
 pub mod outbound;
 pub mod shadowsocks;
@@ -46,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use direct::Direct;
 pub use node::{Node, L4};
-pub use outbound::{Choice, Dial, Outbounds};
+pub use outbound::{Choice, Outbounds};
 
 /// A byte stream, plain or inside a proxy protocol.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin {}

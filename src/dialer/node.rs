@@ -19,9 +19,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::health::Health;
-use super::link::{Link, Proto};
 use super::{http, shadowsocks, socks5, trojan, vless, vmess};
 use super::{BoxStream, Direct, Packets};
+use crate::config::link::{Link, Proto};
 use crate::config::Host;
 use crate::forwarder::lookup::Lookup;
 use crate::forwarder::tls::TlsClient;
@@ -34,21 +34,7 @@ fn no_resolver(name: &str) -> String {
     )
 }
 
-/// Layer-4 protocol of a dial.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum L4 {
-    Tcp,
-    Udp,
-}
-
-impl L4 {
-    pub fn name(self) -> &'static str {
-        match self {
-            L4::Tcp => "tcp",
-            L4::Udp => "udp",
-        }
-    }
-}
+pub use crate::routing::L4;
 
 pub struct Node {
     pub name: String,
@@ -72,7 +58,7 @@ impl Node {
         roots: impl Fn() -> Result<std::sync::Arc<rustls::RootCertStore>, String>,
         resolver: Option<&Rc<Forwarder>>,
     ) -> Result<Node, String> {
-        let link = super::link::parse(text)?;
+        let link = crate::config::link::parse(text)?;
         let lookup = match &link.host {
             Host::Ip(_) => None,
             Host::Name(n) => Some(Lookup::new(

@@ -1,39 +1,29 @@
 //! Outbounds: which way one of the daemon's own dials leaves (a DNS
-//! upstream's address and port, UDP or TCP), by the `routing` rules.
+//! upstream's address and port, UDP or TCP).
 //!
-//! The rules are evaluated in order on what a dial has: `dip`, `dport`,
-//! `l4proto`, `ipversion` and `domain` (the upstream's host name, when it
-//! was given by name). The functions about LAN clients (`sip`, `sport`,
-//! `mac`, `pname`, `dscp`) never hold for the daemon's own dials, so
-//! `!sip(...)` always does. The first rule that holds decides, else the
-//! fallback: `direct`, `block`, or a group, whose policy then picks a live
-//! node. A group with no live node gives `Choice::NoNode`: the dial fails,
-//! it never goes direct instead (that would leak the query).
+//! The `routing` rules (`crate::routing`) decide on what a dial has: `dip`,
+//! `dport`, `l4proto`, `ipversion` and `domain` (the upstream's host name,
+//! when it was given by name): `direct`, `block`, or a group, whose policy
+//! then picks a live node. A group with no live node gives
+//! `Choice::NoNode`: the dial fails, it never goes direct instead (that
+//! would leak the query).
 //!
 //! `Outbounds` owns the nodes, the groups and their health-check tasks; a
 //! reload keeps the nodes whose link did not change, with their health.
 //!
-//! Neighbours: `node`, `group`, `check`; `forwarder` (asks `choose` for
-//! every upstream exchange), `status` (reports `groups`).
+//! Neighbours: `routing` (the rules), `node`, `group`, `check`;
+//! `forwarder` (asks `choose` for every upstream exchange), `status`
+//! (reports `groups`).
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use super::check;
 use super::group::Group;
 use super::node::{Node, L4};
 use super::Direct;
-use crate::config::{Config, Outbound, RoutingMatcher};
-use crate::controller::rules::DomainSet;
+use crate::config::Config;
 use crate::forwarder::Forwarder;
-
-/// One dial, as the routing rules see it.
-pub struct Dial<'a> {
-    pub remote: SocketAddr,
-    pub l4: L4,
-    /// The host name the dial's address came from, if any.
-    pub domain: Option<&'a str>,
-}
+use crate::routing::{Flow, Rules, Target};
 
 /// Where a dial goes.
 #[derive(Clone)]
@@ -58,33 +48,11 @@ impl Choice {
     }
 }
 
-enum Matcher {
-    Dip(Vec<crate::config::IpNet>),
-    Dport(Vec<(u16, u16)>),
-    L4proto(Vec<bool>),
-    IpVersion(Vec<bool>),
-    Domain(DomainSet),
-    /// About LAN clients: never holds for our own dials.
-    Never,
-}
-
-enum Target {
-    Direct,
-    Block,
-    Group(usize),
-}
-
-struct Rule {
-    conditions: Vec<(bool, Matcher)>,
-    target: Target,
-}
-
 pub struct Outbounds {
     pub direct: Direct,
     pub nodes: Vec<Rc<Node>>,
     pub groups: Vec<Rc<Group>>,
-    rules: Vec<Rule>,
-    fallback: Target,
+    rules: Rules,
     /// No rule or fallback names a group or `block`.
     all_direct: bool,
     /// Health-check tasks, stopped with this set.
@@ -139,40 +107,14 @@ impl Outbounds {
                 ))
             })
             .collect();
-        let target = |o: &Outbound| match o {
-            Outbound::Direct => Target::Direct,
-            Outbound::Block => Target::Block,
-            Outbound::Group(name) => Target::Group(
-                groups
-                    .iter()
-                    .position(|g| &g.name == name)
-                    .unwrap_or_default(),
-            ),
-        };
-        let rules: Vec<Rule> = config
-            .routing
-            .rules
-            .iter()
-            .map(|r| Rule {
-                conditions: r
-                    .conditions
-                    .iter()
-                    .map(|(negated, m)| (*negated, matcher(m)))
-                    .collect(),
-                target: target(&r.outbound),
-            })
-            .collect();
-        let fallback = target(&config.routing.fallback);
-        let all_direct = matches!(fallback, Target::Direct)
-            && rules
-                .iter()
-                .all(|r: &Rule| matches!(r.target, Target::Direct));
+        let names: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
+        let rules = Rules::new(&config.routing, &names);
+        let all_direct = rules.only_direct();
         let mut out = Outbounds {
             direct,
             nodes,
             groups,
             rules,
-            fallback,
             all_direct,
             checks: Vec::new(),
         };
@@ -187,8 +129,7 @@ impl Outbounds {
             direct,
             nodes: Vec::new(),
             groups: Vec::new(),
-            rules: Vec::new(),
-            fallback: Target::Direct,
+            rules: Rules::all_direct(),
             all_direct: true,
             checks: Vec::new(),
         }
@@ -200,52 +141,18 @@ impl Outbounds {
     }
 
     /// Where `dial` goes.
-    pub fn choose(&self, dial: &Dial) -> Choice {
-        let target = self
-            .rules
-            .iter()
-            .find(|r| r.conditions.iter().all(|(neg, m)| holds(m, dial) != *neg))
-            .map_or(&self.fallback, |r| &r.target);
-        match target {
+    pub fn choose(&self, dial: &Flow) -> Choice {
+        match self.rules.decide(dial) {
             Target::Direct => Choice::Direct,
             Target::Block => Choice::Block,
             Target::Group(i) => {
-                let g = &self.groups[*i];
+                let g = &self.groups[i];
                 match g.pick(dial.l4, dial.remote.is_ipv6()) {
                     Some(n) => Choice::Node(n),
                     None => Choice::NoNode(Rc::from(g.name.as_str())),
                 }
             }
         }
-    }
-}
-
-fn matcher(m: &RoutingMatcher) -> Matcher {
-    match m {
-        RoutingMatcher::Dip(n) => Matcher::Dip(n.clone()),
-        RoutingMatcher::Dport(p) => Matcher::Dport(p.clone()),
-        RoutingMatcher::L4proto(u) => Matcher::L4proto(u.clone()),
-        RoutingMatcher::IpVersion(v) => Matcher::IpVersion(v.clone()),
-        RoutingMatcher::Domain(d) => Matcher::Domain(DomainSet::new(d)),
-        RoutingMatcher::Sip(_)
-        | RoutingMatcher::Sport(_)
-        | RoutingMatcher::Mac(_)
-        | RoutingMatcher::Pname(_)
-        | RoutingMatcher::Dscp(_) => Matcher::Never,
-    }
-}
-
-fn holds(m: &Matcher, d: &Dial) -> bool {
-    match m {
-        Matcher::Dip(nets) => nets.iter().any(|n| n.contains(d.remote.ip())),
-        Matcher::Dport(ranges) => {
-            let p = d.remote.port();
-            ranges.iter().any(|(a, b)| (*a..=*b).contains(&p))
-        }
-        Matcher::L4proto(udp) => udp.contains(&(d.l4 == L4::Udp)),
-        Matcher::IpVersion(v6) => v6.contains(&d.remote.is_ipv6()),
-        Matcher::Domain(set) => d.domain.is_some_and(|n| set.matches(n)),
-        Matcher::Never => false,
     }
 }
 

@@ -34,8 +34,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 
-use super::link::{SsConfig, SsMethod};
 use super::{BoxStream, LocalFuture, PacketRx, PacketTx, Packets};
+use crate::config::link::{SsConfig, SsMethod};
 
 const TAG_LEN: usize = 16;
 const MAX_KEY_LEN: usize = 32;

@@ -24,8 +24,8 @@ use std::rc::Rc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
-use super::link::Auth;
 use super::{BoxStream, Direct, LocalFuture, PacketRx, PacketTx, Packets};
+use crate::config::link::Auth;
 
 const VERSION: u8 = 5;
 const NO_AUTH: u8 = 0x00;

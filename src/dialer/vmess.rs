@@ -38,8 +38,8 @@ use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
-use super::link::{VmessConfig, VmessSecurity};
 use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets};
+use crate::config::link::{VmessConfig, VmessSecurity};
 
 /// Appended to the uuid to make the command key.
 const CMD_KEY_MAGIC: &[u8] = b"c48619fe-8f02-49e0-b9e9-edf763e17e21";

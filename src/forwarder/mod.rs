@@ -65,7 +65,8 @@ use std::time::Instant;
 use rustls::RootCertStore;
 
 use crate::config::{Host, Scheme, Upstream, UpstreamUrl};
-use crate::dialer::{Choice, Dial, Direct, Outbounds, Via, L4};
+use crate::dialer::{Choice, Direct, Outbounds, Via, L4};
+use crate::routing::Flow;
 use crate::wire::{self, QueryInfo};
 use pipeline::{Framing, Pipeline};
 use tls::TlsClient;
@@ -484,7 +485,7 @@ impl Forwarder {
                 Route::Lookup(l) => Some(l.name()),
                 Route::Fixed(_) => None,
             };
-            let choice = out.choose(&Dial { remote, l4, domain });
+            let choice = out.choose(&Flow { remote, l4, domain });
             log::trace!("{remote} {}: {}", l4.name(), choice.describe());
             match choice {
                 Choice::Direct => Via::Direct(out.direct.clone()),

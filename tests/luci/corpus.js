@@ -60,7 +60,7 @@ module.exports = {
 	ip_address: [ '192.0.2.1', '2001:db8::1', '::', '::ffff:192.0.2.1', '[2001:db8::1]', '192.0.2.1/32',
 		'192.0.2.256', '01.2.3.4', 'fe80::1%2', 'dns.example', '1.2.3', '' ],
 
-	/* dialer::link::parse, then controller::check. A server given by host name is
+	/* config::link::parse, then controller::check. A server given by host name is
 	 * looked up through the fixture's plain upstream at an IP address (dns_a):
 	 * views.test.js tries such links without one too. */
 	share_link: [

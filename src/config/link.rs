@@ -19,13 +19,15 @@
 //! camouflage, REALITY, XTLS flows and Shadowsocks plugins are refused with
 //! a message saying so.
 //!
-//! Neighbours: `config` (checks each node's `option link` with `parse`),
-//! `node` (dials what a `Link` describes).
+//! Config input: nothing here dials or imports the dialers.
+//!
+//! Neighbours: `url` (checks each node's `option link` with `parse`),
+//! `dialer::node` and the protocol modules (dial what a `Link` describes).
 
 use std::net::IpAddr;
 
-use crate::config::url::{base64_decode, host, host_name, host_port, port_number};
-use crate::config::Host;
+use super::url::{base64_decode, host, host_name, host_port, port_number};
+use super::Host;
 
 /// A proxy node as its share link describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
