@@ -102,6 +102,8 @@ fn settings(config: &Config) -> ebpf::Settings {
         tproxy_mark: ebpf::route::TPROXY_MARK,
         so_mark: config.general.so_mark,
         fail_closed: u32::from(config.general.fail_closed),
+        // The datapath keeps the slot of the routing in force.
+        routing_slot: 0,
     }
 }
 

@@ -351,3 +351,60 @@ fn schema_json_lists_every_section_and_option_of_the_contract() {
     assert_eq!(level["default"], "info");
     assert_eq!(level["values"][4], "trace");
 }
+
+#[test]
+fn routing_past_the_kernels_limits_is_refused() {
+    let dir = TempDir::new("validate");
+    let rules: String = (0..129)
+        .map(|i| format!("\tlist rule 'dport({}) -> direct'\n", 1000 + i))
+        .collect();
+    let text = format!("config routing 'routing'\n{rules}{UPSTREAM}");
+    let (code, _, err) = validate(&dir, "rules.uci", &text);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(
+            "routing 'routing', option 'rule': 129 rules: the kernel's routing takes at most 128"
+        ),
+        "{err}"
+    );
+    // 128 rules fit; 129 distinct conditions over them do not.
+    let rules: String = (0..64)
+        .map(|i| {
+            format!(
+                "\tlist rule 'dport({}) && sport({}) -> direct'\n",
+                1000 + i,
+                2000 + i
+            )
+        })
+        .collect();
+    let text =
+        format!("config routing 'routing'\n{rules}\tlist rule 'dscp(1) -> direct'\n{UPSTREAM}");
+    let (code, _, err) = validate(&dir, "conditions.uci", &text);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("129 distinct conditions: the kernel's routing takes at most 128"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pname_in_routing_is_warned_about() {
+    let dir = TempDir::new("validate");
+    let text = format!(
+        "config routing 'routing'\n\tlist rule 'pname(curl) -> block'\n\
+         \tlist rule '!pname(wget) && dport(80) -> direct'\n{UPSTREAM}"
+    );
+    let (code, _, err) = validate(&dir, "pname.uci", &text);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("'pname(curl) -> block': pname() never holds")
+            && lines[0].contains("never applies"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("as if the pname() were not there"),
+        "{err}"
+    );
+}

@@ -94,5 +94,27 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             });
         }
     }
+    for r in &config.routing.rules {
+        let pname = r.conditions.iter().find_map(|(negated, m)| match m {
+            RoutingMatcher::Pname(_) => Some(*negated),
+            _ => None,
+        });
+        if let Some(negated) = pname {
+            out.push(ConfigError {
+                section: Some(("routing".into(), "routing".into())),
+                option: Some("rule".into()),
+                message: format!(
+                    "'{}': pname() never holds for LAN traffic or dae's own dials (dae sees no \
+                     process behind a flow), so this rule {}",
+                    r.text,
+                    if negated {
+                        "holds as if the pname() were not there"
+                    } else {
+                        "never applies"
+                    }
+                ),
+            });
+        }
+    }
     out
 }

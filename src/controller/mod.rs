@@ -297,6 +297,13 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             }
         }
     }
+    if let Err(message) = crate::routing::kernel::limits(&config.routing) {
+        errors.push(ConfigError {
+            section: Some(("routing".into(), "routing".into())),
+            option: Some("rule".into()),
+            message,
+        });
+    }
     if errors.is_empty() {
         Ok(())
     } else {

@@ -39,6 +39,8 @@ pub struct Datapath {
     ebpf: Ebpf,
     attached: Vec<(String, tc::SchedClassifierLinkId)>,
     mode: AttachMode,
+    /// The settings in force, `routing_slot` included.
+    settings: Settings,
 }
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, String> {
@@ -98,16 +100,7 @@ impl Datapath {
         settings: Settings,
         mode: AttachMode,
     ) -> Result<Datapath, String> {
-        let ebpf = load_object(object)?;
-        let mut dp = Datapath {
-            ebpf,
-            attached: Vec::new(),
-            mode,
-        };
-        dp.set_settings(settings)?;
-        program(&mut dp.ebpf)?
-            .load()
-            .map_err(|e| format!("the kernel refused the TC program: {e}"))?;
+        let mut dp = Datapath::load(object, settings, mode)?;
         route::install().map_err(|e| format!("policy routing: {e}"))?;
         for iface in ifaces {
             if let Err(e) = dp.attach(iface) {
@@ -117,6 +110,84 @@ impl Datapath {
         }
         give_back_load_memory();
         Ok(dp)
+    }
+
+    /// Loads the object at `object` into the kernel with `settings`,
+    /// attached nowhere (`start` attaches it; tests run it on packets).
+    pub fn load(object: &Path, settings: Settings, mode: AttachMode) -> Result<Datapath, String> {
+        let ebpf = load_object(object)?;
+        let mut dp = Datapath {
+            ebpf,
+            attached: Vec::new(),
+            mode,
+            settings,
+        };
+        dp.set_settings(settings)?;
+        program(&mut dp.ebpf)?
+            .load()
+            .map_err(|e| format!("the kernel refused the TC program: {e}"))?;
+        Ok(dp)
+    }
+
+    /// Runs the loaded program once on the Ethernet frame `frame`, as
+    /// ingress would (the kernel's BPF_PROG_TEST_RUN), and returns its
+    /// verdict (`TC_ACT_*`). For tests of the program's decisions.
+    pub fn run_on(&mut self, frame: &[u8]) -> Result<u32, String> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let prog = program(&mut self.ebpf)?;
+        let fd = prog
+            .fd()
+            .map_err(|e| format!("program fd: {e}"))?
+            .as_fd()
+            .as_raw_fd();
+        // The test-run part of `union bpf_attr`.
+        #[repr(C)]
+        #[derive(Default)]
+        struct TestRun {
+            prog_fd: u32,
+            retval: u32,
+            data_size_in: u32,
+            data_size_out: u32,
+            data_in: u64,
+            data_out: u64,
+            repeat: u32,
+            duration: u32,
+            ctx_size_in: u32,
+            ctx_size_out: u32,
+            ctx_in: u64,
+            ctx_out: u64,
+            flags: u32,
+            cpu: u32,
+            batch_size: u32,
+            // Explicit, so it is zero: the kernel refuses non-zero bytes
+            // past the fields it knows.
+            padding: u32,
+        }
+        const BPF_PROG_TEST_RUN: libc::c_long = 10;
+        let mut attr = TestRun {
+            prog_fd: fd as u32,
+            data_size_in: frame.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            repeat: 1,
+            ..TestRun::default()
+        };
+        // SAFETY: attr is a valid bpf_attr prefix of the size passed; the
+        // kernel reads `frame` and writes only into attr.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRun,
+                std::mem::size_of::<TestRun>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(format!(
+                "BPF_PROG_TEST_RUN: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(attr.retval)
     }
 
     fn attach(&mut self, iface: &str) -> Result<(), String> {
@@ -176,7 +247,40 @@ impl Datapath {
         self.attached.iter().map(|(i, _)| i.clone()).collect()
     }
 
-    pub fn set_settings(&mut self, settings: Settings) -> Result<(), String> {
+    /// Sets the program's settings; the routing slot in force stays.
+    pub fn set_settings(&mut self, mut settings: Settings) -> Result<(), String> {
+        settings.routing_slot = self.settings.routing_slot;
+        self.write_settings(settings)
+    }
+
+    /// Puts routing slot `slot` in force (`routing::kernel` filled it).
+    pub fn set_routing_slot(&mut self, slot: u32) -> Result<(), String> {
+        self.write_settings(Settings {
+            routing_slot: slot,
+            ..self.settings
+        })
+    }
+
+    pub fn routing_slot(&self) -> u32 {
+        self.settings.routing_slot
+    }
+
+    /// One of the object's maps, by name (`shared::*_MAP`).
+    pub fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map, String> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| format!("the eBPF object has no map '{name}'"))
+    }
+
+    /// Takes one of the object's maps out, for a user that keeps it (the
+    /// learned domains, the flows).
+    pub fn take_map(&mut self, name: &str) -> Result<aya::maps::Map, String> {
+        self.ebpf
+            .take_map(name)
+            .ok_or_else(|| format!("the eBPF object has no map '{name}' (or it was taken)"))
+    }
+
+    fn write_settings(&mut self, settings: Settings) -> Result<(), String> {
         let map = self
             .ebpf
             .map_mut(shared::SETTINGS_MAP)
@@ -185,7 +289,9 @@ impl Datapath {
             Array::try_from(map).map_err(|e| format!("map '{}': {e}", shared::SETTINGS_MAP))?;
         array
             .set(0, settings, 0)
-            .map_err(|e| format!("map '{}': {e}", shared::SETTINGS_MAP))
+            .map_err(|e| format!("map '{}': {e}", shared::SETTINGS_MAP))?;
+        self.settings = settings;
+        Ok(())
     }
 
     /// The counters, summed over CPUs, in `Counter::ALL` order.

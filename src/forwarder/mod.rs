@@ -485,7 +485,12 @@ impl Forwarder {
                 Route::Lookup(l) => Some(l.name()),
                 Route::Fixed(_) => None,
             };
-            let choice = out.choose(&Flow { remote, l4, domain });
+            let choice = out.choose(&Flow {
+                remote,
+                l4,
+                domain,
+                lan: None,
+            });
             log::trace!("{remote} {}: {}", l4.name(), choice.describe());
             match choice {
                 Choice::Direct => Via::Direct(out.direct.clone()),

@@ -13,12 +13,16 @@
 //! `!sip(...)` always does; `pname` never holds for any flow dae sees.
 //!
 //! - `domain`: the domain sets of `domain(...)` (and of the DNS rules'
-//!   `qname(...)`).
+//!   `qname(...)`);
+//! - `kernel`: the same rules compiled for the TC program, which routes
+//!   LAN flows in the kernel (this evaluator is the reference it is
+//!   tested against), and the addresses learned from DNS answers.
 //!
 //! Neighbours: `config` (the checked rules), `dialer::outbound` (turns a
 //! group into a live node for its own dials).
 
 pub mod domain;
+pub mod kernel;
 
 use std::net::SocketAddr;
 
@@ -48,6 +52,17 @@ pub struct Flow<'a> {
     pub l4: L4,
     /// The host name the destination is known by, if any.
     pub domain: Option<&'a str>,
+    /// For a flow from a LAN client: what the rules about clients see.
+    pub lan: Option<Lan>,
+}
+
+/// What a LAN client's flow shows of its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lan {
+    pub source: SocketAddr,
+    pub mac: [u8; 6],
+    /// The top six bits of the TOS or traffic class.
+    pub dscp: u8,
 }
 
 /// Where the rules send a flow.
@@ -74,15 +89,23 @@ impl Target {
 
 enum Matcher {
     Dip(Vec<IpNet>),
+    Sip(Vec<IpNet>),
     Dport(Vec<(u16, u16)>),
+    Sport(Vec<(u16, u16)>),
+    Mac(Vec<[u8; 6]>),
+    Dscp(Vec<u8>),
     /// Per value: true for UDP.
     L4proto(Vec<bool>),
     /// Per value: true for IPv6.
     IpVersion(Vec<bool>),
     Domain(DomainSet),
-    /// About LAN clients (`sip`, `sport`, `mac`, `dscp`) or processes
-    /// (`pname`): never holds for the daemon's own dials.
+    /// `pname`: dae sees no process of a LAN flow, and its own dials are
+    /// its own.
     Never,
+}
+
+fn in_ranges(ranges: &[(u16, u16)], port: u16) -> bool {
+    ranges.iter().any(|(a, b)| (*a..=*b).contains(&port))
 }
 
 impl Matcher {
@@ -93,21 +116,24 @@ impl Matcher {
             RoutingMatcher::L4proto(u) => Matcher::L4proto(u.clone()),
             RoutingMatcher::IpVersion(v) => Matcher::IpVersion(v.clone()),
             RoutingMatcher::Domain(d) => Matcher::Domain(DomainSet::new(d)),
-            RoutingMatcher::Sip(_)
-            | RoutingMatcher::Sport(_)
-            | RoutingMatcher::Mac(_)
-            | RoutingMatcher::Pname(_)
-            | RoutingMatcher::Dscp(_) => Matcher::Never,
+            RoutingMatcher::Sip(n) => Matcher::Sip(n.clone()),
+            RoutingMatcher::Sport(p) => Matcher::Sport(p.clone()),
+            RoutingMatcher::Mac(m) => Matcher::Mac(m.clone()),
+            RoutingMatcher::Dscp(d) => Matcher::Dscp(d.clone()),
+            RoutingMatcher::Pname(_) => Matcher::Never,
         }
     }
 
     fn holds(&self, f: &Flow) -> bool {
         match self {
             Matcher::Dip(nets) => nets.iter().any(|n| n.contains(f.remote.ip())),
-            Matcher::Dport(ranges) => {
-                let p = f.remote.port();
-                ranges.iter().any(|(a, b)| (*a..=*b).contains(&p))
-            }
+            Matcher::Dport(ranges) => in_ranges(ranges, f.remote.port()),
+            Matcher::Sip(nets) => f
+                .lan
+                .is_some_and(|l| nets.iter().any(|n| n.contains(l.source.ip()))),
+            Matcher::Sport(ranges) => f.lan.is_some_and(|l| in_ranges(ranges, l.source.port())),
+            Matcher::Mac(macs) => f.lan.is_some_and(|l| macs.contains(&l.mac)),
+            Matcher::Dscp(values) => f.lan.is_some_and(|l| values.contains(&l.dscp)),
             Matcher::L4proto(udp) => udp.contains(&(f.l4 == L4::Udp)),
             Matcher::IpVersion(v6) => v6.contains(&f.remote.is_ipv6()),
             Matcher::Domain(set) => f.domain.is_some_and(|n| set.matches(n)),
@@ -196,6 +222,7 @@ mod tests {
             remote: remote.parse().unwrap(),
             l4,
             domain,
+            lan: None,
         }
     }
 
