@@ -34,7 +34,11 @@ What it does:
    (pngquant, optipng when installed) and removes everything it started.
 
 `--serve` instead keeps the server up and prints its URL, to look at the
-pages in a browser on this machine. Nothing of LuCI is copied here: the
+pages in a browser on this machine. `--lang zh_Hans` serves the
+translations as LuCI's translations URL does (luci-base's base.po of the
+checkout and this app's po/zh_Hans/dae.po, keyed by the hash `_()` looks
+strings up by) and names the pictures PAGE.zh_Hans.png; Chinese needs a
+font with its glyphs (apt-get install fonts-wqy-microhei). Nothing of LuCI is copied here: the
 checkout is read where it is.
 
 Neighbours: tests/lab.sh (the namespaces), dae.config (the settings shown),
@@ -126,6 +130,121 @@ def parse_uci(text):
         else:
             raise ValueError('line %d: cannot read %r' % (number, line))
     return sections
+
+
+# --- translations ----------------------------------------------------------
+
+
+def parse_po(path):
+    """The translated entries of a .po file: (context, msgid, plural msgid,
+    {index: msgstr}); fuzzy and empty ones left out. Also the header's
+    plural expression (`plural=...;`), or None."""
+    entries, entry, field, index = [], {}, None, None
+
+    def finish():
+        if entry.get('msgid') and not entry.get('fuzzy') and any(entry.get('msgstr', {}).values()):
+            entries.append((entry.get('msgctxt'), entry['msgid'], entry.get('msgid_plural'), entry['msgstr']))
+
+    plural = None
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith('#,') and 'fuzzy' in line:
+                finish()
+                entry, field = {'fuzzy': True}, None
+                continue
+            if not line or line.startswith('#'):
+                continue
+            m = re.match(r'(msgctxt|msgid_plural|msgid|msgstr)(?:\[(\d+)\])?\s+(".*")$', line)
+            if m:
+                if m.group(1) in ('msgctxt', 'msgid') and 'msgstr' in entry:
+                    finish()
+                    entry = {}
+                field, index = m.group(1), int(m.group(2) or 0)
+                text = json.loads(m.group(3))
+            elif line.startswith('"'):
+                text = json.loads(line)
+            else:
+                continue
+            if field == 'msgstr':
+                entry.setdefault('msgstr', {})
+                entry['msgstr'][index] = entry['msgstr'].get(index, '') + text
+            elif field:
+                entry[field] = entry.get(field, '') + text
+        finish()
+    with open(path, encoding='utf-8') as f:
+        m = re.search(r'plural=([^;"\\]+);', f.read(4096))
+        if m:
+            plural = 'plural=%s;' % m.group(1)
+    return entries, plural
+
+
+def string_hash(text):
+    """The key LuCI's `_()` looks a string up by: Paul Hsieh's SuperFastHash
+    of its UTF-8 bytes, as eight hex digits (cbi.js `sfh`)."""
+    data = text.encode('utf-8')
+    if not data:
+        return None
+    mask = 0xFFFFFFFF
+    h = len(data)
+
+    def u16(off):
+        return data[off] | (data[off + 1] << 8)
+
+    def s8(off):
+        return (data[off] - 256) & mask if data[off] > 0x7F else data[off]
+
+    off = 0
+    for _ in range(len(data) >> 2):
+        h = (h + u16(off)) & mask
+        tmp = ((u16(off + 2) << 11) ^ h) & mask
+        h = ((h << 16) ^ tmp) & mask
+        h = (h + (h >> 11)) & mask
+        off += 4
+    rest = len(data) & 3
+    if rest == 3:
+        h = (h + u16(off)) & mask
+        h ^= (h << 16) & mask
+        h ^= (s8(off + 2) << 18) & mask
+        h = (h + (h >> 11)) & mask
+    elif rest == 2:
+        h = (h + u16(off)) & mask
+        h ^= (h << 11) & mask
+        h = (h + (h >> 17)) & mask
+    elif rest == 1:
+        h = (h + s8(off)) & mask
+        h ^= (h << 10) & mask
+        h = (h + (h >> 1)) & mask
+    h ^= (h << 3) & mask
+    h = (h + (h >> 5)) & mask
+    h ^= (h << 4) & mask
+    h = (h + (h >> 17)) & mask
+    h ^= (h << 25) & mask
+    h = (h + (h >> 6)) & mask
+    return '%08x' % h
+
+
+def trim_ws(text):
+    """As `_()` trims a string before it hashes it."""
+    return re.sub(r'[ \t\n]+', ' ', text.strip())
+
+
+def translations(po_files):
+    """`window.TR` of the given catalogs: what LuCI's translations URL
+    serves, keyed as `_()` and `N_()` look strings up."""
+    table = {}
+    for path in po_files:
+        entries, plural = parse_po(path)
+        if plural:
+            table['00000000'] = plural
+        for ctx, msgid, msgid_plural, strs in entries:
+            key = (trim_ws(ctx) + '\u0001' if ctx else '') + trim_ws(msgid)
+            if msgid_plural is None:
+                table[string_hash(key)] = strs[0]
+            else:
+                for i, text in strs.items():
+                    table[string_hash(key + '\u0002' + str(i))] = text
+    return 'window.TR=%s;' % json.dumps(table, ensure_ascii=False)
 
 
 # --- the scene: lab, peers, dae --------------------------------------------
@@ -345,7 +464,7 @@ UBUS_OK, UBUS_NOT_FOUND, UBUS_PERMISSION_DENIED = 0, 4, 6
 class Router:
     """The answers of the router's web server and ubus, for one scene."""
 
-    def __init__(self, luci, scene, config_text):
+    def __init__(self, luci, scene, config_text, lang):
         self.roots = [
             ('/luci-static/resources/', os.path.join(APP, 'htdocs/luci-static/resources')),
             ('/luci-static/resources/', os.path.join(luci, 'modules/luci-base/htdocs/luci-static/resources')),
@@ -355,6 +474,11 @@ class Router:
         self.configs = {'dae': parse_uci(config_text), 'network': parse_uci(NETWORK_CONFIG)}
         self.session = secrets.token_hex(16)
         self.luci_commit = git_head(luci)
+        self.lang = lang
+        self.tr = 'window.TR={};'
+        if lang != 'en':
+            self.tr = translations([os.path.join(luci, 'modules/luci-base/po', lang, 'base.po'),
+                                    os.path.join(APP, 'po', lang, 'dae.po')])
         with open(os.path.join(APP, 'root/usr/share/luci/menu.d/luci-app-dae.json')) as f:
             self.menu_d = json.load(f)
 
@@ -410,16 +534,16 @@ class Router:
         title = html_escape(node.get('title', ''))
         env_js = json.dumps(env).replace('/', '\\/')
         return f"""<!DOCTYPE html>
-<html lang="en" data-darkmode="false">
+<html lang="{self.lang}" data-darkmode="false">
 <head>
 <meta charset="utf-8">
 <title>OpenWrt - {title} - LuCI</title>
 <meta name="viewport" content="initial-scale=1.0">
 <link rel="stylesheet" href="/luci-static/bootstrap/cascade.css">
-<script src="/cgi-bin/luci/admin/translations/en"></script>
+<script src="/cgi-bin/luci/admin/translations/{self.lang}"></script>
 <script src="/luci-static/resources/cbi.js"></script>
 </head>
-<body class="lang_en {title}" data-page="{html_escape('-'.join(parts))}">
+<body class="lang_{self.lang} {title}" data-page="{html_escape('-'.join(parts))}">
 <header>
 <a class="brand" href="/">OpenWrt</a>
 <ul class="nav" id="topmenu" style="display:none"></ul>
@@ -561,7 +685,7 @@ def handler_for(router):
             if path == '/cgi-bin/luci/admin/menu':
                 return self.send(200, json.dumps(router.menu()), 'application/json')
             if path.startswith('/cgi-bin/luci/admin/translations/'):
-                return self.send(200, 'window.TR={};', 'application/javascript')
+                return self.send(200, router.tr, 'application/javascript; charset=UTF-8')
             if path.startswith('/cgi-bin/luci/'):
                 page = router.page(path[len('/cgi-bin/luci/'):].strip('/').split('/'))
                 if page is None:
@@ -630,6 +754,8 @@ def main():
     ap.add_argument('--config', default=os.path.join(HERE, 'dae.config'), help='the UCI file the pages show')
     ap.add_argument('--out', default=HERE, help='where the PNG files go')
     ap.add_argument('--pages', default=','.join(PAGES), help='which pages (%s)' % ','.join(PAGES))
+    ap.add_argument('--lang', default='en',
+                    help='a language of po/ (zh_Hans): the pages in it, as PAGE.LANG.png')
     ap.add_argument('--chromium', default='chromium')
     ap.add_argument('--serve', action='store_true', help='keep serving and print the URL instead of shooting')
     args = ap.parse_args()
@@ -653,6 +779,11 @@ def main():
         if p not in PAGES:
             sys.exit('render.py: no page %r (%s)' % (p, ','.join(PAGES)))
 
+    if args.lang != 'en':
+        for po in (os.path.join(args.luci, 'modules/luci-base/po', args.lang, 'base.po'),
+                   os.path.join(APP, 'po', args.lang, 'dae.po')):
+            if not os.path.isfile(po):
+                sys.exit('render.py: no %s' % po)
     with open(args.config) as f:
         config_text = f.read()
     parse_uci(config_text)
@@ -663,7 +794,7 @@ def main():
     try:
         scene.up()
         scene.wait_checked()
-        router = Router(os.path.abspath(args.luci), scene, config_text)
+        router = Router(os.path.abspath(args.luci), scene, config_text, args.lang)
         server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler_for(router))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = 'http://127.0.0.1:%d/cgi-bin/luci/admin/services/dae/' % server.server_address[1]
@@ -673,7 +804,8 @@ def main():
                 time.sleep(3600)
         os.makedirs(args.out, exist_ok=True)
         for p in pages:
-            shoot(args.chromium, base + p, os.path.join(args.out, p + '.png'))
+            name = p if args.lang == 'en' else '%s.%s' % (p, args.lang)
+            shoot(args.chromium, base + p, os.path.join(args.out, name + '.png'))
     except KeyboardInterrupt:
         pass
     finally:
