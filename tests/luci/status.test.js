@@ -225,6 +225,13 @@ test('start, stop, restart and reload run the init script', async () => {
 	const { env, out } = await renderStatus(dae.fixture(), { running: true, status: numbered(await liveStatus()) });
 	const buttons = findNodes(out, n => n.tag == 'button');
 	assert.strictEqual(buttons.length, 4);
+	/* In a cbi-page-actions box, LuCI's themes float the buttons that are
+	 * not apply, save, reset or negative to the left, ahead of the others:
+	 * the page showed Restart, Reload, Start, Stop (seen in the screenshots
+	 * of luci-app-dae/screenshots/render.py). */
+	const boxes = findNodes(out, n => (n.children || []).some(c => c && c.tag == 'button'));
+	assert.strictEqual(boxes.length, 1, 'one box holds the buttons');
+	assert.doesNotMatch(boxes[0].attrs.class || '', /\bcbi-page-actions\b/, 'the buttons would show out of order');
 	for (const b of buttons)
 		await b.attrs.click({});
 	const actions = env.record.execs.filter(e => e.cmd == '/etc/init.d/dae').map(e => e.args.join(' '));

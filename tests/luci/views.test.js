@@ -14,7 +14,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('fs');
 const path = require('path');
-const { createEnv, installGlobals, markup, RESOURCES } = require('./lib/luci-env');
+const { createEnv, installGlobals, markup, textOf, RESOURCES } = require('./lib/luci-env');
 const dae = require('./lib/dae');
 const CORPUS = require('./corpus');
 
@@ -369,7 +369,11 @@ test('an empty config gets its single sections when a page opens', async () => {
 });
 
 test('share links pasted several at once become nodes', async () => {
-	const { env, view } = await renderView('nodes.js', dae.fixture());
+	const { env, view, out } = await renderView('nodes.js', dae.fixture());
+	/* The page opens with its title (the map); the import button follows
+	 * the nodes (before the map, it stood above the title). */
+	assert.deepStrictEqual(out.children.map(c => c.tag), [ 'cbi-map', 'div' ]);
+	assert.match(textOf(out.children[1]), /Import share links/);
 	const map = env.record.maps[0];
 	const uuid = '1386f85e-657b-4d6e-9d56-78badb75e1fd';
 	const vmess = json => 'vmess://' + Buffer.from(JSON.stringify(json)).toString('base64');

@@ -99,15 +99,13 @@ return view.extend({
 		};
 
 		return m.render().then(L.bind(function(mapEl) {
-			return E([], [
-				E('div', { 'class': 'cbi-section' }, [
-					E('button', {
-						'class': 'cbi-button cbi-button-add',
-						'click': ui.createHandlerFn(this, 'showImport', m)
-					}, _('Import share links…'))
-				]),
-				mapEl
-			]);
+			/* The import button after the nodes (before the map, it stood above the title). */
+			return E([], [ mapEl, E('div', { 'class': 'cbi-section' }, [
+				E('button', {
+					'class': 'cbi-button cbi-button-add',
+					'click': ui.createHandlerFn(this, 'showImport', m)
+				}, _('Import share links…'))
+			]) ]);
 		}, this));
 	}
 });

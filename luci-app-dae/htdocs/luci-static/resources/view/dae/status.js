@@ -314,7 +314,9 @@ return view.extend({
 		return E([], [
 			E('h2', {}, _('dae')),
 			E('div', { 'class': 'cbi-map-descr' }, _('The DNS controller of this router: what it is doing now.')),
-			E('div', { 'class': 'cbi-page-actions', 'style': 'text-align:left' }, buttons.reduce(function(acc, b) {
+			/* Not a cbi-page-actions box: the themes float every button there
+			 * but apply and reset to the left, out of this order. */
+			E('div', { 'class': 'dae-service-actions' }, buttons.reduce(function(acc, b) {
 				return acc.concat([ b, ' ' ]);
 			}, [])),
 			this.content
