@@ -9,7 +9,9 @@
 //!   they leave by (socket mark, proxy nodes); `routing`: the rules that
 //!   pick the way out;
 //! - `config`: the UCI file in; `daemon`: start, signals, reload;
-//!   `logging`: syslog or stderr; `status`: `dae status`.
+//!   `logging`: syslog or stderr; `status`: `dae status`;
+//! - `sniff`: the domain a LAN flow is for, from its first bytes (TLS SNI,
+//!   HTTP Host, QUIC Initial).
 
 pub mod config;
 pub mod controller;
@@ -22,5 +24,6 @@ pub mod logging;
 pub mod rand;
 pub mod routing;
 pub mod signals;
+pub mod sniff;
 pub mod status;
 pub mod wire;

@@ -7,7 +7,7 @@
 # shellcheck disable=SC2034
 DAE_TEST_PACKAGES=(
   unbound dnsmasq dnsdist dnsperf bind9-dnsutils knot-dnsutils
-  iproute2 procps psmisc shellcheck clang llvm libbpf-dev bpftool gcc libc6-dev openssl busybox
+  iproute2 procps psmisc shellcheck clang llvm libbpf-dev bpftool gcc libc6-dev openssl busybox curl
   shadowsocks-libev trojan v2ray microsocks dante-server nftables
 )
 
