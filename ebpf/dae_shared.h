@@ -54,7 +54,9 @@ enum dae_counter {
 	/* Packets of proxied flows with no relay socket to take them: passed
 	 * (fail open) or dropped (fail closed). */
 	DAE_CTR_FLOW_NO_RELAY = 9,
-	DAE_CTR_MAX = 10,
+	/* New flows handed to the daemon to sniff their domain. */
+	DAE_CTR_FLOW_SNIFF = 10,
+	DAE_CTR_MAX = 11,
 };
 
 /* Routing of LAN flows.
@@ -119,6 +121,10 @@ struct dae_routing {
 	/* Bits that hold by DSCP (the top six bits of the TOS / traffic
 	 * class). */
 	struct dae_bits dscp[DAE_DSCP_VALUES];
+	/* The bits of domain() conditions. A flow whose destination has no
+	 * learned domain, where a rule up to the deciding one could hold or
+	 * fail by its domain, is handed to the daemon to sniff one. */
+	struct dae_bits domain_mask;
 	struct dae_rule rules[DAE_MAX_RULES];
 };
 
@@ -197,6 +203,10 @@ struct dae_flow {
 	__u32 target;
 	/* The routing slot that decided (the meaning of `held`'s bits). */
 	__u32 slot;
+	/* 1: its domain could change the verdict and none was known: the
+	 * flow is handed to the daemon, which sniffs one and decides. */
+	__u32 sniff;
+	__u32 reserved;
 };
 
 #endif

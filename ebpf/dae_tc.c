@@ -142,13 +142,15 @@ find_socket(struct __sk_buff *skb, struct bpf_sock_tuple *t, __u32 tlen,
 	return bpf_sk_lookup_tcp(skb, t, tlen, BPF_F_CURRENT_NETNS, 0);
 }
 
-/* Hands the packet to the daemon: DNS to its listener, or a proxied
+/* Hands the packet to the daemon: DNS to its listener, or a routed
  * flow's packet to its relay (the accepted socket, or the listener for a
- * SYN). With no socket there: pass (fail open) or drop (fail closed). */
+ * SYN). With no socket there, DNS passes (fail open) or is dropped (fail
+ * closed), and a flow gets `on_fail`. */
 static __always_inline int hand_over(struct __sk_buff *skb,
 				     const struct dae_settings *s,
 				     struct bpf_sock_tuple *t, __u32 tlen,
-				     __u8 proto, __be16 *dport, int what)
+				     __u8 proto, __be16 *dport, int what,
+				     int on_fail)
 {
 	int dns = what == HAND_DNS;
 	struct bpf_sock *sk;
@@ -162,7 +164,7 @@ static __always_inline int hand_over(struct __sk_buff *skb,
 	if (!sk) {
 		if (!dns) {
 			count(DAE_CTR_FLOW_NO_RELAY);
-			return s->fail_closed ? TC_ACT_SHOT : TC_ACT_OK;
+			return on_fail;
 		}
 		if (s->fail_closed) {
 			count(DAE_CTR_DROPPED);
@@ -174,7 +176,11 @@ static __always_inline int hand_over(struct __sk_buff *skb,
 	err = bpf_sk_assign(skb, sk, 0);
 	bpf_sk_release(sk);
 	if (err) {
-		count(dns ? DAE_CTR_ASSIGN_FAILED : DAE_CTR_FLOW_NO_RELAY);
+		if (!dns) {
+			count(DAE_CTR_FLOW_NO_RELAY);
+			return on_fail;
+		}
+		count(DAE_CTR_ASSIGN_FAILED);
 		return s->fail_closed ? TC_ACT_SHOT : TC_ACT_OK;
 	}
 	skb->mark = s->tproxy_mark;
@@ -227,12 +233,29 @@ static __always_inline int rule_holds(const struct dae_rule *r,
 	       !(c->w[0] & r->deny.w[0]) && !(c->w[1] & r->deny.w[1]);
 }
 
+/* Whether some domain could make the rule hold, or stop it holding: it
+ * looks at domain() and its other conditions hold. */
+static __always_inline int domain_could_decide(const struct dae_rule *r,
+					       const struct dae_bits *c,
+					       const struct dae_bits *m)
+{
+	__u64 need0 = r->need.w[0] & ~m->w[0], need1 = r->need.w[1] & ~m->w[1];
+	__u64 deny0 = r->deny.w[0] & ~m->w[0], deny1 = r->deny.w[1] & ~m->w[1];
+
+	if (!((r->need.w[0] | r->deny.w[0]) & m->w[0]) &&
+	    !((r->need.w[1] | r->deny.w[1]) & m->w[1]))
+		return 0;
+	return (c->w[0] & need0) == need0 && (c->w[1] & need1) == need1 &&
+	       !(c->w[0] & deny0) && !(c->w[1] & deny1);
+}
+
 /* The routing rules' verdict on a new flow, with the conditions that held
  * in `held`; TARGET_BYPASS when the destination is never routed. */
 static __always_inline __u32 decide(const struct dae_routing *rt,
 				    __u32 slot, const struct flow_facts *f,
-				    struct dae_bits *held)
+				    struct dae_bits *held, __u32 *sniff)
 {
+	int known = 0;
 	__u8 gen = slot << 4;
 	const struct dae_bits *b;
 	struct dae_lpm_key k = {};
@@ -279,14 +302,19 @@ static __always_inline __u32 decide(const struct dae_routing *rt,
 		}
 		d = bpf_map_lookup_elem(&dae_domains, &dk);
 		if (d && d->gen == rt->domain_gen &&
-		    d->expires > bpf_ktime_get_ns())
+		    d->expires > bpf_ktime_get_ns()) {
 			or_bits(held, &d->bits);
+			known = 1;
+		}
 	}
 
 #pragma clang loop unroll(disable)
 	for (i = 0; i < DAE_MAX_RULES; i++) {
 		if (i >= rt->n_rules)
 			break;
+		if (!known &&
+		    domain_could_decide(&rt->rules[i], held, &rt->domain_mask))
+			*sniff = 1;
 		if (rule_holds(&rt->rules[i], held))
 			return rt->rules[i].target;
 	}
@@ -303,8 +331,10 @@ static __always_inline int route(struct __sk_buff *skb,
 	const struct dae_routing *rt;
 	struct dae_flow *known;
 	struct dae_flow fresh = {};
+	__u32 sniff = 0;
 	__u32 target;
 	__u32 slot;
+	int on_fail;
 
 	slot = s->routing_slot & 1;
 	rt = bpf_map_lookup_elem(&dae_routing, &slot);
@@ -315,12 +345,13 @@ static __always_inline int route(struct __sk_buff *skb,
 	known = f->syn ? 0 : bpf_map_lookup_elem(&dae_flows, &f->key);
 	if (known) {
 		target = known->target;
+		sniff = known->sniff;
 	} else {
 		/* A SYN, or a flow not seen yet (under way before the daemon
 		 * started, or dropped from the LRU map): its packets go where
 		 * the rules say; a proxied one that finds no relay socket
 		 * meets the failure policy in hand_over(). */
-		target = decide(rt, slot, f, &fresh.held);
+		target = decide(rt, slot, f, &fresh.held, &fresh.sniff);
 		if (target == TARGET_BYPASS) {
 			/* Not kept: the next packet looks again. */
 			count(DAE_CTR_FLOW_BYPASS);
@@ -329,18 +360,33 @@ static __always_inline int route(struct __sk_buff *skb,
 		fresh.target = target;
 		fresh.slot = slot;
 		bpf_map_update_elem(&dae_flows, &f->key, &fresh, BPF_ANY);
-		if (target == DAE_TARGET_DIRECT)
+		sniff = fresh.sniff;
+		if (sniff)
+			count(DAE_CTR_FLOW_SNIFF);
+		else if (target == DAE_TARGET_DIRECT)
 			count(DAE_CTR_FLOW_DIRECT);
 		else if (target == DAE_TARGET_BLOCK)
 			count(DAE_CTR_FLOW_BLOCK);
 		else
 			count(DAE_CTR_FLOW_PROXY);
 	}
-	if (target == DAE_TARGET_DIRECT)
+	/* A flow to sniff goes to the daemon whatever the verdict without
+	 * its domain. */
+	if (!sniff && target == DAE_TARGET_DIRECT)
 		return TC_ACT_OK;
-	if (target == DAE_TARGET_BLOCK)
+	if (!sniff && target == DAE_TARGET_BLOCK)
 		return TC_ACT_SHOT;
-	return hand_over(skb, s, t, tlen, IPPROTO_TCP, dport, f->syn ? HAND_FLOW_SYN : HAND_FLOW_LATER);
+	/* Without a relay: what the verdict would be with the daemon gone.
+	 * A group's flow passes (fail open) or is dropped (fail closed); one
+	 * handed over only to sniff gets its verdict without a domain. */
+	if (target == DAE_TARGET_BLOCK)
+		on_fail = TC_ACT_SHOT;
+	else if (target == DAE_TARGET_DIRECT)
+		on_fail = TC_ACT_OK;
+	else
+		on_fail = s->fail_closed ? TC_ACT_SHOT : TC_ACT_OK;
+	return hand_over(skb, s, t, tlen, IPPROTO_TCP, dport,
+			 f->syn ? HAND_FLOW_SYN : HAND_FLOW_LATER, on_fail);
 }
 
 /* Fills the TCP or UDP part of the tuple and the flow key from the L4
@@ -456,7 +502,7 @@ int dae_lan_ingress(struct __sk_buff *skb)
 	}
 
 	if (*dport == bpf_htons(DNS_PORT))
-		return hand_over(skb, s, &t, tlen, proto, dport, HAND_DNS);
+		return hand_over(skb, s, &t, tlen, proto, dport, HAND_DNS, 0);
 	if (proto != IPPROTO_TCP)
 		return TC_ACT_OK;
 	return route(skb, s, &f, &t, tlen, dport);

@@ -21,11 +21,14 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::config::IpNet;
 use crate::config::{self, Config, ConfigError};
 use crate::controller::{self, Controller};
 use crate::ebpf::{self, AttachMode, Datapath};
 use crate::listener::tproxy::TproxyListeners;
 use crate::listener::PlainListeners;
+use crate::relay::Relay;
+use crate::routing::kernel::{self, Compiled, KernelRouting, Learner};
 use crate::signals::{Request, Signals};
 
 /// Reads, checks and checks again what only the running parts know.
@@ -90,10 +93,20 @@ pub fn run(path: &Path, use_syslog: bool, attach: AttachMode) -> i32 {
     local.block_on(&rt, serve(path, config, attach))
 }
 
-/// The interception side: transparent listeners and the TC program.
+/// The interception side: transparent listeners, the TC program, the
+/// routing rules installed in it, and the relay of the flows it routes to
+/// groups.
 struct Interception {
     listeners: TproxyListeners,
     datapath: Datapath,
+    routing: KernelRouting,
+    relay: Rc<Relay>,
+    /// The prefixes never routed, as last installed.
+    bypass: Vec<IpNet>,
+}
+
+fn group_names(config: &Config) -> Vec<String> {
+    config.groups.iter().map(|g| g.name.clone()).collect()
 }
 
 fn settings(config: &Config) -> ebpf::Settings {
@@ -114,12 +127,62 @@ impl Interception {
         attach: AttachMode,
     ) -> Result<Interception, String> {
         let g = &config.general;
-        let listeners = TproxyListeners::start(g.tproxy_port, controller)?;
-        let datapath = Datapath::start(&g.bpf_object, &g.lan_interfaces, settings(config), attach)?;
-        Ok(Interception {
+        let relay = Rc::new(Relay::new(controller.outbounds()));
+        let listeners = TproxyListeners::start(g.tproxy_port, controller, Some(relay.clone()))?;
+        let mut datapath =
+            Datapath::start(&g.bpf_object, &g.lan_interfaces, settings(config), attach)?;
+        let maps = (|| {
+            relay.set_flows(datapath.take_map(ebpf::shared::FLOWS_MAP)?)?;
+            Learner::new(datapath.take_map(ebpf::shared::DOMAINS_MAP)?)
+        })();
+        let learner = match maps {
+            Ok(l) => l,
+            Err(e) => {
+                datapath.stop();
+                return Err(e);
+            }
+        };
+        kernel::set_learner(Some(learner));
+        let mut i = Interception {
             listeners,
             datapath,
-        })
+            routing: KernelRouting::new(),
+            relay,
+            bypass: Vec::new(),
+        };
+        if let Err(e) = i.install_routing(config) {
+            kernel::set_learner(None);
+            i.datapath.stop();
+            return Err(e);
+        }
+        Ok(i)
+    }
+
+    /// Compiles `config`'s routing rules into the program and points the
+    /// relay and the learner at them.
+    fn install_routing(&mut self, config: &Config) -> Result<(), String> {
+        let bypass = kernel::bypass_prefixes(&config.general.lan_interfaces);
+        self.routing.install(
+            &mut self.datapath,
+            Compiled::new(&config.routing, &group_names(config)),
+            &bypass,
+        )?;
+        self.bypass = bypass;
+        kernel::learner_follow(&self.routing);
+        self.relay
+            .follow(&self.routing, self.datapath.routing_slot());
+        Ok(())
+    }
+
+    /// Installs the rules again when the router's addresses or the LAN
+    /// subnets changed (an address from DHCP or PPPoE, a new LAN subnet).
+    fn refresh_bypass(&mut self, config: &Config) {
+        if kernel::bypass_prefixes(&config.general.lan_interfaces) != self.bypass {
+            log::info!("the router's addresses changed: installing the routing again");
+            if let Err(e) = self.install_routing(config) {
+                log::warn!("{e}");
+            }
+        }
     }
 
     /// Follows a new config; on error the old state stays as it was.
@@ -127,16 +190,19 @@ impl Interception {
         let g = &config.general;
         if g.tproxy_port != self.listeners.port {
             // New listeners first, then point the program at them.
-            let fresh = TproxyListeners::start(g.tproxy_port, controller)?;
+            let fresh =
+                TproxyListeners::start(g.tproxy_port, controller, Some(self.relay.clone()))?;
             self.datapath.set_settings(settings(config))?;
             self.listeners = fresh;
         } else {
             self.datapath.set_settings(settings(config))?;
         }
-        self.datapath.set_interfaces(&g.lan_interfaces)
+        self.datapath.set_interfaces(&g.lan_interfaces)?;
+        self.install_routing(config)
     }
 
     fn stop(mut self) {
+        kernel::set_learner(None);
         self.datapath.stop();
         self.listeners.stop();
     }
@@ -226,9 +292,18 @@ impl Running {
             log::warn!("status_socket changes take effect at the next restart");
         }
         self.controller.install(policy, &config);
+        if let Some(i) = &self.interception {
+            i.relay.set_outbounds(self.controller.outbounds());
+        }
         crate::logging::set_level(config.general.log_level);
         self.config = config;
         log::info!("reloaded");
+    }
+
+    fn refresh_addresses(&mut self) {
+        if let Some(i) = self.interception.as_mut() {
+            i.refresh_bypass(&self.config);
+        }
     }
 
     fn report(&self) -> Value {
@@ -265,6 +340,7 @@ impl Running {
                 "servfail": stats.servfail,
             },
             "groups": self.controller.outbounds().report(),
+            "relay": self.interception.as_ref().map(|i| i.relay.report()),
             "cache": {
                 "entries": entries,
                 "capacity": capacity,
@@ -344,8 +420,18 @@ async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
             r.config.dns.cache_size
         );
     }
+    // The router's addresses are looked at again this often (the kernel's
+    // routing never routes flows to them).
+    let mut addresses = tokio::time::interval(std::time::Duration::from_secs(30));
     loop {
-        match signals.next().await {
+        let request = tokio::select! {
+            r = signals.next() => r,
+            _ = addresses.tick() => {
+                running.borrow_mut().refresh_addresses();
+                continue;
+            }
+        };
+        match request {
             Ok(Request::Reload) => running.borrow_mut().reload(),
             Ok(Request::Stop) => break,
             Err(e) => {

@@ -22,6 +22,7 @@ pub mod forwarder;
 pub mod listener;
 pub mod logging;
 pub mod rand;
+pub mod relay;
 pub mod routing;
 pub mod signals;
 pub mod sniff;

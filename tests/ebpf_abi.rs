@@ -45,6 +45,7 @@ int main(void) {
     P("counter.flow_block", DAE_CTR_FLOW_BLOCK);
     P("counter.flow_bypass", DAE_CTR_FLOW_BYPASS);
     P("counter.flow_no_relay", DAE_CTR_FLOW_NO_RELAY);
+    P("counter.flow_sniff", DAE_CTR_FLOW_SNIFF);
     P("counter.max", DAE_CTR_MAX);
     P("cond_words", DAE_COND_WORDS);
     P("max_conditions", DAE_MAX_CONDITIONS);
@@ -69,6 +70,7 @@ int main(void) {
     P("routing.domain_gen", offsetof(struct dae_routing, domain_gen));
     P("routing.proto", offsetof(struct dae_routing, proto));
     P("routing.dscp", offsetof(struct dae_routing, dscp));
+    P("routing.domain_mask", offsetof(struct dae_routing, domain_mask));
     P("routing.rules", offsetof(struct dae_routing, rules));
     P("lpm.bypass4", DAE_LPM_BYPASS4);
     P("lpm.bypass6", DAE_LPM_BYPASS6);
@@ -96,6 +98,7 @@ int main(void) {
     P("flow.size", sizeof(struct dae_flow));
     P("flow.target", offsetof(struct dae_flow, target));
     P("flow.slot", offsetof(struct dae_flow, slot));
+    P("flow.sniff", offsetof(struct dae_flow, sniff));
     return 0;
 }
 "#,
@@ -160,6 +163,7 @@ fn header_and_rust_types_agree() {
             "counter.flow_no_relay",
             (Counter::FlowNoRelay as usize) as u64,
         ),
+        ("counter.flow_sniff", (Counter::FlowSniff as usize) as u64),
         ("counter.max", (COUNTER_MAX as usize) as u64),
         ("cond_words", (shared::COND_WORDS) as u64),
         ("max_conditions", (shared::MAX_CONDITIONS) as u64),
@@ -187,6 +191,10 @@ fn header_and_rust_types_agree() {
         ),
         ("routing.proto", (offset_of!(Routing, proto)) as u64),
         ("routing.dscp", (offset_of!(Routing, dscp)) as u64),
+        (
+            "routing.domain_mask",
+            (offset_of!(Routing, domain_mask)) as u64,
+        ),
         ("routing.rules", (offset_of!(Routing, rules)) as u64),
         ("lpm.bypass4", (LpmKind::Bypass4 as usize) as u64),
         ("lpm.bypass6", (LpmKind::Bypass6 as usize) as u64),
@@ -214,6 +222,7 @@ fn header_and_rust_types_agree() {
         ("flow.size", (size_of::<FlowVerdict>()) as u64),
         ("flow.target", (offset_of!(FlowVerdict, target)) as u64),
         ("flow.slot", (offset_of!(FlowVerdict, slot)) as u64),
+        ("flow.sniff", (offset_of!(FlowVerdict, sniff)) as u64),
     ];
     let c = c_side();
     assert_eq!(c.len(), rust.len(), "the probe prints every field");

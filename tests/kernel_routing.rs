@@ -181,9 +181,8 @@ impl Program {
             )
             .expect("install the rules");
         let flows = aya::maps::HashMap::try_from(dp.take_map(shared::FLOWS_MAP).unwrap()).unwrap();
-        let learner = Learner::new(dp.take_map(shared::DOMAINS_MAP).unwrap(), &routing)
-            .unwrap()
-            .expect("a learner");
+        let mut learner = Learner::new(dp.take_map(shared::DOMAINS_MAP).unwrap()).unwrap();
+        learner.follow(&routing);
         Program {
             dp,
             routing,

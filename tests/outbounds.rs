@@ -25,7 +25,7 @@ use std::time::Duration;
 use common::lab::{self, Lab, LabUpstream, ROUTER_WAN_V4, ROUTER_WAN_V6, UPSTREAM_V4, UPSTREAM_V6};
 use common::proxies::{self, Server};
 use common::tls::TestCa;
-use common::{query, udp_exchange, wait_until, Dae};
+use common::{b64, query, udp_exchange, wait_until, Dae};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
@@ -169,27 +169,6 @@ fn assert_no_leak(lab: &Lab, up: &LabUpstream) {
             .collect();
         assert!(router.is_empty(), "{name} went direct: {router:?}");
     }
-}
-
-fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn ss_link(method: &str, password: &str, port: u16) -> String {

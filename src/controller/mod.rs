@@ -139,11 +139,13 @@ pub struct Policy {
 
 impl Policy {
     /// Whether answering a query that went upstream needs its name as text
-    /// (response rules on names, `fixed_domain_ttl`, debug logging); the
+    /// (response rules on names, `fixed_domain_ttl`, addresses learned for
+    /// the kernel's domain routing, debug logging); the
     /// warnings show it with `wire::NameText` instead.
     fn needs_qname_text(&self) -> bool {
         self.response.needs_qname()
             || !self.fixed_ttl.is_empty()
+            || crate::routing::kernel::learning()
             || log::log_enabled!(log::Level::Debug)
     }
 
@@ -750,6 +752,12 @@ impl Controller {
                     "{qname} type {}: answered by '{name}' (rcode {})",
                     info.qtype,
                     scan.rcode
+                );
+                // The kernel routes the flows that follow by this name.
+                crate::routing::kernel::learn(
+                    qname,
+                    &scan.answer_ips,
+                    scan.min_answer_ttl.unwrap_or(0),
                 );
                 Verdict::Done(Ok(make_entry(
                     key,

@@ -55,10 +55,11 @@ pub enum Counter {
     FlowBlock = 7,
     FlowBypass = 8,
     FlowNoRelay = 9,
+    FlowSniff = 10,
 }
 
 /// `DAE_CTR_MAX`.
-pub const COUNTER_MAX: u32 = 10;
+pub const COUNTER_MAX: u32 = 11;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_MAX as usize] = [
@@ -72,6 +73,7 @@ impl Counter {
         Counter::FlowBlock,
         Counter::FlowBypass,
         Counter::FlowNoRelay,
+        Counter::FlowSniff,
     ];
 
     /// The name `dae status` prints.
@@ -87,6 +89,7 @@ impl Counter {
             Counter::FlowBlock => "flows_blocked",
             Counter::FlowBypass => "flows_bypassed",
             Counter::FlowNoRelay => "flows_no_relay",
+            Counter::FlowSniff => "flows_sniffed",
         }
     }
 }
@@ -139,6 +142,7 @@ pub struct Routing {
     /// Indexed by `udp << 1 | ipv6`.
     pub proto: [Bits; 4],
     pub dscp: [Bits; DSCP_VALUES],
+    pub domain_mask: Bits,
     pub rules: [Rule; MAX_RULES],
 }
 
@@ -151,6 +155,7 @@ impl Default for Routing {
             domain_gen: 0,
             proto: [Bits::default(); 4],
             dscp: [Bits::default(); DSCP_VALUES],
+            domain_mask: Bits::default(),
             rules: [Rule::default(); MAX_RULES],
         }
     }
@@ -229,6 +234,9 @@ pub struct FlowVerdict {
     pub held: Bits,
     pub target: u32,
     pub slot: u32,
+    /// 1: handed over to sniff its domain.
+    pub sniff: u32,
+    pub reserved: u32,
 }
 
 // SAFETY (all below): plain integers and byte arrays with no padding (the

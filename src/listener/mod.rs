@@ -161,7 +161,7 @@ impl PlainListeners {
             let tcp = tokio::net::TcpListener::from_std(bound.tcp)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let u = tokio::task::spawn_local(udp::serve(Rc::new(udp), controller.clone(), None));
-            let t = tokio::task::spawn_local(tcp::serve(tcp, controller.clone(), false));
+            let t = tokio::task::spawn_local(tcp::serve(tcp, controller.clone(), false, None));
             log::info!("listening for DNS on {addr} (udp, tcp)");
             self.running.insert(addr, [u, t]);
         }

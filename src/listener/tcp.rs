@@ -2,7 +2,8 @@
 //! in flight per connection, answers written as they are ready (possibly out
 //! of order), connections closed after a quiet spell.
 //!
-//! Neighbours: `listener` (binds the socket), `controller` (decides).
+//! Neighbours: `listener` (binds the socket), `controller` (decides),
+//! `relay` (takes the transparent connections that are not DNS).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::controller::{Client, Controller, Step, Transport};
+use crate::relay::Relay;
 
 /// A connection with no new query for this long is closed (once its
 /// answers are out).
@@ -28,7 +30,16 @@ const QUEUE: usize = 64;
 /// Serves one listening socket. `transparent`: connections were handed over
 /// by the TC program, so the address they were made to is the server the
 /// client asked.
-pub async fn serve(listener: TcpListener, controller: Rc<Controller>, transparent: bool) {
+///
+/// On the transparent listener, `relay` takes the connections that are not
+/// DNS (to a port other than 53): the flows the TC program routed to a
+/// group.
+pub async fn serve(
+    listener: TcpListener,
+    controller: Rc<Controller>,
+    transparent: bool,
+    relay: Option<Rc<Relay>>,
+) {
     let clients = Rc::new(Cell::new(0usize));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -40,6 +51,15 @@ pub async fn serve(listener: TcpListener, controller: Rc<Controller>, transparen
                 continue;
             }
         };
+        if let Some(relay) = &relay {
+            match stream.local_addr() {
+                Ok(dst) if dst.port() != 53 => {
+                    tokio::task::spawn_local(relay.clone().tcp(stream, peer, dst));
+                    continue;
+                }
+                _ => {}
+            }
+        }
         if clients.get() >= MAX_CLIENTS {
             log::debug!("tcp: {MAX_CLIENTS} clients already, closing {peer}");
             continue;

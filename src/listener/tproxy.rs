@@ -1,4 +1,5 @@
-//! The transparent listeners: where the TC program hands LAN port-53 traffic.
+//! The transparent listeners: where the TC program hands LAN port-53 traffic
+//! and the TCP flows it routed to a group (those go on to `relay`).
 //!
 //! UDP and TCP sockets on `tproxy_port` (IPv4 and IPv6) with IP_TRANSPARENT.
 //! A datagram arrives with the client's own source and, in a control
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 use super::udp::ReplyQueue;
 use super::{bind, open, Role};
 use crate::controller::Controller;
+use crate::relay::Relay;
 
 /// A reply socket unused this long is closed.
 const ANYFROM_IDLE: Duration = Duration::from_secs(60);
@@ -115,7 +117,13 @@ pub struct TproxyListeners {
 impl TproxyListeners {
     /// Binds UDP and TCP on `port` for IPv4 and IPv6 (IPv6 is skipped with a
     /// warning where the kernel has none) and starts serving.
-    pub fn start(port: u16, controller: &Rc<Controller>) -> Result<TproxyListeners, String> {
+    /// `relay` takes the TCP connections that are not DNS (the flows the
+    /// TC program routed to a group).
+    pub fn start(
+        port: u16,
+        controller: &Rc<Controller>,
+        relay: Option<Rc<Relay>>,
+    ) -> Result<TproxyListeners, String> {
         let anyfrom = Rc::new(AnyFrom::default());
         let mut tasks = Vec::new();
         let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
@@ -145,6 +153,7 @@ impl TproxyListeners {
                 tcp,
                 controller.clone(),
                 true,
+                relay.clone(),
             )));
             log::info!("transparent listener on {addr} (udp, tcp)");
         }

@@ -20,6 +20,7 @@
 //! Neighbours: `routing` (the rules' meaning, and the evaluator this must
 //! agree with), `ebpf` (writes the maps), `controller` (learns addresses).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -323,6 +324,7 @@ impl Compiled {
             rule.target = target(&r.outbound, groups);
         }
         table.n_rules = routing.rules.len().min(MAX_RULES) as u32;
+        table.domain_mask = domain_mask;
         table.fallback = target(&routing.fallback, groups);
         table.enabled = u32::from(
             table.fallback != TARGET_DIRECT
@@ -365,6 +367,33 @@ impl Compiled {
             .iter()
             .find(|r| holds(r, held))
             .map_or(t.fallback, |r| r.target)
+    }
+
+    /// Whether another domain could give a flow whose conditions `held`
+    /// another verdict: a rule up to the one that decides looks at
+    /// `domain(...)` and its other conditions hold (the program's
+    /// `domain_could_decide`).
+    pub fn domain_could_change(&self, held: Bits) -> bool {
+        let t = &self.table;
+        let m = self.domain_mask;
+        let could = |r: &Rule| {
+            let looks = (0..2).any(|i| (r.need.w[i] | r.deny.w[i]) & m.w[i] != 0);
+            let rest = Rule {
+                need: and_not(r.need, m),
+                deny: and_not(r.deny, m),
+                ..*r
+            };
+            looks && holds(&rest, held)
+        };
+        for r in &t.rules[..t.n_rules as usize] {
+            if could(r) {
+                return true;
+            }
+            if holds(r, held) {
+                return false;
+            }
+        }
+        false
     }
 
     /// The verdict again with `domain` in place of what the program knew
@@ -570,6 +599,42 @@ impl Default for KernelRouting {
     }
 }
 
+thread_local! {
+    /// The learner of the running daemon, if the TC program routes by
+    /// domain: the controller reaches it through `learn` without holding
+    /// a handle of the datapath (one thread, one daemon).
+    static LEARNER: RefCell<Option<Learner>> = const { RefCell::new(None) };
+}
+
+/// Installs (or, with `None`, removes) the daemon's learner.
+pub fn set_learner(learner: Option<Learner>) {
+    LEARNER.with(|l| *l.borrow_mut() = learner);
+}
+
+/// Makes the learner follow a new install of the rules.
+pub fn learner_follow(routing: &KernelRouting) {
+    LEARNER.with(|l| {
+        if let Some(l) = l.borrow_mut().as_mut() {
+            l.follow(routing);
+        }
+    });
+}
+
+/// Whether answers should be learned (the controller then needs each
+/// answered name as text).
+pub fn learning() -> bool {
+    LEARNER.with(|l| l.borrow().as_ref().is_some_and(Learner::wanted))
+}
+
+/// An answer to a client: see `Learner::learn`. Nothing when not learning.
+pub fn learn(name: &str, ips: &[IpAddr], ttl: u32) {
+    LEARNER.with(|l| {
+        if let Some(l) = l.borrow_mut().as_mut() {
+            l.learn(name, ips, ttl);
+        }
+    });
+}
+
 /// How long an address learned from an answer routes by its name at
 /// least: apps and stub resolvers keep answers past short TTLs (browsers
 /// a minute), and a flow to the address then must still be routed by the
@@ -580,7 +645,8 @@ pub const MIN_LEARNED_LIFE: Duration = Duration::from_secs(60);
 /// writes it: address -> the `domain(...)` bits of the queried name.
 pub struct Learner {
     map: aya::maps::HashMap<MapData, DomainKey, Domain>,
-    compiled: Rc<Compiled>,
+    /// The rules in force (none before the first install).
+    compiled: Option<Rc<Compiled>>,
     gen: u32,
 }
 
@@ -606,43 +672,40 @@ pub fn domain_key(ip: IpAddr) -> DomainKey {
 
 impl Learner {
     /// `map` is the program's `dae_domains`, taken out of the datapath.
-    pub fn new(map: aya::maps::Map, routing: &KernelRouting) -> Result<Option<Learner>, String> {
-        let Some(compiled) = routing.compiled() else {
-            return Ok(None);
-        };
+    /// It learns nothing until it `follow`s an install.
+    pub fn new(map: aya::maps::Map) -> Result<Learner, String> {
         let map = aya::maps::HashMap::try_from(map)
             .map_err(|e| format!("map '{}': {e}", shared::DOMAINS_MAP))?;
-        Ok(Some(Learner {
+        Ok(Learner {
             map,
-            compiled: compiled.clone(),
-            gen: routing.domain_gen(),
-        }))
+            compiled: None,
+            gen: 0,
+        })
     }
 
-    /// Follows a new install (after a reload).
+    /// Follows an install of the rules.
     pub fn follow(&mut self, routing: &KernelRouting) {
-        if let Some(c) = routing.compiled() {
-            self.compiled = c.clone();
-        }
+        self.compiled = routing.compiled().cloned();
         self.gen = routing.domain_gen();
     }
 
     /// Whether learning is of any use: some rule looks at domains.
     pub fn wanted(&self) -> bool {
-        self.compiled.has_domains()
+        self.compiled.as_ref().is_some_and(|c| c.has_domains())
     }
 
     /// An answer to a LAN client: `name`'s addresses `ips`, for `ttl`
-    /// seconds. Addresses whose name matches no `domain(...)` are not
-    /// written.
+    /// seconds (at least `MIN_LEARNED_LIFE`).
     pub fn learn(&mut self, name: &str, ips: &[IpAddr], ttl: u32) {
-        if ips.is_empty() || !self.wanted() {
+        let Some(compiled) = self.compiled.as_ref().filter(|c| c.has_domains()) else {
+            return;
+        };
+        if ips.is_empty() {
             return;
         }
-        let bits = self.compiled.domain_bits(name);
-        if bits == Bits::default() {
-            return;
-        }
+        // Written also when it matches no domain(): the program then
+        // knows the destination's name says nothing, and needs no sniffing.
+        let bits = compiled.domain_bits(name);
         let life = Duration::from_secs(u64::from(ttl)).max(MIN_LEARNED_LIFE);
         let value = Domain {
             bits,
