@@ -20,6 +20,12 @@
 //! (`chase`), anything else runs as a task with `finish`. Both judge answers
 //! with `judge` and end a flight with `land`. Every failure answers SERVFAIL.
 //!
+//! What goes upstream is built afresh from the client's question
+//! (`wire::upstream_query`), and what comes back is made fit to share once,
+//! as it arrives (`wire::normalize_answer`: the OPT record rebuilt for the
+//! client), so a cache hit stays one copy and a few
+//! patches and never carries another client's exchange.
+//!
 //! The config-derived part (`Policy`: rules, upstreams and their forwarders)
 //! is swapped whole on reload; the cache and the flights in progress stay.
 
@@ -477,7 +483,7 @@ impl Controller {
         }
         self.pending.set(self.pending.get() + 1);
         Step::Pending(Pending {
-            query: query.to_vec(),
+            query: wire::upstream_query(query, &info),
             info,
             target,
             key: key.as_bytes().into(),
@@ -600,7 +606,7 @@ impl Controller {
         client: Client,
     ) {
         let this = self.clone();
-        let query = query.to_vec();
+        let query = wire::upstream_query(query, &info);
         let key: Rc<[u8]> = key.into();
         tokio::task::spawn_local(async move {
             let mut qname = String::new();
@@ -725,6 +731,14 @@ impl Controller {
             Ok(scan) => scan,
             Err(e) => return failed(format_args!(" sent a malformed answer: {e}")),
         };
+        if scan.extended_rcode != 0 {
+            // BADVERS, BADCOOKIE, ...: about its exchange with us (we ask in
+            // EDNS version 0 with no options), not an answer for a client.
+            return failed(format_args!(
+                " answered extended rcode {}",
+                u16::from(scan.extended_rcode) << 4 | u16::from(scan.rcode)
+            ));
+        }
         if scan.rcode == rcode::REFUSED {
             // "Not for you" from our upstream is our failure, not the
             // client's: passing REFUSED on would say we refuse it.
@@ -747,7 +761,8 @@ impl Controller {
                 Verdict::Done(Ok(make_entry(
                     key,
                     reply,
-                    &scan,
+                    scan,
+                    info,
                     policy.fixed_ttl_of(qname),
                     now,
                 )))
@@ -839,18 +854,23 @@ fn fit(out: &mut Vec<u8>, query: &[u8], info: &QueryInfo, client: &Client) {
     }
 }
 
-/// Turns an accepted upstream answer into a cache entry: how long it lives
-/// (the smallest answer TTL; for answers without records of the asked type,
-/// the SOA's negative TTL, RFC 2308; `fixed_ttl` if the name has one), with
-/// its TTLs rewritten where that changed them. Entries of life 0 are shared
+/// Turns an accepted upstream answer into a cache entry: the answer made
+/// fit to share with every client of this key (`wire::normalize_answer`:
+/// the OPT record rebuilt for the client, `info`), how long it lives (the
+/// smallest answer TTL; for answers without records of the asked type, the
+/// SOA's negative TTL, RFC 2308; `fixed_ttl` if the name has one), with its
+/// TTLs rewritten where that changed them. Entries of life 0 are shared
 /// with the flight's followers but not cached.
 fn make_entry(
     key: &[u8],
     mut packet: Vec<u8>,
-    scan: &ResponseInfo,
+    mut scan: ResponseInfo,
+    info: &QueryInfo,
     fixed_ttl: Option<u32>,
     now: Instant,
 ) -> Entry {
+    wire::normalize_answer(&mut packet, &mut scan, info.edns);
+    let scan = &scan;
     let cacheable =
         !scan.truncated && (scan.rcode == rcode::NOERROR || scan.rcode == rcode::NXDOMAIN);
     let mut life = None::<u32>;
