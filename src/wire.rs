@@ -38,6 +38,8 @@ pub mod rcode {
     pub const NXDOMAIN: u8 = 3;
     pub const NOTIMP: u8 = 4;
     pub const REFUSED: u8 = 5;
+    /// Extended (RFC 6891): the upper 8 bits live in the OPT record.
+    pub const BADVERS: u16 = 16;
 }
 
 /// EDNS option codes.
@@ -98,6 +100,8 @@ pub struct Edns {
     pub udp_size: u16,
     /// The DNSSEC OK bit.
     pub dnssec_ok: bool,
+    /// The EDNS version the client speaks (we speak 0 only).
+    pub version: u8,
 }
 
 /// What the controller needs to know about a client's query.
@@ -184,6 +188,7 @@ pub fn parse_query(buf: &[u8]) -> Result<QueryInfo, QueryError> {
             edns = Some(Edns {
                 udp_size: rr.class,
                 dnssec_ok: rr.ttl & 0x8000 != 0,
+                version: (rr.ttl >> 16) as u8,
             });
         }
         at = rr.end;
@@ -619,6 +624,17 @@ pub fn empty_reply(query: &[u8], info: &QueryInfo, rcode: u8, out: &mut Vec<u8>)
     }
 }
 
+/// The answer to a query of an EDNS version we do not speak (RFC 6891
+/// §6.1.3): its header and question, no records, and our OPT record
+/// (version 0) carrying the extended rcode BADVERS.
+pub fn badvers_reply(query: &[u8], info: &QueryInfo, out: &mut Vec<u8>) {
+    let dnssec_ok = info.edns.is_some_and(|e| e.dnssec_ok);
+    empty_reply(query, info, (rcode::BADVERS & 0x0f) as u8, out);
+    out.truncate(info.question_end);
+    push_opt(out, OUR_UDP_PAYLOAD, rcode::BADVERS, dnssec_ok);
+    set_additional_count(out, 1);
+}
+
 /// A reply for a query whose question could not be read: the header only,
 /// no question.
 pub fn header_only_reply(query: &[u8], rcode: u8, out: &mut Vec<u8>) {
@@ -718,6 +734,7 @@ mod tests {
             Some(Edns {
                 udp_size: 1400,
                 dnssec_ok: true,
+                version: 0,
             })
         );
         let mut text = String::new();
@@ -934,6 +951,7 @@ mod tests {
         Some(Edns {
             udp_size: 4096,
             dnssec_ok,
+            version: 0,
         })
     }
 
@@ -1035,6 +1053,26 @@ mod tests {
         assert_eq!(up.len(), info.question_end);
         assert_eq!(flags(&up), flag::RD);
         assert_eq!(&up[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn other_edns_versions_get_badvers() {
+        let mut q = query("host.example.", RecordType::A, true);
+        let opt = q.len() - 11;
+        q[opt + 6] = 1; // version 1
+        let info = parse_query(&q).unwrap();
+        assert_eq!(info.edns.map(|e| e.version), Some(1));
+        let mut out = Vec::new();
+        badvers_reply(&q, &info, &mut out);
+        assert_eq!(rcode_of(&out), 0, "BADVERS is 16: its low bits are 0");
+        assert_eq!(&out[4..12], &[0, 1, 0, 0, 0, 0, 0, 1]);
+        let opt = &out[info.question_end..];
+        assert_eq!(opt.len(), 11);
+        assert_eq!(read_u16(opt, 1), Some(rtype::OPT));
+        assert_eq!((opt[5], opt[6]), (1, 0), "extended rcode 1 << 4, version 0");
+        assert_eq!(opt[7] & 0x80, 0x80, "the client's DO bit");
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.response_code.high(), 1);
     }
 
     #[test]

@@ -418,3 +418,74 @@ fn a_cache_hit_fits_each_clients_own_size() {
     assert_eq!(Message::from_vec(&r).unwrap().answers.len(), 10);
     assert_eq!(up.queries("big.lab.example.", "TXT"), asked, "a cache hit");
 }
+
+/// A query in EDNS version `version`.
+fn query_in_version(name: &str, version: u8) -> Vec<u8> {
+    let mut q = query(name, RecordType::A, true);
+    let opt = q.len() - 11;
+    q[opt + 6] = version;
+    q
+}
+
+/// Checks a BADVERS reply (RFC 6891 §6.1.3): no records, the low rcode bits
+/// 0, our OPT record (version 0) with extended rcode 1 (16 >> 4).
+fn assert_badvers(q: &[u8], r: &[u8]) {
+    let m = Message::from_vec(r).expect("the reply parses");
+    assert_eq!(r[..2], q[..2], "id");
+    assert_eq!(r[3] & 0x0f, 0, "header rcode bits");
+    assert!(m.answers.is_empty() && m.authorities.is_empty());
+    let e = m.edns.as_ref().expect("an OPT record");
+    assert_eq!((e.rcode_high(), e.version()), (1, 0), "{r:02x?}");
+}
+
+/// Item 7: a query in an EDNS version above 0 gets BADVERS, cached name or
+/// not, and never goes upstream.
+#[test]
+fn edns_versions_above_0_get_badvers() {
+    let Some(up) = have("unbound").then(|| {
+        Unbound::start(&[
+            "www.lab.example. 300 IN A 192.0.2.10",
+            "new.lab.example. 300 IN A 192.0.2.11",
+        ])
+    }) else {
+        return;
+    };
+    let dae = Dae::start(&config(
+        &[("lab", up.addr())],
+        "\toption request_fallback 'lab'\n",
+    ));
+    // Cached from an EDNS 0 query ...
+    let (_, m) = exchange(&dae, &query("www.lab.example.", RecordType::A, true));
+    assert_eq!(answers(&m), vec!["192.0.2.10"]);
+    // ... asked in EDNS 1.
+    let q = query_in_version("www.lab.example.", 1);
+    let r = udp_exchange(dae.addr, &q, Duration::from_secs(5)).expect("a reply");
+    assert_badvers(&q, &r);
+    // Not cached: the same, and unbound never hears of it.
+    let q = query_in_version("new.lab.example.", 1);
+    let r = udp_exchange(dae.addr, &q, Duration::from_secs(5)).expect("a reply");
+    assert_badvers(&q, &r);
+    let r = tcp_exchange(dae.addr, &q, Duration::from_secs(5)).expect("a reply");
+    assert_badvers(&q, &r);
+    assert_eq!(up.queries("new.lab.example.", "A"), 0, "{}", up.log());
+    // kdig agrees, and version 0 still works.
+    if have("kdig") {
+        let out = Command::new("kdig")
+            .args([
+                "+edns=1",
+                "+retry=0",
+                "+time=5",
+                "-p",
+                &dae.addr.port().to_string(),
+                "@127.0.0.1",
+                "www.lab.example",
+                "A",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("BADVERS"), "{text}");
+    }
+    let (_, m) = exchange(&dae, &query("new.lab.example.", RecordType::A, true));
+    assert_eq!(answers(&m), vec!["192.0.2.11"]);
+}

@@ -388,6 +388,17 @@ impl Controller {
                 return Step::Replied;
             }
         };
+        if info.edns.is_some_and(|e| e.version != 0) {
+            // Before the rules and the cache: no answer of ours is in a
+            // version we do not speak (RFC 6891 §6.1.3).
+            log::debug!(
+                "{}: EDNS version {} query, answering BADVERS",
+                client.addr,
+                info.edns.map_or(0, |e| e.version)
+            );
+            wire::badvers_reply(query, &info, out);
+            return Step::Replied;
+        }
         let policy = self.policy.borrow().clone();
         let mut qname = String::new();
         if policy.request.needs_qname() || log::log_enabled!(log::Level::Debug) {
