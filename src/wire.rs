@@ -29,6 +29,8 @@ pub mod flag {
     pub const RA: u16 = 0x0080;
     pub const AD: u16 = 0x0020;
     pub const CD: u16 = 0x0010;
+    /// The four opcode bits (0 is QUERY).
+    pub const OPCODE: u16 = 0x7800;
 }
 
 pub mod rcode {
@@ -363,6 +365,16 @@ pub struct OptPlace {
     pub additional_before: u16,
 }
 
+/// RFC 2181 §8: a TTL with the top bit set is to be taken as zero.
+#[inline]
+pub fn sane_ttl(ttl: u32) -> u32 {
+    if ttl >= 0x8000_0000 {
+        0
+    } else {
+        ttl
+    }
+}
+
 /// Why an upstream answer is unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MalformedResponse(pub &'static str);
@@ -433,7 +445,7 @@ pub fn scan_response(buf: &[u8]) -> Result<ResponseInfo, MalformedResponse> {
                 continue;
             }
             info.ttl_offsets.push(rr.ttl_at as u16);
-            let ttl = rr.ttl;
+            let ttl = sane_ttl(rr.ttl);
             match section {
                 0 => {
                     info.min_answer_ttl = Some(info.min_answer_ttl.map_or(ttl, |t| t.min(ttl)));
@@ -462,7 +474,7 @@ pub fn scan_response(buf: &[u8]) -> Result<ResponseInfo, MalformedResponse> {
                         return Err(MalformedResponse("SOA record too short"));
                     }
                     let minimum = read_u32(buf, rr.end - 4).unwrap_or(0);
-                    info.negative_ttl = Some(ttl.min(minimum));
+                    info.negative_ttl = Some(ttl.min(sane_ttl(minimum)));
                     info.soa_ttl_at = Some(rr.ttl_at as u16);
                 }
                 _ => {}
@@ -473,8 +485,10 @@ pub fn scan_response(buf: &[u8]) -> Result<ResponseInfo, MalformedResponse> {
 }
 
 /// Whether `resp` answers the query `query` (whose question is described by
-/// `info`) and carries the id `id`: the id, one question, same name (ignoring
-/// case), type and class.
+/// `info`) and carries the id `id`: a response (QR) to a standard query
+/// (opcode 0), the id, one question, same name (ignoring case), type and
+/// class. Anything else is not an answer, and a forwarder keeps waiting for
+/// one.
 pub fn response_matches(resp: &[u8], id: u16, query: &[u8], info: &QueryInfo) -> bool {
     response_answers(resp, id, &query[HEADER_LEN..info.question_end])
 }
@@ -483,7 +497,10 @@ pub fn response_matches(resp: &[u8], id: u16, query: &[u8], info: &QueryInfo) ->
 /// type, class).
 pub fn response_answers(resp: &[u8], id: u16, question: &[u8]) -> bool {
     let qend = HEADER_LEN + question.len();
-    if resp.len() < qend || self::id(resp) != id || flags(resp) & flag::QR == 0 {
+    if resp.len() < qend
+        || self::id(resp) != id
+        || flags(resp) & (flag::QR | flag::OPCODE) != flag::QR
+    {
         return false;
     }
     if read_u16(resp, 4) != Some(1) {
@@ -557,6 +574,8 @@ pub fn upstream_query(query: &[u8], info: &QueryInfo) -> Vec<u8> {
 /// Makes an upstream answer fit to be shared (cached, and sent to every
 /// client whose query has the same cache key, which says whether the
 /// client used EDNS and its DO bit), once, when it arrives:
+/// - RA set: to its clients dae is a recursive service;
+/// - every TTL of 2^31 or more set to 0 (RFC 2181 §8);
 /// - the OPT record rebuilt for `edns`, the client's: none if it sent none,
 ///   else ours (our payload size, version 0, its DO bit) with only the
 ///   upstream's Extended DNS Error options (RFC 8914), which describe the
@@ -568,6 +587,14 @@ pub fn upstream_query(query: &[u8], info: &QueryInfo) -> Vec<u8> {
 /// `scan` (of this `packet`) follows the changes. A cache hit then copies
 /// the result as it is.
 pub fn normalize_answer(packet: &mut Vec<u8>, scan: &mut ResponseInfo, edns: Option<Edns>) {
+    let f = flags(packet) | flag::RA;
+    set_flags(packet, f);
+    for &at in &scan.ttl_offsets {
+        let at = usize::from(at);
+        if let Some(ttl) = read_u32(packet, at) {
+            set_ttl(packet, at, sane_ttl(ttl));
+        }
+    }
     let Some(opt) = scan.opt.take() else {
         if let Some(e) = edns {
             push_opt(packet, OUR_UDP_PAYLOAD, 0, e.dnssec_ok);
@@ -983,6 +1010,7 @@ mod tests {
         assert!(r.ends_with(&want), "{:02x?}", &r[r.len() - want.len()..]);
         assert_eq!(scan.opt, None);
         assert!(scan.ttl_offsets.iter().all(|&o| usize::from(o) < r.len()));
+        assert!(flags(&r) & flag::RA != 0);
 
         // A client without EDNS gets no OPT record at all.
         let mut r = response_with(&opt, &[], 0);
@@ -1056,6 +1084,21 @@ mod tests {
     }
 
     #[test]
+    fn ttls_with_the_top_bit_set_count_as_zero() {
+        let mut r = response();
+        let scan = scan_response(&r).unwrap();
+        set_ttl(&mut r, usize::from(scan.ttl_offsets[1]), 0x8000_0000);
+        set_ttl(&mut r, usize::from(scan.ttl_offsets[2]), u32::MAX);
+        let mut scan = scan_response(&r).unwrap();
+        assert_eq!(scan.min_answer_ttl, Some(0));
+        normalize_answer(&mut r, &mut scan, None);
+        let m = Message::from_vec(&r).unwrap();
+        assert_eq!(m.answers[0].ttl, 300);
+        assert_eq!(m.answers[1].ttl, 0);
+        assert_eq!(m.additionals[0].ttl, 0);
+    }
+
+    #[test]
     fn other_edns_versions_get_badvers() {
         let mut q = query("host.example.", RecordType::A, true);
         let opt = q.len() - 11;
@@ -1073,6 +1116,26 @@ mod tests {
         assert_eq!(opt[7] & 0x80, 0x80, "the client's DO bit");
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.response_code.high(), 1);
+    }
+
+    #[test]
+    fn only_responses_to_standard_queries_are_answers() {
+        let q = query("host.example.", RecordType::A, false);
+        let info = parse_query(&q).unwrap();
+        let r = response();
+        assert!(response_matches(&r, 7, &q, &info));
+        let mut notify = r.clone();
+        notify[2] |= 4 << 3; // opcode 4 (NOTIFY)
+        assert!(!response_matches(&notify, 7, &q, &info));
+        let mut status = r.clone();
+        status[2] |= 2 << 3;
+        assert!(!response_matches(&status, 7, &q, &info));
+        let mut query_bit = r.clone();
+        query_bit[2] &= 0x7f;
+        assert!(!response_matches(&query_bit, 7, &q, &info));
+        let mut other_name = r.clone();
+        other_name[13] = b'g';
+        assert!(!response_matches(&other_name, 7, &q, &info));
     }
 
     #[test]

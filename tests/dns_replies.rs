@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::*;
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
 const COOKIE: u16 = 10;
@@ -488,4 +488,109 @@ fn edns_versions_above_0_get_badvers() {
     }
     let (_, m) = exchange(&dae, &query("new.lab.example.", RecordType::A, true));
     assert_eq!(answers(&m), vec!["192.0.2.11"]);
+}
+
+/// Item 8: an upstream's REFUSED reaches the client (as from dnsmasq and
+/// unbound as forwarders), uncached; the response rules may still send it
+/// on to another upstream.
+#[test]
+fn an_upstream_refusal_is_passed_on_or_sent_on_by_the_rules() {
+    if !have("unbound") {
+        return;
+    }
+    let refusing = Unbound::start_with(
+        &["www.lab.example. 300 IN A 192.0.2.10"],
+        "  local-zone: \"refused.lab.example.\" always_refuse\n  \
+         local-zone: \"elsewhere.lab.example.\" always_refuse\n",
+    );
+    let other = Unbound::start(&["elsewhere.lab.example. 300 IN A 192.0.2.30"]);
+    let opts = "\toption request_fallback 'strict'\n\
+        \tlist response_rule 'upstream(strict) && qname(elsewhere.lab.example) -> other'\n";
+    let dae = Dae::start(&config(
+        &[("strict", refusing.addr()), ("other", other.addr())],
+        opts,
+    ));
+    for _ in 0..2 {
+        let m = ask(dae.addr, "refused.lab.example.", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        assert!(m.metadata.recursion_available);
+    }
+    assert_eq!(
+        refusing.queries("refused.lab.example.", "A"),
+        2,
+        "not cached"
+    );
+    assert!(dae.log().contains("upstream 'strict' refused the query"));
+    let m = ask(dae.addr, "elsewhere.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(answers(&m), vec!["192.0.2.30"]);
+}
+
+/// Item 8: RA on every answer, whatever the upstream said: to its clients
+/// dae is a recursive service.
+#[test]
+fn answers_say_recursion_is_available() {
+    let crafted = Crafted::start();
+    let dae = crafted_dae(&crafted);
+    for _ in 0..2 {
+        let m = ask(dae.addr, "norecurse.lab.example.", RecordType::A);
+        assert_eq!(answers(&m), vec!["192.0.2.22"]);
+        assert!(m.metadata.recursion_available);
+    }
+    assert_eq!(crafted.queries_for("norecurse").len(), 1);
+}
+
+/// Item 8: datagrams that are not answers to the query (an opcode other
+/// than QUERY, QR clear, another name) are not taken; the answer after them
+/// is.
+#[test]
+fn only_a_standard_response_to_the_question_is_taken() {
+    let crafted = Crafted::start();
+    let dae = crafted_dae(&crafted);
+    let m = ask(dae.addr, "bogus.lab.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(answers(&m), vec!["192.0.2.21"]);
+}
+
+/// Item 8: what follows the question and the OPT record in a client's
+/// query (here: 40 bytes of junk) is not sent upstream; nor are records in
+/// sections a query leaves empty.
+#[test]
+fn a_clients_trailing_bytes_are_not_forwarded() {
+    let crafted = Crafted::start();
+    let dae = crafted_dae(&crafted);
+    let clean = query("junk.lab.example.", RecordType::A, true);
+    let mut q = clean.clone();
+    q.extend_from_slice(&[0x5a; 40]);
+    let (_, m) = exchange(&dae, &q);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let seen = crafted.queries_for("junk");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].len(), clean.len(), "{:02x?}", seen[0]);
+    assert!(!contains(&seen[0], &[0x5a; 8]));
+    assert_eq!(&seen[0][4..12], &clean[4..12], "counts");
+}
+
+/// Item 8: TTLs of 2^31 and more count as 0 (RFC 2181 §8), on the way
+/// through and in the cache.
+#[test]
+fn ttls_with_the_top_bit_set_count_as_zero() {
+    let crafted = Crafted::start();
+    let dae = crafted_dae(&crafted);
+    // Passed through with TTL 0, and not cached.
+    for _ in 0..2 {
+        let m = ask(dae.addr, "huge.lab.example.", RecordType::A);
+        assert_eq!(answers(&m), vec!["192.0.2.23"]);
+        assert_eq!(m.answers[0].ttl, 0);
+    }
+    assert_eq!(crafted.queries_for("huge").len(), 2, "TTL 0: not cached");
+    // Cached by the answer's TTL; the additional record's TTL is 0.
+    for _ in 0..2 {
+        let m = ask(dae.addr, "mixed.lab.example.", RecordType::A);
+        assert_eq!(answers(&m), vec!["192.0.2.24"]);
+        assert!(m.answers[0].ttl <= 300);
+        assert_eq!(m.additionals.len(), 1);
+        assert_eq!(m.additionals[0].ttl, 0);
+    }
+    assert_eq!(crafted.queries_for("mixed").len(), 1, "cached");
 }

@@ -18,12 +18,14 @@
 //! hits in a batch; what must wait comes back as `Step::Pending`, which the
 //! listener hands to `pursue`: a plain-UDP miss is followed without a task
 //! (`chase`), anything else runs as a task with `finish`. Both judge answers
-//! with `judge` and end a flight with `land`. Every failure answers SERVFAIL.
+//! with `judge` and end a flight with `land`. Every failure answers SERVFAIL;
+//! an upstream's REFUSED is an answer the response rules judge like any
+//! other, and passed on if they accept it.
 //!
 //! What goes upstream is built afresh from the client's question
 //! (`wire::upstream_query`), and what comes back is made fit to share once,
 //! as it arrives (`wire::normalize_answer`: the OPT record rebuilt for the
-//! client), so a cache hit stays one copy and a few
+//! client, RA set, TTLs sane), so a cache hit stays one copy and a few
 //! patches and never carries another client's exchange.
 //!
 //! The config-derived part (`Policy`: rules, upstreams and their forwarders)
@@ -751,9 +753,17 @@ impl Controller {
             ));
         }
         if scan.rcode == rcode::REFUSED {
-            // "Not for you" from our upstream is our failure, not the
-            // client's: passing REFUSED on would say we refuse it.
-            return failed(format_args!(" refused the query"));
+            // An answer all the same: the response rules may send it on to
+            // another upstream; accepted, the client gets REFUSED (as from
+            // dnsmasq and unbound as forwarders), never cached. Counted and
+            // told, since it usually means the upstream's access list
+            // leaves us out.
+            self.stats.borrow_mut().upstream_failures += 1;
+            log::warn!(
+                "{} type {}: upstream '{name}' refused the query",
+                wire::NameText(info.qname(query)),
+                info.qtype
+            );
         }
         let facts = Facts {
             qname,
