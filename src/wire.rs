@@ -2,10 +2,13 @@
 //!
 //! The controller never decodes a message into objects and encodes it again
 //! on its way through: a query is checked and its question read in place
-//! (`parse_query`), an upstream answer is scanned once for the offsets of its
-//! TTL fields and the facts the rules need (`scan_response`), and replies are
-//! built by copying bytes and patching the id, the question's case, the TTLs
-//! and a few flag bits. Every read is bounds-checked; malformed input gives an
+//! (`parse_query`) and the query sent upstream is rebuilt from its header and
+//! question (`upstream_query`); an upstream answer is scanned once for the
+//! offsets of its TTL fields and the facts the rules need (`scan_response`)
+//! and made fit to share once (`normalize_answer`: its OPT record rebuilt
+//! for the client, RA set, TTLs sane); replies are then built by copying
+//! bytes and patching the id, the question's case, the TTLs and a few flag
+//! bits. Every read is bounds-checked; malformed input gives an
 //! error, never a panic. The unit tests check these helpers against
 //! hickory-proto, the reference decoder.
 //!
@@ -668,7 +671,8 @@ pub fn header_only_reply(query: &[u8], rcode: u8, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&query[..HEADER_LEN]);
     let f = flags(query);
-    let f = flag::QR | (f & (0x7800 | flag::RD | flag::CD)) | flag::RA | u16::from(rcode & 0x0f);
+    let f =
+        flag::QR | (f & (flag::OPCODE | flag::RD | flag::CD)) | flag::RA | u16::from(rcode & 0x0f);
     set_flags(out, f);
     out[4..12].fill(0);
 }
