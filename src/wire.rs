@@ -2,10 +2,13 @@
 //!
 //! The controller never decodes a message into objects and encodes it again
 //! on its way through: a query is checked and its question read in place
-//! (`parse_query`), an upstream answer is scanned once for the offsets of its
-//! TTL fields and the facts the rules need (`scan_response`), and replies are
-//! built by copying bytes and patching the id, the question's case, the TTLs
-//! and a few flag bits. Every read is bounds-checked; malformed input gives an
+//! (`parse_query`) and the query sent upstream is rebuilt from its header and
+//! question (`upstream_query`); an upstream answer is scanned once for the
+//! offsets of its TTL fields and the facts the rules need (`scan_response`)
+//! and made fit to share once (`normalize_answer`: its OPT record rebuilt
+//! for the client, RA set, TTLs sane); replies are then built by copying
+//! bytes and patching the id, the question's case, the TTLs and a few flag
+//! bits. Every read is bounds-checked; malformed input gives an
 //! error, never a panic. The unit tests check these helpers against
 //! hickory-proto, the reference decoder.
 //!
@@ -29,6 +32,8 @@ pub mod flag {
     pub const RA: u16 = 0x0080;
     pub const AD: u16 = 0x0020;
     pub const CD: u16 = 0x0010;
+    /// The four opcode bits (0 is QUERY).
+    pub const OPCODE: u16 = 0x7800;
 }
 
 pub mod rcode {
@@ -38,6 +43,14 @@ pub mod rcode {
     pub const NXDOMAIN: u8 = 3;
     pub const NOTIMP: u8 = 4;
     pub const REFUSED: u8 = 5;
+    /// Extended (RFC 6891): the upper 8 bits live in the OPT record.
+    pub const BADVERS: u16 = 16;
+}
+
+/// EDNS option codes.
+pub mod option {
+    /// Extended DNS Error (RFC 8914).
+    pub const EDE: u16 = 15;
 }
 
 pub mod rtype {
@@ -92,6 +105,8 @@ pub struct Edns {
     pub udp_size: u16,
     /// The DNSSEC OK bit.
     pub dnssec_ok: bool,
+    /// The EDNS version the client speaks (we speak 0 only).
+    pub version: u8,
 }
 
 /// What the controller needs to know about a client's query.
@@ -178,6 +193,7 @@ pub fn parse_query(buf: &[u8]) -> Result<QueryInfo, QueryError> {
             edns = Some(Edns {
                 udp_size: rr.class,
                 dnssec_ok: rr.ttl & 0x8000 != 0,
+                version: (rr.ttl >> 16) as u8,
             });
         }
         at = rr.end;
@@ -333,6 +349,33 @@ pub struct ResponseInfo {
     pub negative_ttl: Option<u32>,
     /// Offset of that SOA record's TTL field.
     pub soa_ttl_at: Option<u16>,
+    /// Where the OPT record is, if the answer has one.
+    pub opt: Option<OptPlace>,
+    /// The upper 8 bits of the rcode, from the OPT record (0 without one).
+    pub extended_rcode: u8,
+}
+
+/// Where an answer's OPT record lies (`normalize_answer` rebuilds it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OptPlace {
+    /// Its first byte (the owner name).
+    pub at: u16,
+    /// Its options.
+    pub rdata_at: u16,
+    /// Just past it.
+    pub end: u16,
+    /// Additional records before it.
+    pub additional_before: u16,
+}
+
+/// RFC 2181 §8: a TTL with the top bit set is to be taken as zero.
+#[inline]
+pub fn sane_ttl(ttl: u32) -> u32 {
+    if ttl >= 0x8000_0000 {
+        0
+    } else {
+        ttl
+    }
 }
 
 /// Why an upstream answer is unusable.
@@ -381,8 +424,9 @@ pub fn scan_response(buf: &[u8]) -> Result<ResponseInfo, MalformedResponse> {
         ..ResponseInfo::default()
     };
     for (section, &count) in counts.iter().enumerate() {
-        for _ in 0..count {
+        for i in 0..count {
             let rr = read_rr(buf, at).ok_or(MalformedResponse("malformed record"))?;
+            let start = at;
             at = rr.end;
             if rr.rtype == rtype::OPT {
                 if section != 2 {
@@ -390,13 +434,24 @@ pub fn scan_response(buf: &[u8]) -> Result<ResponseInfo, MalformedResponse> {
                         "OPT record outside the additional section",
                     ));
                 }
+                if info.opt.is_some() {
+                    return Err(MalformedResponse("more than one OPT record"));
+                }
+                // Offsets fit in u16: the message is at most 65535 bytes.
+                info.opt = Some(OptPlace {
+                    at: start as u16,
+                    rdata_at: rr.rdata_at as u16,
+                    end: rr.end as u16,
+                    additional_before: i,
+                });
+                info.extended_rcode = (rr.ttl >> 24) as u8;
                 continue;
             }
             info.ttl_offsets.push(rr.ttl_at as u16);
+            let ttl = sane_ttl(rr.ttl);
             match section {
                 0 => {
-                    info.min_answer_ttl =
-                        Some(info.min_answer_ttl.map_or(rr.ttl, |t| t.min(rr.ttl)));
+                    info.min_answer_ttl = Some(info.min_answer_ttl.map_or(ttl, |t| t.min(ttl)));
                     if Some(rr.rtype) == qtype {
                         info.has_qtype_answer = true;
                     }
@@ -422,7 +477,7 @@ pub fn scan_response(buf: &[u8]) -> Result<ResponseInfo, MalformedResponse> {
                         return Err(MalformedResponse("SOA record too short"));
                     }
                     let minimum = read_u32(buf, rr.end - 4).unwrap_or(0);
-                    info.negative_ttl = Some(rr.ttl.min(minimum));
+                    info.negative_ttl = Some(ttl.min(sane_ttl(minimum)));
                     info.soa_ttl_at = Some(rr.ttl_at as u16);
                 }
                 _ => {}
@@ -433,8 +488,10 @@ pub fn scan_response(buf: &[u8]) -> Result<ResponseInfo, MalformedResponse> {
 }
 
 /// Whether `resp` answers the query `query` (whose question is described by
-/// `info`) and carries the id `id`: the id, one question, same name (ignoring
-/// case), type and class.
+/// `info`) and carries the id `id`: a response (QR) to a standard query
+/// (opcode 0), the id, one question, same name (ignoring case), type and
+/// class. Anything else is not an answer, and a forwarder keeps waiting for
+/// one.
 pub fn response_matches(resp: &[u8], id: u16, query: &[u8], info: &QueryInfo) -> bool {
     response_answers(resp, id, &query[HEADER_LEN..info.question_end])
 }
@@ -443,7 +500,10 @@ pub fn response_matches(resp: &[u8], id: u16, query: &[u8], info: &QueryInfo) ->
 /// type, class).
 pub fn response_answers(resp: &[u8], id: u16, question: &[u8]) -> bool {
     let qend = HEADER_LEN + question.len();
-    if resp.len() < qend || self::id(resp) != id || flags(resp) & flag::QR == 0 {
+    if resp.len() < qend
+        || self::id(resp) != id
+        || flags(resp) & (flag::QR | flag::OPCODE) != flag::QR
+    {
         return false;
     }
     if read_u16(resp, 4) != Some(1) {
@@ -455,14 +515,128 @@ pub fn response_answers(resp: &[u8], id: u16, question: &[u8]) -> bool {
     echoed == question || echoed.eq_ignore_ascii_case(question)
 }
 
-/// Appends a minimal OPT record (root name, our payload size, no options),
-/// keeping the client's DO bit.
-fn push_opt(out: &mut Vec<u8>, dnssec_ok: bool) {
-    out.push(0);
-    out.extend_from_slice(&rtype::OPT.to_be_bytes());
-    out.extend_from_slice(&OUR_UDP_PAYLOAD.to_be_bytes());
-    out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
-    out.extend_from_slice(&[0, 0]);
+/// The bytes of an OPT record without options.
+const OPT_LEN: usize = 11;
+
+/// Writes the fixed part of an OPT record at `at` (root name, `udp_size`,
+/// the upper bits of `ext_rcode`, version 0, the DO bit; `rdlen` bytes of
+/// options follow). `buf` must hold `OPT_LEN` bytes from `at`.
+fn write_opt_head(
+    buf: &mut [u8],
+    at: usize,
+    udp_size: u16,
+    ext_rcode: u16,
+    dnssec_ok: bool,
+    rdlen: u16,
+) {
+    let o = &mut buf[at..at + OPT_LEN];
+    o[0] = 0;
+    o[1..3].copy_from_slice(&rtype::OPT.to_be_bytes());
+    o[3..5].copy_from_slice(&udp_size.to_be_bytes());
+    o[5] = (ext_rcode >> 4) as u8;
+    o[6] = 0;
+    o[7] = if dnssec_ok { 0x80 } else { 0 };
+    o[8] = 0;
+    o[9..11].copy_from_slice(&rdlen.to_be_bytes());
+}
+
+/// Appends an OPT record without options (see `write_opt_head`).
+fn push_opt(out: &mut Vec<u8>, udp_size: u16, ext_rcode: u16, dnssec_ok: bool) {
+    let at = out.len();
+    out.resize(at + OPT_LEN, 0);
+    write_opt_head(out, at, udp_size, ext_rcode, dnssec_ok, 0);
+}
+
+fn set_additional_count(buf: &mut [u8], n: u16) {
+    buf[10..12].copy_from_slice(&n.to_be_bytes());
+}
+
+/// The query as it goes upstream, built afresh from what the client asked:
+/// its id, RD set (we ask for recursion whatever the client said: the
+/// answer is shared through the cache), its AD and CD bits, its question
+/// as written, and, if it used EDNS, an OPT record of ours with its payload
+/// size (at least 512) and DO bit and no options.
+///
+/// Nothing else of the client's message goes on: not records in other
+/// sections, not its EDNS options (a COOKIE is between it and us, RFC 7873;
+/// a client subnet or padding would make a shared answer one client's), not
+/// bytes after its last record.
+pub fn upstream_query(query: &[u8], info: &QueryInfo) -> Vec<u8> {
+    let mut out = Vec::with_capacity(info.question_end + OPT_LEN);
+    out.extend_from_slice(&query[..info.question_end]);
+    set_flags(&mut out, flag::RD | (info.flags & (flag::AD | flag::CD)));
+    out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    if let Some(e) = info.edns {
+        let size = e.udp_size.max(CLASSIC_UDP_PAYLOAD as u16);
+        push_opt(&mut out, size, 0, e.dnssec_ok);
+        set_additional_count(&mut out, 1);
+    }
+    out
+}
+
+/// Makes an upstream answer fit to be shared (cached, and sent to every
+/// client whose query has the same cache key, which says whether the
+/// client used EDNS and its DO bit), once, when it arrives:
+/// - RA set: to its clients dae is a recursive service;
+/// - every TTL of 2^31 or more set to 0 (RFC 2181 §8);
+/// - the OPT record rebuilt for `edns`, the client's: none if it sent none,
+///   else ours (our payload size, version 0, its DO bit) with only the
+///   upstream's Extended DNS Error options (RFC 8914), which describe the
+///   answer. The upstream's other options (its COOKIE, NSID, padding, ...)
+///   belong to its exchange with us and never reach a client (RFC 7873
+///   §5.3). Records after the OPT record (additional data; servers put the
+///   OPT record last) go with it.
+///
+/// `scan` (of this `packet`) follows the changes. A cache hit then copies
+/// the result as it is.
+pub fn normalize_answer(packet: &mut Vec<u8>, scan: &mut ResponseInfo, edns: Option<Edns>) {
+    let f = flags(packet) | flag::RA;
+    set_flags(packet, f);
+    for &at in &scan.ttl_offsets {
+        let at = usize::from(at);
+        if let Some(ttl) = read_u32(packet, at) {
+            set_ttl(packet, at, sane_ttl(ttl));
+        }
+    }
+    let Some(opt) = scan.opt.take() else {
+        if let Some(e) = edns {
+            push_opt(packet, OUR_UDP_PAYLOAD, 0, e.dnssec_ok);
+            let n = read_u16(packet, 10).unwrap_or(0);
+            set_additional_count(packet, n.wrapping_add(1));
+        }
+        return;
+    };
+    let (at, rdata_at, end) = (
+        usize::from(opt.at),
+        usize::from(opt.rdata_at),
+        usize::from(opt.end),
+    );
+    scan.ttl_offsets.retain(|&o| usize::from(o) < at);
+    let Some(e) = edns else {
+        packet.truncate(at);
+        set_additional_count(packet, opt.additional_before);
+        return;
+    };
+    // Our fixed part is no longer than the upstream's (whose owner name is
+    // at least one byte), and the options kept move down in place.
+    let mut kept = at + OPT_LEN;
+    let mut r = rdata_at;
+    while r + 4 <= end {
+        let code = read_u16(packet, r).unwrap_or(0);
+        let next = r + 4 + usize::from(read_u16(packet, r + 2).unwrap_or(0));
+        if next > end {
+            break;
+        }
+        if code == option::EDE {
+            packet.copy_within(r..next, kept);
+            kept += next - r;
+        }
+        r = next;
+    }
+    let rdlen = (kept - at - OPT_LEN) as u16;
+    write_opt_head(packet, at, OUR_UDP_PAYLOAD, 0, e.dnssec_ok, rdlen);
+    packet.truncate(kept);
+    set_additional_count(packet, opt.additional_before + 1);
 }
 
 /// Writes a reply with no records: the query's header and question with QR
@@ -475,9 +649,20 @@ pub fn empty_reply(query: &[u8], info: &QueryInfo, rcode: u8, out: &mut Vec<u8>)
     set_flags(out, f);
     out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
     if let Some(edns) = info.edns {
-        push_opt(out, edns.dnssec_ok);
-        out[11] = 1;
+        push_opt(out, OUR_UDP_PAYLOAD, 0, edns.dnssec_ok);
+        set_additional_count(out, 1);
     }
+}
+
+/// The answer to a query of an EDNS version we do not speak (RFC 6891
+/// §6.1.3): its header and question, no records, and our OPT record
+/// (version 0) carrying the extended rcode BADVERS.
+pub fn badvers_reply(query: &[u8], info: &QueryInfo, out: &mut Vec<u8>) {
+    let dnssec_ok = info.edns.is_some_and(|e| e.dnssec_ok);
+    empty_reply(query, info, (rcode::BADVERS & 0x0f) as u8, out);
+    out.truncate(info.question_end);
+    push_opt(out, OUR_UDP_PAYLOAD, rcode::BADVERS, dnssec_ok);
+    set_additional_count(out, 1);
 }
 
 /// A reply for a query whose question could not be read: the header only,
@@ -486,7 +671,8 @@ pub fn header_only_reply(query: &[u8], rcode: u8, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&query[..HEADER_LEN]);
     let f = flags(query);
-    let f = flag::QR | (f & (0x7800 | flag::RD | flag::CD)) | flag::RA | u16::from(rcode & 0x0f);
+    let f =
+        flag::QR | (f & (flag::OPCODE | flag::RD | flag::CD)) | flag::RA | u16::from(rcode & 0x0f);
     set_flags(out, f);
     out[4..12].fill(0);
 }
@@ -578,7 +764,8 @@ mod tests {
             info.edns,
             Some(Edns {
                 udp_size: 1400,
-                dnssec_ok: true
+                dnssec_ok: true,
+                version: 0,
             })
         );
         let mut text = String::new();
@@ -747,6 +934,212 @@ mod tests {
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         assert_eq!(m.metadata.id, 0x1234);
+    }
+
+    /// An OPT record as an upstream might send it: payload size 4096, the
+    /// given extended rcode and DO bit, and these options.
+    fn opt_record(ext_rcode: u8, dnssec_ok: bool, options: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut rdata = Vec::new();
+        for (code, data) in options {
+            rdata.extend_from_slice(&code.to_be_bytes());
+            rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            rdata.extend_from_slice(data);
+        }
+        let mut r = vec![
+            0,
+            0,
+            41,
+            0x10,
+            0x00,
+            ext_rcode,
+            0,
+            u8::from(dnssec_ok) << 7,
+            0,
+        ];
+        r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        r.extend_from_slice(&rdata);
+        r
+    }
+
+    const COOKIE: u16 = 10;
+    const NSID: u16 = 3;
+    const PADDING: u16 = 12;
+
+    /// `response()` without its OPT record, then `opt` and `after` appended
+    /// as additional records.
+    fn response_with(opt: &[u8], after: &[u8], after_count: u16) -> Vec<u8> {
+        let mut r = response();
+        let scan = scan_response(&r).unwrap();
+        r.truncate(usize::from(scan.opt.unwrap().at));
+        r.extend_from_slice(opt);
+        r.extend_from_slice(after);
+        let ar = read_u16(&r, 10).unwrap() - 1 + u16::from(!opt.is_empty()) + after_count;
+        r[10..12].copy_from_slice(&ar.to_be_bytes());
+        r
+    }
+
+    fn edns(dnssec_ok: bool) -> Option<Edns> {
+        Some(Edns {
+            udp_size: 4096,
+            dnssec_ok,
+            version: 0,
+        })
+    }
+
+    #[test]
+    fn shared_answers_carry_our_opt_with_only_the_upstreams_ede() {
+        let ede: &[u8] = b"\x00\x11filtered";
+        let opt = opt_record(
+            0,
+            false,
+            &[
+                (COOKIE, &[7; 24]),
+                (NSID, b"up-1"),
+                (option::EDE, ede),
+                (PADDING, &[0; 40]),
+            ],
+        );
+        let mut r = response_with(&opt, &[], 0);
+        let mut scan = scan_response(&r).unwrap();
+        normalize_answer(&mut r, &mut scan, edns(true));
+        let m = Message::from_vec(&r).unwrap();
+        let e = m.edns.as_ref().expect("an OPT record");
+        assert_eq!(e.max_payload(), OUR_UDP_PAYLOAD);
+        assert!(e.flags().dnssec_ok, "the client's DO bit");
+        assert_eq!((e.version(), e.rcode_high()), (0, 0));
+        assert_eq!(m.additionals.len(), 1, "the AAAA record stays");
+        // The OPT record is last, and its options are the EDE alone.
+        let mut want = opt_record(0, true, &[(option::EDE, ede)]);
+        want[3..5].copy_from_slice(&OUR_UDP_PAYLOAD.to_be_bytes());
+        assert!(r.ends_with(&want), "{:02x?}", &r[r.len() - want.len()..]);
+        assert_eq!(scan.opt, None);
+        assert!(scan.ttl_offsets.iter().all(|&o| usize::from(o) < r.len()));
+        assert!(flags(&r) & flag::RA != 0);
+
+        // A client without EDNS gets no OPT record at all.
+        let mut r = response_with(&opt, &[], 0);
+        let mut scan = scan_response(&r).unwrap();
+        normalize_answer(&mut r, &mut scan, None);
+        let m = Message::from_vec(&r).unwrap();
+        assert!(m.edns.is_none());
+        assert_eq!(read_u16(&r, 10), Some(1));
+        assert_eq!(scan_response(&r).unwrap().ttl_offsets, scan.ttl_offsets);
+
+        // An upstream that sent none: the EDNS client gets ours.
+        let mut r = response_with(&[], &[], 0);
+        let mut scan = scan_response(&r).unwrap();
+        normalize_answer(&mut r, &mut scan, edns(false));
+        let m = Message::from_vec(&r).unwrap();
+        assert_eq!(m.edns.as_ref().unwrap().max_payload(), OUR_UDP_PAYLOAD);
+        assert!(m.edns.as_ref().unwrap().options().as_ref().is_empty());
+    }
+
+    #[test]
+    fn records_after_the_opt_record_go_with_it() {
+        let opt = opt_record(0, false, &[(COOKIE, &[1; 8])]);
+        // An A record for the question's name (a pointer to offset 12).
+        let after = [0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 9];
+        let mut r = response_with(&opt, &after, 1);
+        let mut scan = scan_response(&r).unwrap();
+        assert_eq!(scan.ttl_offsets.len(), 4);
+        normalize_answer(&mut r, &mut scan, edns(false));
+        let again = scan_response(&r).unwrap();
+        assert_eq!(scan.ttl_offsets, again.ttl_offsets);
+        assert_eq!(scan.ttl_offsets.len(), 3);
+        let m = Message::from_vec(&r).unwrap();
+        assert_eq!(m.additionals.len(), 1);
+        assert!(m.edns.unwrap().options().as_ref().is_empty());
+    }
+
+    #[test]
+    fn upstream_query_is_the_question_and_a_plain_opt() {
+        let q = query("host.example.", RecordType::A, false);
+        let mut client = q.clone();
+        client[2] = 0x01; // RD only
+        client[3] |= flag::CD as u8;
+        client.extend_from_slice(&opt_record(
+            0,
+            true,
+            &[(COOKIE, &[9; 8]), (8, &[0, 1, 24, 0, 192, 0, 2])],
+        ));
+        client[11] = 1;
+        let trailing = b"junk after the last record";
+        client.extend_from_slice(trailing);
+        let info = parse_query(&client).unwrap();
+        let up = upstream_query(&client, &info);
+        let mut want = q[..info.question_end].to_vec();
+        want[3] = flag::CD as u8;
+        want[11] = 1;
+        want.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 0]);
+        assert_eq!(up, want);
+        let back = parse_query(&up).unwrap();
+        assert_eq!(back.edns, info.edns);
+        assert_eq!(back.question_end, info.question_end);
+
+        // RD=0 from the client: we still ask for recursion. No EDNS: no OPT.
+        let mut plain = q.clone();
+        plain[2] = 0;
+        plain.extend_from_slice(trailing);
+        let info = parse_query(&plain).unwrap();
+        let up = upstream_query(&plain, &info);
+        assert_eq!(up.len(), info.question_end);
+        assert_eq!(flags(&up), flag::RD);
+        assert_eq!(&up[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn ttls_with_the_top_bit_set_count_as_zero() {
+        let mut r = response();
+        let scan = scan_response(&r).unwrap();
+        set_ttl(&mut r, usize::from(scan.ttl_offsets[1]), 0x8000_0000);
+        set_ttl(&mut r, usize::from(scan.ttl_offsets[2]), u32::MAX);
+        let mut scan = scan_response(&r).unwrap();
+        assert_eq!(scan.min_answer_ttl, Some(0));
+        normalize_answer(&mut r, &mut scan, None);
+        let m = Message::from_vec(&r).unwrap();
+        assert_eq!(m.answers[0].ttl, 300);
+        assert_eq!(m.answers[1].ttl, 0);
+        assert_eq!(m.additionals[0].ttl, 0);
+    }
+
+    #[test]
+    fn other_edns_versions_get_badvers() {
+        let mut q = query("host.example.", RecordType::A, true);
+        let opt = q.len() - 11;
+        q[opt + 6] = 1; // version 1
+        let info = parse_query(&q).unwrap();
+        assert_eq!(info.edns.map(|e| e.version), Some(1));
+        let mut out = Vec::new();
+        badvers_reply(&q, &info, &mut out);
+        assert_eq!(rcode_of(&out), 0, "BADVERS is 16: its low bits are 0");
+        assert_eq!(&out[4..12], &[0, 1, 0, 0, 0, 0, 0, 1]);
+        let opt = &out[info.question_end..];
+        assert_eq!(opt.len(), 11);
+        assert_eq!(read_u16(opt, 1), Some(rtype::OPT));
+        assert_eq!((opt[5], opt[6]), (1, 0), "extended rcode 1 << 4, version 0");
+        assert_eq!(opt[7] & 0x80, 0x80, "the client's DO bit");
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.response_code.high(), 1);
+    }
+
+    #[test]
+    fn only_responses_to_standard_queries_are_answers() {
+        let q = query("host.example.", RecordType::A, false);
+        let info = parse_query(&q).unwrap();
+        let r = response();
+        assert!(response_matches(&r, 7, &q, &info));
+        let mut notify = r.clone();
+        notify[2] |= 4 << 3; // opcode 4 (NOTIFY)
+        assert!(!response_matches(&notify, 7, &q, &info));
+        let mut status = r.clone();
+        status[2] |= 2 << 3;
+        assert!(!response_matches(&status, 7, &q, &info));
+        let mut query_bit = r.clone();
+        query_bit[2] &= 0x7f;
+        assert!(!response_matches(&query_bit, 7, &q, &info));
+        let mut other_name = r.clone();
+        other_name[13] = b'g';
+        assert!(!response_matches(&other_name, 7, &q, &info));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The answer cache: an LRU of whole answers in wire form, bounded by entry
 //! count (`cache_size`) and by the size of one entry.
 //!
-//! An entry keeps the upstream's bytes as they came (TTLs already adjusted
-//! for `fixed_domain_ttl` and negative answers) plus the offsets of every TTL
-//! field, so a hit is one copy and a few patches: the client's id and
-//! question case, and each TTL counted down by the entry's age. An expired
-//! entry may still be served for `stale_window` with a short TTL while one
-//! refresh runs (RFC 8767). The cache belongs to the controller and outlives
-//! reloads; only its capacity follows the config.
+//! An entry keeps the upstream's bytes as the controller made them fit to
+//! share (`wire::normalize_answer`: OPT record rebuilt, RA set; TTLs
+//! adjusted for `fixed_domain_ttl` and negative answers) plus the offsets
+//! of every TTL field, so a hit is one copy and a few patches: the client's
+//! id and question case, and each TTL counted down by the entry's age. An
+//! expired entry may still be served for `stale_window` with a short TTL
+//! while one refresh runs (RFC 8767). The cache belongs to the controller
+//! and outlives reloads; only its capacity follows the config.
 //!
 //! The storage is three flat vectors and no allocation per entry. The
 //! design card prefers the `lru` crate; it is replaced here for issue 2's

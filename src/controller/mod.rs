@@ -18,7 +18,15 @@
 //! hits in a batch; what must wait comes back as `Step::Pending`, which the
 //! listener hands to `pursue`: a plain-UDP miss is followed without a task
 //! (`chase`), anything else runs as a task with `finish`. Both judge answers
-//! with `judge` and end a flight with `land`. Every failure answers SERVFAIL.
+//! with `judge` and end a flight with `land`. Every failure answers SERVFAIL;
+//! an upstream's REFUSED is an answer the response rules judge like any
+//! other, and passed on if they accept it.
+//!
+//! What goes upstream is built afresh from the client's question
+//! (`wire::upstream_query`), and what comes back is made fit to share once,
+//! as it arrives (`wire::normalize_answer`: the OPT record rebuilt for the
+//! client, RA set, TTLs sane), so a cache hit stays one copy and a few
+//! patches and never carries another client's exchange.
 //!
 //! The config-derived part (`Policy`: rules, upstreams and their forwarders)
 //! is swapped whole on reload; the cache and the flights in progress stay.
@@ -391,6 +399,17 @@ impl Controller {
                 return Step::Replied;
             }
         };
+        if info.edns.is_some_and(|e| e.version != 0) {
+            // Before the rules and the cache: no answer of ours is in a
+            // version we do not speak (RFC 6891 §6.1.3).
+            log::debug!(
+                "{}: EDNS version {} query, answering BADVERS",
+                client.addr,
+                info.edns.map_or(0, |e| e.version)
+            );
+            wire::badvers_reply(query, &info, out);
+            return Step::Replied;
+        }
         let policy = self.policy.borrow().clone();
         let mut qname = String::new();
         if policy.request.needs_qname() || log::log_enabled!(log::Level::Debug) {
@@ -486,7 +505,7 @@ impl Controller {
         }
         self.pending.set(self.pending.get() + 1);
         Step::Pending(Pending {
-            query: query.to_vec(),
+            query: wire::upstream_query(query, &info),
             info,
             target,
             key: key.as_bytes().into(),
@@ -609,7 +628,7 @@ impl Controller {
         client: Client,
     ) {
         let this = self.clone();
-        let query = query.to_vec();
+        let query = wire::upstream_query(query, &info);
         let key: Rc<[u8]> = key.into();
         tokio::task::spawn_local(async move {
             let mut qname = String::new();
@@ -734,10 +753,26 @@ impl Controller {
             Ok(scan) => scan,
             Err(e) => return failed(format_args!(" sent a malformed answer: {e}")),
         };
+        if scan.extended_rcode != 0 {
+            // BADVERS, BADCOOKIE, ...: about its exchange with us (we ask in
+            // EDNS version 0 with no options), not an answer for a client.
+            return failed(format_args!(
+                " answered extended rcode {}",
+                u16::from(scan.extended_rcode) << 4 | u16::from(scan.rcode)
+            ));
+        }
         if scan.rcode == rcode::REFUSED {
-            // "Not for you" from our upstream is our failure, not the
-            // client's: passing REFUSED on would say we refuse it.
-            return failed(format_args!(" refused the query"));
+            // An answer all the same: the response rules may send it on to
+            // another upstream; accepted, the client gets REFUSED (as from
+            // dnsmasq and unbound as forwarders), never cached. Counted and
+            // told, since it usually means the upstream's access list
+            // leaves us out.
+            self.stats.borrow_mut().upstream_failures += 1;
+            log::warn!(
+                "{} type {}: upstream '{name}' refused the query",
+                wire::NameText(info.qname(query)),
+                info.qtype
+            );
         }
         let facts = Facts {
             qname,
@@ -762,7 +797,8 @@ impl Controller {
                 Verdict::Done(Ok(make_entry(
                     key,
                     reply,
-                    &scan,
+                    scan,
+                    info,
                     policy.fixed_ttl_of(qname),
                     now,
                 )))
@@ -854,18 +890,23 @@ fn fit(out: &mut Vec<u8>, query: &[u8], info: &QueryInfo, client: &Client) {
     }
 }
 
-/// Turns an accepted upstream answer into a cache entry: how long it lives
-/// (the smallest answer TTL; for answers without records of the asked type,
-/// the SOA's negative TTL, RFC 2308; `fixed_ttl` if the name has one), with
-/// its TTLs rewritten where that changed them. Entries of life 0 are shared
+/// Turns an accepted upstream answer into a cache entry: the answer made
+/// fit to share with every client of this key (`wire::normalize_answer`:
+/// the OPT record rebuilt for the client, `info`), how long it lives (the
+/// smallest answer TTL; for answers without records of the asked type, the
+/// SOA's negative TTL, RFC 2308; `fixed_ttl` if the name has one), with its
+/// TTLs rewritten where that changed them. Entries of life 0 are shared
 /// with the flight's followers but not cached.
 fn make_entry(
     key: &[u8],
     mut packet: Vec<u8>,
-    scan: &ResponseInfo,
+    mut scan: ResponseInfo,
+    info: &QueryInfo,
     fixed_ttl: Option<u32>,
     now: Instant,
 ) -> Entry {
+    wire::normalize_answer(&mut packet, &mut scan, info.edns);
+    let scan = &scan;
     let cacheable =
         !scan.truncated && (scan.rcode == rcode::NOERROR || scan.rcode == rcode::NXDOMAIN);
     let mut life = None::<u32>;
