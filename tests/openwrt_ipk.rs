@@ -333,7 +333,7 @@ fn the_two_ways_to_package_agree() {
             "Makefile does not install {installed}"
         );
     }
-    assert!(mk.contains("include ../../lang/rust/rust-package.mk"));
+    assert!(mk.contains("include $(DAE_RUST_PACKAGE_MK)"));
     assert!(mk.contains("include $(INCLUDE_DIR)/bpf.mk"));
     assert!(mk.contains("$(eval $(call RustBinPackage,dae))"));
     assert!(mk.contains("$(eval $(call BuildPackage,dae))"));
