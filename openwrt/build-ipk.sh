@@ -65,6 +65,34 @@ if [ -z "$version" ] || [ -z "$release" ]; then
 	die "could not read the version or the release"
 fi
 
+# The binary must be for the router's CPU: its ELF machine and byte order
+# against what the package architecture's name says.
+elf_byte() {
+	# elf_byte OFFSET: one byte of the binary's ELF header, as a number
+	od -An -tu1 -j "$1" -N1 "$binary" | tr -d ' '
+}
+[ "$(od -An -c -N4 "$binary" | tr -d ' ')" = '177ELF' ] || die "$binary is not an ELF file"
+elf_data=$(elf_byte 5) # 1: little-endian, 2: big-endian
+if [ "$elf_data" = 1 ]; then
+	elf_machine=$(($(elf_byte 18) + 256 * $(elf_byte 19)))
+else
+	elf_machine=$(($(elf_byte 19) + 256 * $(elf_byte 18)))
+fi
+case "$arch" in
+mipsel_* | mips64el_*) want="8 1" ;;
+mips_* | mips64_*) want="8 2" ;;
+aarch64_*) want="183 1" ;;
+arm_*) want="40 1" ;;
+x86_64) want="62 1" ;;
+i386_*) want="3 1" ;;
+riscv64_*) want="243 1" ;;
+powerpc_* | powerpc64_*) want="$([ "${arch#powerpc64}" != "$arch" ] && echo 21 || echo 20) 2" ;;
+loongarch64_*) want="258 1" ;;
+*) die "'$arch' is not an OpenWrt package architecture this script knows" ;;
+esac
+got="$elf_machine $elf_data"
+[ "$got" = "$want" ] || die "$binary is not for $arch: ELF machine $elf_machine, $([ "$elf_data" = 1 ] && echo little || echo big)-endian (wanted machine ${want% *}, $([ "${want#* }" = 1 ] && echo little || echo big)-endian)"
+
 # Same timestamps and order for the same input, so packages compare.
 epoch=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}
 
