@@ -277,6 +277,81 @@ if [ "$want_apk" = 1 ]; then
 	lay_out_apk dae "$arch" "kmod-sched-core kmod-sched-bpf ca-bundle" "$dae_summary"
 fi
 
+# luci-app-dae: its htdocs in /www and its root/ (menu.d, the ACL) in /,
+# as LuCI's luci.mk installs them.
+app=$repo/luci-app-dae
+luci_var() {
+	# luci_var NAME: a (continued) NAME:= line of luci-app-dae/Makefile, joined.
+	awk -v name="$1" '
+		index($0, name ":=") == 1 { on = 1; $0 = substr($0, length(name) + 3) }
+		on {
+			more = sub(/[ \t]*\\$/, "")
+			sub(/^[ \t]+/, "")
+			out = out (out == "" ? "" : " ") $0
+			if (!more) { print out; exit }
+		}' "$app/Makefile"
+}
+d=$work/luci-app-dae/data
+install -d -m 0755 "$d/www"
+cp -R "$app/htdocs/." "$d/www/"
+cp -R "$app/root/." "$d/"
+find "$d" -type d -exec chmod 0755 {} +
+find "$d" -type f -exec chmod 0644 {} +
+c=$work/luci-app-dae/control
+install -d -m 0755 "$c"
+luci_summary=$(luci_var LUCI_TITLE)
+[ -n "$luci_summary" ] || die "no LUCI_TITLE in $app/Makefile"
+control_file luci-app-dae all "luci-base, dae" luci "$luci_summary" "$(luci_var LUCI_DESCRIPTION)" >"$c/control"
+install -m 0755 "$here/files/postinst" "$c/postinst"
+install -m 0755 "$here/files/prerm" "$c/prerm"
+install -m 0755 "$here/files/luci-app-dae.postinst-pkg" "$c/postinst-pkg"
+chmod 0644 "$c/control"
+pack_ipk luci-app-dae all
+[ "$want_apk" = 1 ] && lay_out_apk luci-app-dae all "luci-base dae" "$luci_summary"
+
+# luci-i18n-dae-LANG: each translation of luci-app-dae compiled to LuCI's
+# catalog (openwrt/po2lmo.py), named and installed as luci.mk does: po/zh_Hans
+# is the package luci-i18n-dae-zh-cn with /usr/lib/lua/luci/i18n/dae.zh-cn.lmo.
+command -v python3 >/dev/null || die "python3 is needed to compile the translations"
+for po_dir in "$app"/po/*/; do
+	lang=$(basename "$po_dir")
+	case "$lang" in
+	templates) continue ;;
+	zh_Hans) code=zh-cn title='简体中文 (Chinese Simplified)' ;;
+	zh_Hant) code=zh-tw title='繁體中文 (Chinese Traditional)' ;;
+	*) die "po/$lang: add its LuCI language code and title to build-ipk.sh" ;;
+	esac
+	name=luci-i18n-dae-$code
+	d=$work/$name/data
+	install -d -m 0755 "$d/usr/lib/lua/luci/i18n" "$d/etc/uci-defaults"
+	for po in "$po_dir"*.po; do
+		domain=$(basename "$po" .po)
+		python3 "$here/po2lmo.py" "$po" "$d/usr/lib/lua/luci/i18n/$domain.$code.lmo" ||
+			die "cannot compile $po"
+	done
+	echo "uci set luci.languages.${code//-/_}='$title'; uci commit luci" >"$d/etc/uci-defaults/$name"
+	chmod 0644 "$d/etc/uci-defaults/$name"
+	c=$work/$name/control
+	install -d -m 0755 "$c"
+	control_file "$name" all luci-app-dae luci "luci-app-dae - $code translation" \
+		"Translation for luci-app-dae - $title" >"$c/control"
+	install -m 0755 "$here/files/postinst" "$c/postinst"
+	install -m 0755 "$here/files/prerm" "$c/prerm"
+	# On a running router the language is offered in LuCI at once (the
+	# uci-defaults script would otherwise wait for the next boot).
+	cat >"$c/postinst-pkg" <<EOF
+#!/bin/sh
+[ -n "\${IPKG_INSTROOT}" ] || {
+	(. /etc/uci-defaults/$name) && rm -f /etc/uci-defaults/$name
+	exit 0
+}
+EOF
+	chmod 0644 "$c/control"
+	chmod 0755 "$c/postinst-pkg"
+	pack_ipk "$name" all
+	[ "$want_apk" = 1 ] && lay_out_apk "$name" all luci-app-dae "luci-app-dae - $code translation"
+done
+
 mkdir -p "$outdir"
 for m in "${made[@]}"; do
 	rm -rf "${outdir:?}/${m%/}"

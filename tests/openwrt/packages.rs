@@ -1,9 +1,10 @@
 //! Shared by the package tests (tests/openwrt_apk.rs, tests/openwrt_luci.rs):
 //! builds the packages with `openwrt/build-ipk.sh` from the test build of
 //! dae, and makes scratch roots that stand for a router: busybox as the
-//! shell and tools, our own minimal /lib/functions.sh and /etc/rc.common
-//! (tests/openwrt/router-root/), entered with chroot so the packages'
-//! scripts run with their absolute paths as on the router.
+//! shell and tools, our own minimal /lib/functions.sh, /etc/rc.common and
+//! a /sbin/uci that writes down its calls (tests/openwrt/router-root/),
+//! entered with chroot so the packages' scripts run with their absolute
+//! paths as on the router.
 
 // Each test file uses a part of these.
 #![allow(dead_code)]
@@ -172,6 +173,9 @@ impl RouterRoot {
         )
         .unwrap();
         std::fs::copy(fixtures.join("rc.common"), r.root.join("etc/rc.common")).unwrap();
+        // (replaces busybox's link, if it has a uci applet)
+        let _ = std::fs::remove_file(r.root.join("sbin/uci"));
+        std::fs::copy(fixtures.join("uci"), r.root.join("sbin/uci")).unwrap();
         r
     }
 
