@@ -5,9 +5,18 @@
 //! (busybox ash) and dash, whichever are here. Checked: the exact command
 //! line, respawn, triggers, reload by SIGHUP, refusal of a bad config with
 //! its reason in the log, and that no UCI value is ever expanded by a shell.
+//!
+//! Sequences of actions (disable, reload, enable, reload; a change of
+//! `lan_interface`) are applied to `Procd`, a model of what procd keeps
+//! per service (its instances and triggers) and of what it does with a
+//! service handed to it again (`ubus call service set`: triggers replaced,
+//! a changed instance sent its reload_signal, a missing one stopped) or
+//! deleted (`procd_kill`: the triggers go too), as procd's service.c and
+//! instance.c do; events are fired at the triggers the model holds.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -159,6 +168,8 @@ struct Run {
     /// a value would have made some, or globbed them into arguments).
     files: Vec<String>,
     conf: String,
+    /// What the config file held during the run (procd hashes a `file`).
+    conf_text: String,
 }
 
 impl Run {
@@ -199,9 +210,39 @@ fn init_script() -> PathBuf {
 
 /// Runs ACTION of the init script with every shell; the runs must agree.
 fn run(uci: &Uci, action: &str, running: bool) -> Run {
+    run_net(uci, &default_network(), action, running)
+}
+
+/// /etc/config/network's interfaces as (name, `device`, `type`).
+type Network = Vec<(&'static str, &'static str, &'static str)>;
+
+fn default_network() -> Network {
+    vec![
+        ("loopback", "lo", ""),
+        ("lan", "br-lan", ""),
+        ("guest", "br-guest", ""),
+        ("wan", "eth1", ""),
+    ]
+}
+
+fn network_facts(net: &Network) -> String {
+    let mut f = String::new();
+    for (name, device, ty) in net {
+        f.push_str(&format!("section\tinterface\t{name}\n"));
+        if !device.is_empty() {
+            f.push_str(&format!("option\t{name}\tdevice\t{device}\n"));
+        }
+        if !ty.is_empty() {
+            f.push_str(&format!("option\t{name}\ttype\t{ty}\n"));
+        }
+    }
+    f
+}
+
+fn run_net(uci: &Uci, net: &Network, action: &str, running: bool) -> Run {
     let mut runs: Vec<Run> = shells()
         .iter()
-        .map(|sh| run_with(sh, uci, action, running))
+        .map(|sh| run_with(sh, uci, net, action, running))
         .collect();
     let first = runs.remove(0);
     for other in &runs {
@@ -211,7 +252,7 @@ fn run(uci: &Uci, action: &str, running: bool) -> Run {
     first
 }
 
-fn run_with(shell: &[String], uci: &Uci, action: &str, running: bool) -> Run {
+fn run_with(shell: &[String], uci: &Uci, net: &Network, action: &str, running: bool) -> Run {
     let dir = TempDir::new("openwrt-init");
     let work = dir.path("cwd");
     std::fs::create_dir(&work).unwrap();
@@ -221,6 +262,8 @@ fn run_with(shell: &[String], uci: &Uci, action: &str, running: bool) -> Run {
     std::fs::write(&conf, uci.text()).unwrap();
     let facts = dir.path("facts");
     std::fs::write(&facts, uci.facts()).unwrap();
+    let network = dir.path("network-facts");
+    std::fs::write(&network, network_facts(net)).unwrap();
     let record = dir.path("record");
     std::fs::write(&record, "").unwrap();
     let out = Command::new(&shell[0])
@@ -231,6 +274,7 @@ fn run_with(shell: &[String], uci: &Uci, action: &str, running: bool) -> Run {
         .current_dir(&work)
         .env("DAE_TEST_RECORD", &record)
         .env("DAE_TEST_FACTS", &facts)
+        .env("DAE_TEST_NETWORK_FACTS", &network)
         .env("DAE_TEST_BIN", env!("CARGO_BIN_EXE_dae"))
         .env("DAE_TEST_CONF", &conf)
         .env("DAE_TEST_RUNNING", if running { "1" } else { "0" })
@@ -273,6 +317,7 @@ fn run_with(shell: &[String], uci: &Uci, action: &str, running: bool) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         files,
         conf: "<dir>/dae.uci".to_string(),
+        conf_text: uci.text(),
     }
 }
 
@@ -286,6 +331,8 @@ fn expected_instance(conf: &str, netdevs: &[&str]) -> Vec<Call> {
         ),
         call("procd_set_param", &["respawn", "3600", "5", "5"]),
         call("procd_set_param", &["term_timeout", "15"]),
+        call("procd_set_param", &["reload_signal", "HUP"]),
+        call("procd_set_param", &["file", conf]),
         call("procd_set_param", &["stdout", "1"]),
         call("procd_set_param", &["stderr", "1"]),
     ];
@@ -421,44 +468,319 @@ fn hostile_values_never_reach_a_shell() {
     assert!(r.logged()[0].1.contains(&format!("\"{v}\" is not one of")));
 }
 
+/// One instance as procd holds it.
+#[derive(Debug, Clone, Default)]
+struct Instance {
+    /// The procd_set_param and procd_append_param calls, in order.
+    params: Vec<Call>,
+    /// The content of each `file` param when it was handed over (procd
+    /// keeps an md5 of it).
+    files: Vec<String>,
+    running: bool,
+    /// How often procd started the process.
+    starts: u32,
+    /// The signals procd sent it.
+    signals: Vec<String>,
+}
+
+impl Instance {
+    fn reload_signal(&self) -> Option<String> {
+        self.params
+            .iter()
+            .find(|c| {
+                c.0 == "procd_set_param" && c.1.first().map(String::as_str) == Some("reload_signal")
+            })
+            .map(|c| c.1[1].clone())
+    }
+}
+
+/// A service as procd holds it: its instances by name and its triggers.
+#[derive(Debug, Clone, Default)]
+struct Service {
+    instances: BTreeMap<String, Instance>,
+    triggers: Vec<Call>,
+}
+
+/// A service being handed to procd: its name, instances and triggers.
+type Message = (String, Vec<(String, Instance)>, Vec<Call>);
+
+/// What procd keeps between calls of the init script.
+#[derive(Debug, Default)]
+struct Procd {
+    services: BTreeMap<String, Service>,
+}
+
+impl Procd {
+    /// Applies what one run of the script told procd.
+    fn apply(&mut self, run: &Run) {
+        // The message being built by procd_open_service ... close_service.
+        let mut message: Option<Message> = None;
+        let mut in_triggers = false;
+        for c in &run.calls {
+            match c.0.as_str() {
+                "procd_open_service" => {
+                    message = Some((c.1[0].clone(), Vec::new(), Vec::new()));
+                    in_triggers = false;
+                }
+                "procd_open_instance" => {
+                    let (_, instances, _) = message.as_mut().expect("instance outside a service");
+                    let name = c.1.first().cloned().unwrap_or_default();
+                    instances.push((name, Instance::default()));
+                }
+                "procd_set_param" | "procd_append_param" => {
+                    let (_, instances, _) = message.as_mut().expect("param outside a service");
+                    let (_, inst) = instances.last_mut().expect("param outside an instance");
+                    if c.1[0] == "file" {
+                        assert_eq!(c.1[1..], [run.conf.as_str()], "the file procd hashes");
+                        inst.files.push(run.conf_text.clone());
+                    }
+                    inst.params.push(c.clone());
+                }
+                "triggers" => in_triggers = true,
+                name if name.starts_with("procd_add_") && name.ends_with("_trigger") => {
+                    let (_, _, triggers) = message.as_mut().expect("trigger outside a service");
+                    assert!(in_triggers, "a trigger outside service_triggers: {c:?}");
+                    triggers.push(c.clone());
+                }
+                "procd_close_service" => {
+                    let (name, instances, triggers) = message.take().expect("close without open");
+                    assert_eq!(c.1, ["set"]);
+                    self.set(&name, instances, triggers);
+                }
+                "procd_kill" => {
+                    // `ubus call service delete`: instances and triggers go.
+                    assert_eq!(c.1[0], "dae");
+                    if c.1.len() < 2 || c.1[1].is_empty() {
+                        self.services.remove(&c.1[0]);
+                    } else if let Some(s) = self.services.get_mut(&c.1[0]) {
+                        s.instances.remove(&c.1[1]);
+                    }
+                }
+                "procd_send_signal" => {
+                    if let Some(s) = self.services.get_mut(&c.1[0]) {
+                        for (name, inst) in s.instances.iter_mut() {
+                            if (c.1[1] == "*" || &c.1[1] == name) && inst.running {
+                                inst.signals.push(c.1[2].clone());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(message.is_none(), "a service message was never sent");
+    }
+
+    /// `ubus call service set`: the triggers are replaced; each instance
+    /// handed over is started if new, sent its reload_signal (or restarted)
+    /// if it differs from the running one; the others are stopped.
+    fn set(&mut self, name: &str, instances: Vec<(String, Instance)>, triggers: Vec<Call>) {
+        let service = self.services.entry(name.to_string()).or_default();
+        service.triggers = triggers;
+        let mut next = BTreeMap::new();
+        for (iname, mut new) in instances {
+            match service.instances.remove(&iname) {
+                Some(mut old) if old.running => {
+                    let changed = old.params != new.params || old.files != new.files;
+                    if changed {
+                        match new.reload_signal() {
+                            Some(sig) => old.signals.push(sig),
+                            None => old.starts += 1,
+                        }
+                    }
+                    old.params = new.params;
+                    old.files = new.files;
+                    next.insert(iname, old);
+                }
+                _ => {
+                    new.running = true;
+                    new.starts = 1;
+                    next.insert(iname, new);
+                }
+            }
+        }
+        service.instances = next;
+    }
+
+    fn instance(&self) -> Option<&Instance> {
+        self.services
+            .get("dae")
+            .and_then(|s| s.instances.get("dae"))
+    }
+
+    fn running(&self) -> bool {
+        self.instance().is_some_and(|i| i.running)
+    }
+
+    /// The init script actions the triggers registered for an event run.
+    fn fire(&self, event: &str, key: &str, value: &str) -> Vec<String> {
+        let mut actions = Vec::new();
+        for service in self.services.values() {
+            for t in &service.triggers {
+                let a: Vec<&str> = t.1.iter().map(String::as_str).collect();
+                let rules: Vec<(&str, &str, &str, &str)> = match t.0.as_str() {
+                    "procd_add_reload_trigger" => a
+                        .iter()
+                        .map(|p| ("config.change", "package", *p, "reload"))
+                        .collect(),
+                    "procd_add_reload_interface_trigger" => {
+                        vec![("interface.*", "interface", a[0], "reload")]
+                    }
+                    "procd_add_interface_trigger" => {
+                        assert_eq!(a[2], "/etc/init.d/dae");
+                        vec![(a[0], "interface", a[1], a[3])]
+                    }
+                    other => panic!("a trigger the model does not know: {other}"),
+                };
+                for (pattern, k, v, action) in rules {
+                    if glob(pattern, event) && k == key && v == value {
+                        actions.push(action.to_string());
+                    }
+                }
+            }
+        }
+        actions
+    }
+}
+
+/// fnmatch without brackets: `*` matches any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len()).any(|i| rest.is_char_boundary(i) && glob(tail, &rest[i..]))
+        }
+    }
+}
+
+/// Runs ACTION against the model and applies what it told procd.
+fn step(procd: &mut Procd, uci: &Uci, net: &Network, action: &str) -> Run {
+    let r = run_net(uci, net, action, procd.running());
+    procd.apply(&r);
+    r
+}
+
 #[test]
-fn reload_sends_sighup_to_the_running_daemon() {
-    let r = run(&shipped("1", &["br-lan"], vec![]), "reload_service", true);
+fn the_model_globs_as_procd_does() {
+    assert!(glob("interface.*", "interface.update"));
+    assert!(glob("interface.*", "interface.down"));
+    assert!(!glob("interface.*.up", "interface.update"));
+    assert!(glob("config.change", "config.change"));
+    assert!(!glob("config.change", "config.changed"));
+}
+
+#[test]
+fn disable_reload_enable_reload_keeps_the_service_and_its_triggers() {
+    let net = default_network();
+    let mut procd = Procd::default();
+    step(
+        &mut procd,
+        &shipped("1", &["br-lan"], vec![]),
+        &net,
+        "start",
+    );
+    assert!(procd.running());
+
+    // LuCI: enabled 0, Save & Apply (config.change for dae).
+    let off = shipped("0", &["br-lan"], vec![]);
+    assert_eq!(procd.fire("config.change", "package", "dae"), ["reload"]);
+    let r = step(&mut procd, &off, &net, "reload");
     assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(
+        r.named("procd_kill").is_empty(),
+        "reload must never delete the service"
+    );
+    assert!(!procd.running(), "disabled: the instance is stopped");
+    let service = procd
+        .services
+        .get("dae")
+        .expect("the service stays registered");
+    assert!(service.instances.is_empty());
+    assert!(
+        service
+            .triggers
+            .contains(&call("procd_add_reload_trigger", &["dae"])),
+        "{:?}",
+        service.triggers
+    );
+
+    // A reload while disabled changes nothing.
+    step(&mut procd, &off, &net, "reload");
+    assert!(procd.services.contains_key("dae") && !procd.running());
+
+    // LuCI: enabled 1, Save & Apply: the trigger is there and starts dae.
+    let on = shipped("1", &["br-lan"], vec![]);
+    let actions = procd.fire("config.change", "package", "dae");
     assert_eq!(
-        r.procd(),
+        actions,
+        ["reload"],
+        "the reload trigger went with the disable"
+    );
+    step(&mut procd, &on, &net, &actions[0]);
+    assert!(procd.running(), "enabled again: dae runs");
+    assert_eq!(procd.instance().unwrap().starts, 1);
+    assert_eq!(
+        procd.services["dae"].triggers,
         [
-            call("procd_running", &["dae", "dae"]),
-            call("procd_send_signal", &["dae", "dae", "HUP"]),
-        ],
-        "in place: no stop, no start, no new instance"
+            call("procd_add_reload_trigger", &["dae"]),
+            call("procd_add_reload_interface_trigger", &["lan"]),
+        ]
     );
 }
 
 #[test]
-fn reload_starts_a_daemon_that_is_not_running() {
-    let r = run(&shipped("1", &["br-lan"], vec![]), "reload_service", false);
+fn reload_resubmits_the_instance_and_procd_sends_hup_for_a_change() {
+    let net = default_network();
+    let mut procd = Procd::default();
+    let first = shipped("1", &["br-lan"], vec![]);
+    step(&mut procd, &first, &net, "start");
+
+    // Nothing changed: procd compares and leaves the daemon alone.
+    let r = step(&mut procd, &first, &net, "reload");
     assert_eq!(r.status, 0, "{}", r.stderr);
-    assert_eq!(
-        r.procd(),
-        [call("procd_running", &["dae", "dae"]), call("start", &[])]
-    );
+    assert_eq!(r.named("procd_open_instance").len(), 1, "re-submitted");
+    assert!(r.named("procd_send_signal").is_empty() && r.named("stop").is_empty());
+    let inst = procd.instance().unwrap();
+    assert_eq!((inst.starts, inst.signals.len()), (1, 0));
+
+    // A changed config: the instance differs (its file), procd sends HUP.
+    let changed = shipped("1", &["br-lan"], vec![("log_level", vec!["debug".into()])]);
+    let r = step(&mut procd, &changed, &net, "reload");
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(r
+        .calls
+        .contains(&call("procd_set_param", &["reload_signal", "HUP"])));
+    let inst = procd.instance().unwrap();
+    assert_eq!(inst.signals, ["HUP"], "in place: no restart");
+    assert_eq!(inst.starts, 1);
 }
 
 #[test]
 fn reload_with_a_broken_config_keeps_the_old_one() {
+    let net = default_network();
+    let mut procd = Procd::default();
+    step(
+        &mut procd,
+        &shipped("1", &["br-lan"], vec![]),
+        &net,
+        "start",
+    );
     let bad = shipped(
         "1",
         &["br-lan"],
         vec![("tproxy_port", vec!["0".to_string()])],
     );
-    let r = run(&bad, "reload_service", true);
+    let r = step(&mut procd, &bad, &net, "reload");
     assert_ne!(r.status, 0);
-    assert_eq!(
-        r.procd(),
-        [],
-        "no signal, no stop: the old config keeps serving"
+    assert!(
+        r.named("procd_open_service").is_empty() && r.named("procd_kill").is_empty(),
+        "nothing handed to procd: the old config keeps serving"
     );
+    let inst = procd.instance().unwrap();
+    assert!(inst.running && inst.signals.is_empty() && inst.starts == 1);
     let log = r.logged();
     assert!(
         log[0]
@@ -469,16 +791,51 @@ fn reload_with_a_broken_config_keeps_the_old_one() {
 }
 
 #[test]
-fn reload_after_disabling_stops() {
-    let r = run(&shipped("0", &["br-lan"], vec![]), "reload_service", true);
-    assert_eq!(r.status, 0);
-    assert_eq!(r.procd(), [call("stop", &[])]);
-}
-
-#[test]
-fn triggers_reload_on_uci_changes_and_restart_on_a_new_lan_bridge() {
-    let r = run(
+fn the_interface_triggers_follow_lan_interface() {
+    let net = default_network();
+    let mut procd = Procd::default();
+    step(
+        &mut procd,
         &shipped("1", &["br-lan"], vec![]),
+        &net,
+        "start",
+    );
+    assert_eq!(
+        procd.fire("interface.update", "interface", "lan"),
+        ["reload"]
+    );
+    assert!(procd
+        .fire("interface.update", "interface", "guest")
+        .is_empty());
+    assert!(procd
+        .fire("interface.update", "interface", "wan")
+        .is_empty());
+
+    // lan_interface moves to the guest bridge: Save & Apply reloads, the
+    // instance gets the new netdev (procd: changed, HUP), and the trigger
+    // now watches the guest network.
+    let guest = shipped("1", &["br-guest"], vec![]);
+    let actions = procd.fire("config.change", "package", "dae");
+    step(&mut procd, &guest, &net, &actions[0]);
+    let inst = procd.instance().unwrap();
+    assert!(inst
+        .params
+        .contains(&call("procd_append_param", &["netdev", "br-guest"])));
+    assert_eq!(inst.signals, ["HUP"]);
+    assert!(procd
+        .fire("interface.update", "interface", "lan")
+        .is_empty());
+    assert_eq!(
+        procd.fire("interface.update", "interface", "guest"),
+        ["reload"]
+    );
+    // netifd re-creates the bridge: the trigger's reload re-submits it.
+    let r = step(&mut procd, &guest, &net, "reload");
+    assert_eq!(r.named("procd_open_instance").len(), 1);
+
+    // Both bridges, and a device no network names: one trigger each known.
+    let r = run(
+        &shipped("1", &["br-lan", "br-guest", "wg0"], vec![]),
         "service_triggers",
         false,
     );
@@ -486,12 +843,40 @@ fn triggers_reload_on_uci_changes_and_restart_on_a_new_lan_bridge() {
         r.procd(),
         [
             call("procd_add_reload_trigger", &["dae"]),
-            call(
-                "procd_add_interface_trigger",
-                &["interface.*.up", "lan", "/etc/init.d/dae", "restart"]
-            ),
+            call("procd_add_reload_interface_trigger", &["lan"]),
+            call("procd_add_reload_interface_trigger", &["guest"]),
         ]
     );
+    // 19.07's bridges: `option type 'bridge'`, device br-NAME.
+    let old: Network = vec![("lan", "", "bridge"), ("wan", "eth1", "")];
+    let r = run_net(
+        &shipped("1", &["br-lan"], vec![]),
+        &old,
+        "service_triggers",
+        false,
+    );
+    assert_eq!(
+        r.procd(),
+        [
+            call("procd_add_reload_trigger", &["dae"]),
+            call("procd_add_reload_interface_trigger", &["lan"]),
+        ]
+    );
+    // No lan_interface: only the config trigger.
+    let r = run(&shipped("1", &[], vec![]), "service_triggers", false);
+    assert_eq!(r.procd(), [call("procd_add_reload_trigger", &["dae"])]);
+}
+
+#[test]
+fn hostile_lan_interfaces_are_only_compared() {
+    let ifaces: Vec<&str> = HOSTILE_IFACES
+        .iter()
+        .copied()
+        .filter(|v| !v.contains('\''))
+        .collect();
+    let r = run(&shipped("1", &ifaces, vec![]), "service_triggers", false);
+    assert_eq!(r.procd(), [call("procd_add_reload_trigger", &["dae"])]);
+    assert_eq!(r.files, ["bystander"], "a value was run by a shell");
 }
 
 #[test]

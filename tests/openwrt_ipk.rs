@@ -82,7 +82,9 @@ struct Built {
     binary: PathBuf,
 }
 
-const ARCH: &str = "mipsel_24kc";
+/// The test build of dae is for this machine (x86_64), and build-ipk.sh
+/// checks the binary's ELF machine against the architecture.
+const ARCH: &str = "x86_64";
 const EPOCH: &str = "1700000000";
 
 /// The package the tests look at, built once per test run (in the target
@@ -333,7 +335,7 @@ fn the_two_ways_to_package_agree() {
             "Makefile does not install {installed}"
         );
     }
-    assert!(mk.contains("include ../../lang/rust/rust-package.mk"));
+    assert!(mk.contains("include $(DAE_RUST_PACKAGE_MK)"));
     assert!(mk.contains("include $(INCLUDE_DIR)/bpf.mk"));
     assert!(mk.contains("$(eval $(call RustBinPackage,dae))"));
     assert!(mk.contains("$(eval $(call BuildPackage,dae))"));
@@ -368,6 +370,32 @@ fn bad_arguments_are_refused_and_nothing_is_written() {
             &["--binary", env!("CARGO_BIN_EXE_dae"), "--arch", "a b"],
         ),
         ("no arch", &["--binary", env!("CARGO_BIN_EXE_dae")]),
+        (
+            "binary for another CPU",
+            &[
+                "--binary",
+                env!("CARGO_BIN_EXE_dae"),
+                "--arch",
+                "mipsel_24kc",
+            ],
+        ),
+        (
+            "binary for another CPU (aarch64)",
+            &[
+                "--binary",
+                env!("CARGO_BIN_EXE_dae"),
+                "--arch",
+                "aarch64_cortex-a53",
+            ],
+        ),
+        (
+            "not an ELF binary",
+            &["--binary", "/etc/hostname", "--arch", "x86_64"],
+        ),
+        (
+            "unknown architecture",
+            &["--binary", env!("CARGO_BIN_EXE_dae"), "--arch", "vax_11"],
+        ),
         (
             "release with a space",
             &[

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use uci_rs::UciCommand;
+use uci_rs::{Uci, UciCommand};
 
 use super::check;
 use super::model::*;
@@ -96,6 +96,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
             message: format!("not a valid UCI file: {}", e.message),
         }]
     })?;
+    if let Some(e) = written_for_go_dae(&uci) {
+        return Err(vec![e]);
+    }
     let mut problems = Problems::default();
     // UCI merges sections of the same name whatever their types, so a name
     // used twice must be caught in the text itself.
@@ -148,6 +151,28 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
     } else {
         Err(problems.0)
     }
+}
+
+/// ImmortalWrt's `dae` package (the Go dae) has the same name and
+/// /etc/config/dae; its UCI section only points at a config.dae with
+/// `option config_file`. Such a file gets one error that says so, not one
+/// per unknown name.
+fn written_for_go_dae(uci: &Uci) -> Option<ConfigError> {
+    uci.get_all_sections().into_iter().find_map(|(ty, name)| {
+        let options = uci.get_all_options(&name).unwrap_or_default();
+        let file = options.iter().find(|(o, _)| o == "config_file")?;
+        Some(ConfigError {
+            section: Some((ty, name)),
+            option: Some("config_file".to_string()),
+            message: format!(
+                "this file is written for the Go dae (daeuniverse/dae), which reads {:?}; \
+                 this dae is configured in UCI options: start from its default config \
+                 (`dae schema --json` lists the options) and see \
+                 \"Moving from the Go dae\" in openwrt/README.md",
+                file.1.first().map(String::as_str).unwrap_or("")
+            ),
+        })
+    })
 }
 
 /// The `config TYPE 'NAME'` lines of the text, in order (named ones only).
@@ -950,6 +975,22 @@ config routing 'routing'
         assert_eq!(c.dns.request_fallback, DnsTarget::Asis);
         assert_eq!(c.dns.response_fallback, DnsTarget::Accept);
         assert_eq!(c.general.bpf_object, PathBuf::from("/lib/bpf/dae_tc.o"));
+    }
+
+    #[test]
+    fn a_config_of_the_go_dae_says_what_it_is() {
+        // ImmortalWrt's net/dae: one section that names its config.dae.
+        for ty in ["dae", "v2raya"] {
+            let errs = errors(&format!(
+                "config {ty} 'config'\n\toption enabled '0'\n\
+                 \toption config_file '/etc/dae/config.dae'\n"
+            ));
+            assert_eq!(errs.len(), 1, "{errs:#?}");
+            assert!(errs[0].contains("option 'config_file'"), "{}", errs[0]);
+            assert!(errs[0].contains("written for the Go dae"), "{}", errs[0]);
+            assert!(errs[0].contains("/etc/dae/config.dae"), "{}", errs[0]);
+            assert!(errs[0].contains("Moving from the Go dae"), "{}", errs[0]);
+        }
     }
 
     #[test]

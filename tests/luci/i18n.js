@@ -14,7 +14,12 @@
  * Strings are taken, as LuCI's scanner does, from _('...') and
  * N_(n, '...', '...') calls in the JavaScript (parsed, so only literal
  * arguments count: anything else is an error), the titles of menu.d and the
- * descriptions of acl.d.
+ * descriptions of acl.d. The template is written as the LuCI tree writes
+ * its own (build/i18n-scan.pl, then i18n-update.pl for the languages):
+ * white space in a msgid collapsed, entries sorted by msgid, each one's
+ * references sorted by file and line, and the files named where the app
+ * lives in the LuCI feed (applications/luci-app-dae/htdocs/...:LINE), so a
+ * regeneration there changes nothing.
  */
 
 const fs = require('fs');
@@ -25,6 +30,8 @@ const ROOT = path.resolve(__dirname, '../..');
 const APP = path.join(ROOT, 'luci-app-dae');
 const POT = path.join(APP, 'po/templates/dae.pot');
 const PO_DIR = path.join(APP, 'po');
+/* Where the app is in the LuCI feed's tree: the references start there. */
+const LUCI_TREE_DIR = 'applications/luci-app-dae';
 
 /* Strings a translation may leave as they are. */
 const SAME_EVERYWHERE = [ 'dae', 'DNS', 'random' ];
@@ -38,6 +45,24 @@ function files(dir, ext) {
 
 function rel(file) {
 	return path.relative(ROOT, file).split(path.sep).join('/');
+}
+
+/* A source file as the LuCI tree's templates name it. */
+function ref(file) {
+	return LUCI_TREE_DIR + '/' + path.relative(APP, file).split(path.sep).join('/');
+}
+
+/* White space as LuCI's scanner leaves it: tabs and newlines made spaces,
+ * runs of spaces one, the ends trimmed. */
+function collapse(s) {
+	return s.replace(/[\t\n]/g, ' ').replace(/ {2,}/g, ' ').replace(/^ | $/g, '');
+}
+
+/* References by file, then line (as i18n-scan.pl orders them). */
+function byFileLine(a, b) {
+	const [ fa, la ] = [ a.replace(/:\d+$/, ''), +a.replace(/^.*:/, '') ];
+	const [ fb, lb ] = [ b.replace(/:\d+$/, ''), +b.replace(/^.*:/, '') ];
+	return fa < fb ? -1 : fa > fb ? 1 : la - lb;
 }
 
 /* A string literal, or literals joined with +; null otherwise. */
@@ -70,6 +95,8 @@ function walk(node, fn) {
 function scan() {
 	const entries = new Map(), errors = [];
 	function add(msgid, plural, ref) {
+		msgid = collapse(msgid);
+		plural = plural == null ? null : collapse(plural);
 		if (msgid === '') {
 			errors.push(ref + ': an empty string to translate');
 			return;
@@ -90,20 +117,20 @@ function scan() {
 		walk(ast, node => {
 			if (node.type != 'CallExpression' || node.callee.type != 'Identifier')
 				return;
-			const ref = rel(file) + ':' + node.loc.start.line;
+			const where = ref(file) + ':' + node.loc.start.line;
 			if (node.callee.name == '_') {
 				const msgid = literal(node.arguments[0]);
 				if (msgid == null)
-					errors.push(ref + ': _() needs a string literal, or the string cannot be translated');
+					errors.push(where + ': _() needs a string literal, or the string cannot be translated');
 				else
-					add(msgid, null, ref);
+					add(msgid, null, where);
 			}
 			else if (node.callee.name == 'N_') {
 				const one = literal(node.arguments[1]), many = literal(node.arguments[2]);
 				if (one == null || many == null)
-					errors.push(ref + ': N_() needs string literals');
+					errors.push(where + ': N_() needs string literals');
 				else
-					add(one, many, ref);
+					add(one, many, where);
 			}
 		});
 	}
@@ -114,7 +141,7 @@ function scan() {
 		text.split('\n').forEach((line, i) => {
 			const m = new RegExp('^\\s*"' + key + '"\\s*:\\s*("(?:[^"\\\\]|\\\\.)*")').exec(line);
 			if (m)
-				add(JSON.parse(m[1]), null, rel(file) + ':' + (i + 1));
+				add(JSON.parse(m[1]), null, ref(file) + ':' + (i + 1));
 		});
 	}
 	for (const file of files(path.join(APP, 'root/usr/share/luci/menu.d'), '.json'))
@@ -122,6 +149,8 @@ function scan() {
 	for (const file of files(path.join(APP, 'root/usr/share/rpcd/acl.d'), '.json'))
 		jsonStrings(file, 'description');
 
+	for (const e of entries.values())
+		e.refs.sort(byFileLine);
 	return { entries: [ ...entries.values() ].sort((a, b) => a.msgid < b.msgid ? -1 : a.msgid > b.msgid ? 1 : 0), errors };
 }
 
@@ -254,7 +283,10 @@ function main() {
 		fs.writeFileSync(POT, template);
 		for (const lang of languages()) {
 			const file = path.join(PO_DIR, lang, 'dae.po');
-			const old = parsePo(fs.readFileSync(file, 'utf8'), file).entries;
+			/* Translations kept, found by their msgid as the template now writes it. */
+			const old = new Map();
+			for (const t of parsePo(fs.readFileSync(file, 'utf8'), file).entries.values())
+				old.set(collapse(t.msgid) + '\u0000' + collapse(t.plural || ''), t);
 			const text = poHeader(lang) + entries.map(e => '\n' + entryText(e, old.get(e.msgid + '\u0000' + (e.plural || '')) || null)).join('');
 			fs.writeFileSync(file, text);
 		}

@@ -12,12 +12,22 @@
 # config_list_foreach) answer from $DAE_TEST_FACTS, which the test writes
 # from the same file that `dae validate` reads, lines of
 #   section<TAB>TYPE<TAB>NAME      and      option<TAB>SECTION<TAB>NAME<TAB>VALUE
-# (one option line per value of a list, in order). They hand values back
-# as OpenWrt's do: as they are, without expanding them.
+# (one option line per value of a list, in order); `config_load network`
+# switches them to $DAE_TEST_NETWORK_FACTS, in the same form. They hand
+# values back as OpenWrt's do: as they are, without expanding them.
+#
+# start, stop, restart and reload do what rc.common's do for a procd
+# script: start is procd_open_service, start_service, then (inside
+# procd_close_service) service_triggers, and procd_close_service "set";
+# stop is stop_service then procd_kill; reload is reload_service if the
+# script has one, start otherwise. The marker call "triggers" tells where
+# service_triggers begins; tests/openwrt_init.rs applies the record to its
+# model of procd's services.
 #
 # Usage: sh procd_recorder.sh INIT_SCRIPT ACTION
 # Environment: DAE_TEST_RECORD, DAE_TEST_FACTS, DAE_TEST_BIN (the dae to
-# validate with), DAE_TEST_CONF (the config it validates), DAE_TEST_RUNNING
+# validate with), DAE_TEST_CONF (the config it validates), DAE_TEST_NETWORK_FACTS,
+# DAE_TEST_RUNNING
 # (1: procd reports the instance running).
 
 LC_ALL=C
@@ -40,6 +50,13 @@ procd_append_param() { rec procd_append_param "$@"; }
 procd_close_instance() { rec procd_close_instance "$@"; }
 procd_add_reload_trigger() { rec procd_add_reload_trigger "$@"; }
 procd_add_interface_trigger() { rec procd_add_interface_trigger "$@"; }
+procd_add_reload_interface_trigger() { rec procd_add_reload_interface_trigger "$@"; }
+procd_open_service() { rec procd_open_service "$@"; }
+procd_close_service() {
+	rec triggers
+	service_triggers
+	rec procd_close_service "$@"
+}
 procd_add_raw_trigger() { rec procd_add_raw_trigger "$@"; }
 procd_add_validation() { rec procd_add_validation "$@"; }
 procd_send_signal() { rec procd_send_signal "$@"; }
@@ -48,13 +65,45 @@ procd_running() {
 	rec procd_running "$@"
 	[ "${DAE_TEST_RUNNING:-0}" = 1 ]
 }
-start() { rec start "$@"; }
-stop() { rec stop "$@"; }
-restart() { rec restart "$@"; }
+# rc.common, as it is for USE_PROCD=1 (the script's own definitions of
+# these, if any, replace them when it is sourced below).
+start_service() { return 0; }
+stop_service() { return 0; }
+service_triggers() { return 0; }
+start() {
+	rec start "$@"
+	procd_open_service dae /etc/init.d/dae
+	start_service "$@"
+	procd_close_service set
+}
+stop() {
+	rec stop "$@"
+	stop_service "$@"
+	procd_kill dae "$1"
+}
+restart() {
+	rec restart "$@"
+	stop "$@"
+	start "$@"
+}
+reload() {
+	rec reload "$@"
+	if type reload_service >/dev/null 2>&1; then
+		reload_service "$@"
+	else
+		start
+	fi
+}
 logger() { rec logger "$@"; }
 
 # /lib/functions.sh's UCI readers, answering from the facts file.
-config_load() { rec config_load "$@"; }
+config_load() {
+	rec config_load "$@"
+	case "$1" in
+	network) dae_test_facts=$DAE_TEST_NETWORK_FACTS ;;
+	*) dae_test_facts=${DAE_TEST_FACTS:?} ;;
+	esac
+}
 
 config_get() {
 	# config_get VAR SECTION OPTION [DEFAULT]
@@ -69,7 +118,7 @@ config_get() {
 			dae_test_value="$dae_test_v"
 		fi
 		dae_test_found=1
-	done <"$DAE_TEST_FACTS"
+	done <"$dae_test_facts"
 	[ -n "$dae_test_found" ] || dae_test_value="$4"
 	eval "$1=\$dae_test_value"
 }
@@ -82,7 +131,7 @@ config_foreach() {
 	while IFS="$dae_test_tab" read -r dae_test_kind dae_test_t dae_test_n dae_test_rest; do
 		if [ "$dae_test_kind" != section ] || [ "$dae_test_t" != "$2" ]; then continue; fi
 		dae_test_names="$dae_test_names$dae_test_n$dae_test_tab"
-	done <"$DAE_TEST_FACTS"
+	done <"$dae_test_facts"
 	while [ -n "$dae_test_names" ]; do
 		dae_test_n=${dae_test_names%%"$dae_test_tab"*}
 		dae_test_names=${dae_test_names#*"$dae_test_tab"}
@@ -97,7 +146,7 @@ config_list_foreach() {
 	while IFS="$dae_test_tab" read -r dae_test_kind dae_test_s dae_test_o dae_test_v; do
 		if [ "$dae_test_kind" != option ] || [ "$dae_test_s" != "$1" ] || [ "$dae_test_o" != "$2" ]; then continue; fi
 		dae_test_values="$dae_test_values$dae_test_v$dae_test_tab"
-	done <"$DAE_TEST_FACTS"
+	done <"$dae_test_facts"
 	while [ -n "$dae_test_values" ]; do
 		dae_test_v=${dae_test_values%%"$dae_test_tab"*}
 		dae_test_values=${dae_test_values#*"$dae_test_tab"}
@@ -105,6 +154,7 @@ config_list_foreach() {
 	done
 }
 
+dae_test_facts=${DAE_TEST_FACTS:?}
 dae_test_init=$1
 dae_test_action=$2
 # shellcheck disable=SC1090
