@@ -1,6 +1,6 @@
 //! The `dae` command line: `run`, `validate`, `--version`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use dae::ebpf::AttachMode;
@@ -115,9 +115,18 @@ fn schema_with_build_facts() -> serde_json::Value {
     schema
 }
 
+/// The socket `dae status` asks without `-s`: the `status_socket` of the
+/// default config file when it names one (so LuCI's fixed command finds a
+/// daemon configured elsewhere), else the default.
+fn configured_socket() -> PathBuf {
+    dae::config::load_file(Path::new(DEFAULT_CONFIG))
+        .map(|c| c.general.status_socket)
+        .unwrap_or_else(|_| PathBuf::from(dae::status::DEFAULT_SOCKET))
+}
+
 fn status(rest: &[String]) -> i32 {
     let mut json = false;
-    let mut socket = PathBuf::from(dae::status::DEFAULT_SOCKET);
+    let mut socket = configured_socket();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {

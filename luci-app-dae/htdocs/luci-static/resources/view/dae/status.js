@@ -19,7 +19,6 @@
 var DAE = '/usr/bin/dae';
 var INIT = '/etc/init.d/dae';
 var LOGREAD = '/sbin/logread';
-var DEFAULT_SOCKET = '/var/run/dae.sock';
 var LOG_LINES = 50;
 
 var callServiceList = rpc.declare({
@@ -29,10 +28,10 @@ var callServiceList = rpc.declare({
 	expect: { '': {} }
 });
 
+/* The one command the read-only ACL grants: `dae status` finds the
+ * socket from /etc/config/dae itself. */
 function statusArgs() {
-	var socket = uci.get_first('dae', 'dae', 'status_socket');
-	return (socket && socket != DEFAULT_SOCKET)
-		? [ 'status', '--json', '-s', socket ] : [ 'status', '--json' ];
+	return [ 'status', '--json' ];
 }
 
 function isRunning(services) {
@@ -241,6 +240,34 @@ return view.extend({
 				[ _('Dropped (fail closed)'), number(d.dropped) ],
 				[ _('Hand-over failures'), number(d.assign_failed) ]
 			]) ]));
+
+		if (d)
+			out.push(section(_('LAN flows (TCP)'), [ table([
+				[ _('Routed direct in the kernel'), number(d.flows_direct) ],
+				[ _('Sent to a proxy group'), number(d.flows_proxied) ],
+				[ _('Handed to dae to learn their domain'), number(d.flows_sniffed) ],
+				[ _('Blocked'), number(d.flows_blocked) ],
+				[ _('Never routed (to the router, the LAN, multicast)'), number(d.flows_bypassed) ],
+				[ _('Packets that found no relay'), number(d.flows_no_relay) ]
+			]) ]));
+
+		var relay = st.relay;
+		if (relay) {
+			var ways = Object.keys(relay.tcp || {}).sort();
+			out.push(section(_('Relayed connections'), [
+				ways.length ? table(ways.map(function(name) {
+					var w = relay.tcp[name];
+					return [ name, _('%s open, %s in all, %s failed; %s up, %s down').format(
+						number(w.active), number(w.total), number(w.failed),
+						'%1024mB'.format(w.bytes_up || 0), '%1024mB'.format(w.bytes_down || 0)) ];
+				})) : E('p', {}, _('None yet.')),
+				table([
+					[ _('Refused: no live node in the group'), number(relay.refused_no_node) ],
+					[ _('Blocked after sniffing'), number(relay.blocked) ],
+					[ _('Ended after being idle'), number(relay.idled_out) ]
+				])
+			]));
+		}
 
 		out.push(section(_('DNS'), [ table([
 			[ _('Queries'), number(dns.queries) ],
