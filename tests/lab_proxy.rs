@@ -34,13 +34,17 @@ const BY_ADDRESS_V6: &str = "2001:db8:3::85";
 const BY_SNI: &str = "203.0.113.86";
 /// Blocked by its address.
 const BLOCKED: &str = "203.0.113.87";
+/// Through the node for the client's MAC address only.
+const BY_MAC: &str = "203.0.113.88";
+/// Through the node for other MAC addresses only.
+const NOT_BY_MAC: &str = "203.0.113.89";
 
 const RECORDS: &[&str] = &[
     "www.proxied.example. 300 IN A 203.0.113.81",
     "www.direct.example. 300 IN A 203.0.113.84",
 ];
 
-fn rules(fail_closed: bool) -> String {
+fn rules(mac: &str, fail_closed: bool) -> String {
     format!(
         "config dae 'config'\n\toption log_level 'debug'\n\tlist lan_interface 'br-lan'\n\
          \toption tproxy_port '12345'\n\toption bpf_object '{obj}'\n\
@@ -55,6 +59,9 @@ fn rules(fail_closed: bool) -> String {
          \tlist rule 'domain(suffix: proxied.example) -> proxy'\n\
          \tlist rule 'domain(suffix: sni.example) -> proxy'\n\
          \tlist rule 'dip({BY_ADDRESS}, {BY_ADDRESS_V6}) -> proxy'\n\
+         \tlist rule 'dport(8080) -> proxy'\n\
+         \tlist rule 'mac({mac}) && dip({BY_MAC}) -> proxy'\n\
+         \tlist rule '!mac({mac}) && dip({NOT_BY_MAC}) -> proxy'\n\
          \toption fallback 'direct'\n",
         obj = lab::bpf_object().display(),
         fc = u8::from(fail_closed),
@@ -77,7 +84,9 @@ fn world() -> Option<World> {
         return None;
     }
     let lab = Lab::up();
-    for a in [NODE, BY_DOMAIN, DIRECT, BY_ADDRESS, BY_SNI, BLOCKED] {
+    for a in [
+        NODE, BY_DOMAIN, DIRECT, BY_ADDRESS, BY_SNI, BLOCKED, BY_MAC, NOT_BY_MAC,
+    ] {
         lab.run(
             "up",
             "ip",
@@ -122,8 +131,22 @@ fn world() -> Option<World> {
     })
 }
 
+/// The client's MAC address, as the router's bridge sees it.
+fn client_mac(w: &World) -> String {
+    let link = w.lab.run("client", "ip", &["-o", "link", "show", "eth0"]);
+    link.split("link/ether ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the client's MAC")
+        .to_string()
+}
+
 fn start(w: &World, fail_closed: bool) -> Dae {
-    let dae = Dae::start_in(Some(&w.lab.ns("router")), &rules(fail_closed), &[]);
+    let dae = Dae::start_in(
+        Some(&w.lab.ns("router")),
+        &rules(&client_mac(w), fail_closed),
+        &[],
+    );
     // The node is alive once the health check went through it.
     let alive = wait_until(Duration::from_secs(15), || {
         dae.status()["groups"][0]["nodes"][0]["tcp4"]["alive"] == true
@@ -241,6 +264,14 @@ fn lan_tcp_is_routed_in_the_kernel_and_proxied_through_the_node() {
     .expect("by address, IPv6");
     assert!(through_node(&line), "{line}");
 
+    // By port, and by the client's MAC address.
+    let line = curl(&w, &[&format!("http://{DIRECT}:8080/by-port")]).expect("by port");
+    assert!(through_node(&line), "{line}");
+    let line = curl(&w, &[&format!("http://{BY_MAC}/by-mac")]).expect("by MAC");
+    assert!(through_node(&line), "{line}");
+    let line = curl(&w, &[&format!("http://{NOT_BY_MAC}/not-by-mac")]).expect("not by MAC");
+    assert_eq!(peer(&line), ROUTER_WAN_V4, "{line}");
+
     // Never resolved through dae: the TLS server name decides.
     let sniffed_before = datapath(&dae, "flows_sniffed");
     let line = curl(
@@ -277,7 +308,7 @@ fn lan_tcp_is_routed_in_the_kernel_and_proxied_through_the_node() {
     assert!(out.stdout.len() > 1024 * 1024, "{}", out.stdout.len());
 
     // New rules apply to new flows at once.
-    let reload = rules(false).replace(
+    let reload = rules(&client_mac(&w), false).replace(
         &format!("dip({BY_ADDRESS}, {BY_ADDRESS_V6}) -> proxy"),
         &format!("dip({BY_ADDRESS}, {BY_ADDRESS_V6}) -> direct"),
     );

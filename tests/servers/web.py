@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A web server for the lab's proxy tests: HTTP on port 80 and HTTPS on 443
+"""A web server for the lab's proxy tests: HTTP on ports 80 and 8080, HTTPS on 443
 (certificate and key given), on every address of its namespace, IPv4 and
 IPv6. It answers
 each request with a line naming the peer it saw and the Host asked, and logs
@@ -58,11 +58,13 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 def main():
     cert, key = sys.argv[1], sys.argv[2]
     plain = Server(("::", 80), Handler)
+    other = Server(("::", 8080), Handler)
     tls = Server(("::", 443), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
     threading.Thread(target=plain.serve_forever, daemon=True).start()
+    threading.Thread(target=other.serve_forever, daemon=True).start()
     print("serving", flush=True)
     tls.serve_forever()
 
