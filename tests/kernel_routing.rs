@@ -11,6 +11,7 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 
+use common::Rng;
 use dae::config::{parse_str, Config};
 use dae::ebpf::shared::{self, FlowKey, FlowVerdict, Settings, TARGET_BLOCK, TARGET_GROUP};
 use dae::ebpf::{AttachMode, Datapath};
@@ -67,21 +68,6 @@ fn target_code(t: Target) -> u32 {
         Target::Direct => shared::TARGET_DIRECT,
         Target::Block => TARGET_BLOCK,
         Target::Group(i) => TARGET_GROUP + i as u32,
-    }
-}
-
-/// xorshift64*: the same flows on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-        &from[(self.next() % from.len() as u64) as usize]
     }
 }
 

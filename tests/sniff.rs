@@ -12,6 +12,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::Rng;
 use dae::sniff::{quic, sniff_stream, tls, QuicSniffer, Sniffed};
 
 fn domain(name: &str) -> Sniffed {
@@ -289,21 +290,6 @@ fn initial_end(datagram: &[u8]) -> usize {
     assert_eq!(datagram[at + 1] >> 6, 1, "a 2-byte length");
     let len = u16::from_be_bytes([datagram[at + 1] & 0x3f, datagram[at + 2]]);
     at + 3 + usize::from(len)
-}
-
-/// xorshift64*: the random damage below is reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Whether a sniffed name is a lowercase host name.
