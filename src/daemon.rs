@@ -341,6 +341,16 @@ impl Running {
             },
             "groups": self.controller.outbounds().report(),
             "relay": self.interception.as_ref().map(|i| i.relay.report()),
+            "routing": self.interception.as_ref().map(|i| {
+                let (learned, live) = kernel::learned().unwrap_or_default();
+                json!({
+                    "rules": self.config.routing.rules.len(),
+                    "kernel_slot": i.datapath.routing_slot(),
+                    "learned_addresses": learned,
+                    "learned_live": live,
+                    "learned_capacity": ebpf::shared::DOMAIN_ENTRIES,
+                })
+            }),
             "cache": {
                 "entries": entries,
                 "capacity": capacity,

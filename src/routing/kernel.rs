@@ -626,6 +626,24 @@ pub fn learning() -> bool {
     LEARNER.with(|l| l.borrow().as_ref().is_some_and(Learner::wanted))
 }
 
+/// What the learned-address map holds now (for `dae status`): the entries,
+/// and those still within their life. Walks the map: for status only.
+pub fn learned() -> Option<(usize, usize)> {
+    LEARNER.with(|l| {
+        let l = l.borrow();
+        let l = l.as_ref()?;
+        let now = monotonic_ns();
+        let (mut all, mut live) = (0, 0);
+        for (_, v) in l.map.iter().flatten() {
+            all += 1;
+            if v.expires > now && v.gen == l.gen {
+                live += 1;
+            }
+        }
+        Some((all, live))
+    })
+}
+
 /// An answer to a client: see `Learner::learn`. Nothing when not learning.
 pub fn learn(name: &str, ips: &[IpAddr], ttl: u32) {
     LEARNER.with(|l| {
