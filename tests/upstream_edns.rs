@@ -83,3 +83,77 @@ fn a_large_answer_comes_whole_over_tcp_and_the_upstream_is_offered_1232() {
     );
     assert!(dae.log().contains("asking again over TCP"), "{}", dae.log());
 }
+
+/// A big answer to `query`: its header and question, then `TXT_RECORDS`
+/// TXT records of 200 bytes (about 5 kB), never marked truncated.
+fn big_answer(query: &[u8]) -> Vec<u8> {
+    let mut end = 12;
+    while query[end] != 0 {
+        end += 1 + usize::from(query[end]);
+    }
+    let mut a = query[..2].to_vec();
+    a.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    a.extend_from_slice(&(TXT_RECORDS as u16).to_be_bytes());
+    a.extend_from_slice(&[0, 0, 0, 0]);
+    a.extend_from_slice(&query[12..end + 5]);
+    for i in 0..TXT_RECORDS {
+        a.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 60, 0, 201, 200]);
+        a.extend_from_slice(format!("{i:02}{}", "y".repeat(198)).as_bytes());
+    }
+    a
+}
+
+/// An upstream that ignores the payload size offered: its UDP answers are
+/// as long as they come (5 kB, more than dae's receive buffer); it
+/// answers over TCP too.
+#[test]
+fn an_answer_longer_than_the_receive_buffer_is_asked_again_over_tcp() {
+    use std::io::{Read, Write};
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = std::net::TcpListener::bind(addr).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&big_answer(&buf[..n]), from);
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for mut conn in tcp.incoming().flatten() {
+            let mut len = [0u8; 2];
+            while conn.read_exact(&mut len).is_ok() {
+                let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if conn.read_exact(&mut q).is_err() {
+                    break;
+                }
+                let a = big_answer(&q);
+                let _ = conn.write_all(&(a.len() as u16).to_be_bytes());
+                let _ = conn.write_all(&a);
+            }
+        }
+    });
+    let dae = Dae::start(&format!(
+        "config dae 'config'\n\toption log_level 'debug'\n\n\
+         config dns 'dns'\n\tlist dns_listen '@LISTEN@'\n\toption request_fallback 'up'\n\n\
+         config upstream 'up'\n\toption address 'udp://{addr}'\n"
+    ));
+    let q = query_offering("huge.lab.example.", 65535);
+    let reply = common::udp_exchange(dae.addr, &q, Duration::from_secs(6))
+        .unwrap_or_else(|| panic!("no answer\n{}", dae.log()));
+    let m = Message::from_vec(&reply).unwrap();
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NoError,
+        "{}",
+        dae.log()
+    );
+    assert_eq!(m.answers.len(), TXT_RECORDS);
+    assert!(dae.log().contains("asking again over TCP"), "{}", dae.log());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}
