@@ -12,8 +12,14 @@
 # (so shellcheck, reading this file alone, cannot see them assigned)
 # shellcheck disable=SC2034,SC2154
 
-# build_dae: builds dae as shipped (release) and sets $dae_bin.
+# build_dae: builds dae as shipped (release) and sets $dae_bin; with
+# DAE_BIN set, runs that binary instead (to compare two builds).
 build_dae() {
+  if [ -n "${DAE_BIN:-}" ]; then
+    dae_bin=$DAE_BIN
+    echo "== dae: $dae_bin"
+    return
+  fi
   echo "== building dae (release, as shipped)"
   (cd "$repo" && cargo build --release --locked -q)
   dae_bin="$repo/target/release/dae"
@@ -107,29 +113,67 @@ hit_names() {
   for i in $(seq 1 100); do echo "h$i.bench.example A"; done
 }
 
-# miss_names TAG: names nobody asked before (unique per TAG).
+# miss_names TAG [COUNT]: names nobody asked before (unique per TAG).
 miss_names() {
-  awk -v p="$1" 'BEGIN { for (i = 1; i <= 2500000; i++) printf "m%d.%s.bench.example A\n", i, p }'
+  awk -v p="$1" -v n="${2:-2500000}" 'BEGIN { for (i = 1; i <= n; i++) printf "m%d.%s.bench.example A\n", i, p }'
 }
 
 # run WORKLOAD SERVER QUERYFILE: one dnsperf run against SERVER, one result
 # line: workload, server, qps, CPU us per completed query (the server
-# process's utime+stime over the run), lost, average latency, deviation.
+# process's utime+stime over the run), lost, average latency, deviation,
+# and the 50th, 99th and 99.9th percentile latency in us (dnsperf -v
+# prints every answer's latency; `percentiles` reads them).
 run() {
-  local workload=$1 server=$2 file=$3 p=${pid[$2]} u0 s0 u1 s1 out ticks
+  local workload=$1 server=$2 file=$3 p=${pid[$2]} u0 s0 u1 s1 ticks pct
   ticks=$(getconf CLK_TCK)
   read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$p/stat")
-  out=$("${client[@]}" taskset -c 1 dnsperf -s "${addr[$server]}" -p "${port[$server]}" -d "$file" \
-    -l "$DURATION" -c 4 -q "$OUTSTANDING" 2>&1)
+  "${client[@]}" taskset -c 1 dnsperf -s "${addr[$server]}" -p "${port[$server]}" -d "$file" \
+    -l "$DURATION" -c 4 -q "$OUTSTANDING" -v > "$work/out.txt" 2>&1 || true
   read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$p/stat")
-  echo "$out" | awk -v w="$workload" -v s="$server" -v cpu=$(((u1 - u0) + (s1 - s0))) -v tck="$ticks" '
+  pct=$(percentiles "$work/out.txt")
+  awk -v w="$workload" -v s="$server" -v cpu=$(((u1 - u0) + (s1 - s0))) -v tck="$ticks" -v pct="$pct" '
     /Queries completed:/ { done = $3 }
     /Queries lost:/ { lost = $3 }
     /Queries per second:/ { qps = $4 }
     /Average Latency/ { lat = $4 }
     /Latency StdDev/ { sd = $4 }
-    END { printf "%s\t%s\t%.0f\t%.3f\t%.0f\t%.1f\t%.1f\n", w, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), lost, lat * 1e6, sd * 1e6 }' >> "$results"
-  tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-8s %8s qps  %7s us CPU/query  lost %s\n", $1, $2, $3, $4, $5}'
+    END { printf "%s\t%s\t%.0f\t%.3f\t%.0f\t%.1f\t%.1f\t%s\n", w, s, qps, (done > 0 ? cpu / tck / done * 1e6 : 0), lost, lat * 1e6, sd * 1e6, pct }' \
+    "$work/out.txt" >> "$results"
+  rm -f "$work/out.txt"
+  tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-8s %8s qps  %7s us CPU/query  lost %s  p50/p99/p99.9 %s/%s/%s us\n", $1, $2, $3, $4, $5, $8, $9, $10}'
+}
+
+# percentiles FILE: the 50th, 99th and 99.9th percentile (tab-separated, in
+# us) of the latencies in dnsperf -v output FILE (lines "> RCODE NAME TYPE
+# SECONDS"; lost queries have no line).
+percentiles() {
+  awk '/^> / { print $NF * 1e6 }' "$1" | sort -n | awk '
+    { v[NR] = $1 }
+    END {
+      if (NR == 0) { printf "0\t0\t0"; exit }
+      printf "%.0f\t%.0f\t%.0f", v[int(NR * 0.50) + 1], v[int(NR * 0.99) + 1], v[int(NR * 0.999) + 1]
+    }'
+}
+
+# spoofing SERVER UPSTREAM_PORT NAMES: sends the NAMES file's names (cache
+# misses, all lower case) through SERVER at a moderate pace while
+# spoofing.py watches what reaches the upstream's port on lo; one result
+# line: spoofing, server, queries seen, distinct source ports and names in
+# random letter case, per 1,000 queries.
+spoofing() {
+  local server=$1 up=$2 file=$3 cap
+  rm -f "$work/spoof.ready"
+  python3 "$repo/bench/spoofing.py" "$up" "$work/spoof.ready" > "$work/spoof.txt" &
+  cap=$!
+  # Watching before the first query leaves (python starts slowly on a busy machine).
+  for _ in $(seq 1 100); do [ -e "$work/spoof.ready" ] && break; sleep 0.1; done
+  "${client[@]}" taskset -c 1 dnsperf -s "${addr[$server]}" -p "${port[$server]}" -d "$file" \
+    -n 1 -c 1 -q 50 > /dev/null 2>&1 || true
+  sleep 0.5
+  kill -INT "$cap" 2>/dev/null || true
+  wait "$cap" || true
+  printf 'spoofing\t%s\t%s\n' "$server" "$(cat "$work/spoof.txt")" >> "$results"
+  tail -n 1 "$results" | awk -F'\t' '{printf "  spoofing %-8s %s queries seen: %s distinct source ports, %s names in random case, per 1,000\n", $2, $3, $4, $5}'
 }
 
 # measure ROW SERVER FILE: one dnsperf run (plain UDP) against SERVER with

@@ -120,6 +120,13 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 rm -f "$work/miss.txt"
 
+# What reaches the upstream: source ports and letter case per 1,000 misses.
+echo "== spoofing resistance"
+for s in dae dnsmasq dnsdist; do
+  miss_names "spoof$s" 1000 > "$work/spoof-names.txt"
+  spoofing "$s" "$up_port" "$work/spoof-names.txt"
+done
+
 for s in dae dnsmasq dnsdist echo; do
   printf 'rss\t%s\t%s\n' "$s" "$(awk '/VmHWM/ {print $2}' "/proc/${pid[$s]}/status")" >> "$results"
   memory_lines "$s" "${pid[$s]}" >> "$results"

@@ -30,7 +30,9 @@ def one_start(binary, conf):
             sock.sendto(query(qid), ("127.0.0.1", PORT))
             try:
                 data, _ = sock.recvfrom(4096)
-                if len(data) >= 2 and struct.unpack(">H", data[:2])[0] == qid:
+                # An answer to any query sent so far: on a busy machine the
+                # first answer takes longer than the 1 ms between queries.
+                if len(data) >= 2 and 1 <= struct.unpack(">H", data[:2])[0] <= qid:
                     return (time.monotonic() - t0) * 1000
             except (socket.timeout, ConnectionRefusedError):
                 pass

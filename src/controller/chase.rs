@@ -9,6 +9,10 @@
 //! the socket's wait) instead of a task and its boxed resolution (~2 KB),
 //! and no task is spawned, polled or woken.
 //!
+//! An answer that does not fit UDP (truncated, or longer than a receive
+//! buffer) is asked again over TCP on a task, and the chase goes on from
+//! there (`DirectUdp::over_tcp`).
+//!
 //! Everything else (TCP clients, `ipversion_prefer`, followers of a flight,
 //! upstreams of other kinds or through proxy nodes) takes the task:
 //! `Controller::finish`. A response rule that sends a chase on to such an
@@ -26,7 +30,7 @@ use std::time::Instant;
 use super::singleflight::{Flights, Join, Lead, Outcome};
 use super::{Client, Controller, Pending, Transport, Verdict, MAX_LOOKUP_DEPTH};
 use crate::config::DnsTarget;
-use crate::forwarder::{Answer, DirectUdp};
+use crate::forwarder::{self, Answer, DirectUdp};
 use crate::wire;
 
 /// A reply's way to its client: `deliver` (a `FnOnce(&[u8]) ->
@@ -102,7 +106,7 @@ impl Controller {
             asked: 0,
             deliver,
         };
-        chase.ask(&udp, name);
+        chase.ask(udp, name);
     }
 }
 
@@ -111,21 +115,31 @@ where
     F: FnOnce(&[u8]) -> Option<Sending> + 'static,
 {
     /// Sends the query to the upstream `name`, reached over `udp`; the
-    /// answer comes back to `answered`. The query's bytes go with it (the
-    /// wait keeps them, with our id) and come back with the answer.
-    fn ask(mut self, udp: &DirectUdp, name: Rc<str>) {
+    /// answer comes back to `answered` (over TCP first if it did not fit
+    /// UDP). The query's bytes go with it (the wait keeps them, with our
+    /// id) and come back with the answer.
+    fn ask(mut self, udp: DirectUdp, name: Rc<str>) {
         self.controller.stats.borrow_mut().upstream_exchanges += 1;
         let query = std::mem::take(&mut self.p.query).into_boxed_slice();
         let (question_end, deadline) = (self.p.info.question_end, self.deadline);
-        udp.send_then(
+        let arrived = self.p.arrived;
+        let pool = udp.pool();
+        pool.send_then(
             query,
             question_end,
-            self.p.arrived,
+            arrived,
             deadline,
             Box::new(move |answer, query| {
                 self.p.query = query.into_vec();
                 wire::set_id(&mut self.p.query, self.p.info.id);
-                self.answered(&name, answer)
+                if !forwarder::needs_tcp(&answer) {
+                    return self.answered(&name, answer);
+                }
+                tokio::task::spawn_local(async move {
+                    let p = &self.p;
+                    let answer = udp.over_tcp(&p.query, &p.info, answer, deadline).await;
+                    self.answered(&name, answer)
+                });
             }),
         );
     }
@@ -166,7 +180,7 @@ where
             _ => None,
         };
         match direct {
-            Some((udp, name)) => self.ask(&udp, name),
+            Some((udp, name)) => self.ask(udp, name),
             None => {
                 tokio::task::spawn_local(async move {
                     let p = &self.p;

@@ -1,13 +1,15 @@
 //! Forwarders out: one per upstream, kept and reused, that carry a query to
 //! the upstream and bring back its answer.
 //!
-//! - `udp://`: a pool of sockets on random ports that keep changing, a
-//!   random id per query, retransmitted every second until the deadline
-//!   (`udp.rs`); a truncated answer to a client that came over TCP is asked
-//!   again over TCP.
+//! - `udp://`: a socket on a fresh random port per round of queries, a
+//!   random id and a random letter case of the name per query (0x20),
+//!   retransmitted every second until the deadline (`udp.rs`, `udp_wire.rs`);
+//!   the queries offer a UDP payload size of 1232, and an answer that comes
+//!   back truncated (TC) or longer than a receive buffer is asked again over
+//!   TCP (if TCP fails, the truncated answer is passed on).
 //! - `tcp://`: one connection per upstream, length-prefixed, pipelined, reused
 //!   until idle (`tcp.rs`).
-//! - `tcp+udp://`: UDP first, TCP when the answer comes back truncated.
+//! - `tcp+udp://`: the same as `udp://` (kept for configs that name it).
 //! - `tls://` (DoT): the TCP pipeline over TLS (`tls.rs`), certificates
 //!   checked against `ca_file`.
 //! - `https://` (DoH): HTTP/2 over TLS, one connection, a stream per query
@@ -51,6 +53,7 @@ mod quic;
 mod slot;
 pub mod tls;
 mod udp;
+mod udp_wire;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -89,6 +92,8 @@ pub enum ForwardError {
     Io(io::Error),
     /// Too many queries already waiting on this connection.
     Busy,
+    /// A UDP answer longer than a receive buffer (asked again over TCP).
+    Oversize,
     /// The TLS handshake failed (certificate, protocol).
     Tls(String),
     /// The upstream's host name could not be looked up.
@@ -113,6 +118,7 @@ impl fmt::Display for ForwardError {
             ForwardError::Closed => f.write_str("connection closed before the answer"),
             ForwardError::Io(e) => write!(f, "{e}"),
             ForwardError::Busy => f.write_str("too many queries in flight"),
+            ForwardError::Oversize => f.write_str("answer too long for UDP"),
             ForwardError::Tls(e) => write!(f, "TLS: {e}"),
             ForwardError::Lookup(e) => write!(f, "cannot look up its address: {e}"),
             ForwardError::Http(e) => write!(f, "HTTPS: {e}"),
@@ -550,7 +556,7 @@ impl Forwarder {
     /// a task waiting (`DirectUdp::send_then`). `None` for any other
     /// upstream or way out (and when choosing the way fails: `exchange`
     /// reports that).
-    pub fn direct_udp(&self) -> Option<DirectUdp> {
+    pub fn direct_udp(self: &Rc<Self>) -> Option<DirectUdp> {
         let Route::Fixed(remote) = self.route else {
             return None;
         };
@@ -558,11 +564,16 @@ impl Forwarder {
             return None;
         }
         let paths = self.paths_for(remote, L4::Udp).ok()?;
-        paths.udp.is_some().then_some(DirectUdp(paths))
+        paths.udp.is_some().then(|| DirectUdp {
+            paths,
+            forwarder: self.clone(),
+        })
     }
 
     /// Sends `query` and returns the upstream's answer (its id is ours, not
-    /// the client's; the caller patches it).
+    /// the client's; the caller patches it). `_client_over_tcp` no longer
+    /// changes anything: UDP answers that do not fit are asked again over
+    /// TCP for every client.
     ///
     /// Plain fns returning `async move` blocks here and below: an `async
     /// fn` keeps its arguments twice, and every query waiting on an
@@ -572,7 +583,7 @@ impl Forwarder {
         &'a self,
         query: &'a [u8],
         info: &'a QueryInfo,
-        client_over_tcp: bool,
+        _client_over_tcp: bool,
         deadline: Instant,
     ) -> impl Future<Output = Result<Vec<u8>, ForwardError>> + 'a {
         async move {
@@ -585,9 +596,7 @@ impl Forwarder {
                 _ => L4::Udp,
             };
             let paths = self.paths_for(remote, first)?;
-            let result = self
-                .exchange_on(&paths, query, info, client_over_tcp, deadline)
-                .await;
+            let result = self.exchange_on(&paths, query, info, deadline).await;
             if let (Route::Lookup(l), Err(ForwardError::Refused | ForwardError::Io(_))) =
                 (&self.route, &result)
             {
@@ -603,13 +612,12 @@ impl Forwarder {
         paths: &'a Paths,
         query: &'a [u8],
         info: &'a QueryInfo,
-        client_over_tcp: bool,
         deadline: Instant,
     ) -> impl Future<Output = Result<Vec<u8>, ForwardError>> + 'a {
         async move {
             // The stream futures are boxed: most queries never take that path,
             // and every pending query carries this future's size.
-            let stream_on_truncation = match self.scheme {
+            match self.scheme {
                 Scheme::Tcp | Scheme::Tls => {
                     return Box::pin(paths.stream.exchange(query, info, deadline)).await
                 }
@@ -638,30 +646,92 @@ impl Forwarder {
                 // forwarder exists; never sent in the clear.
                 #[allow(unreachable_patterns)]
                 Scheme::Https | Scheme::H3 | Scheme::Quic => return Err(ForwardError::Closed),
-                Scheme::TcpUdp => true,
-                _ => client_over_tcp,
-            };
+                Scheme::Udp | Scheme::TcpUdp => {}
+            }
             let reply = match (&paths.udp, &paths.packets) {
-                (Some(udp), _) => udp.exchange(query, info, deadline).await?,
-                (None, Some(packets)) => Box::pin(packets.exchange(query, info, deadline)).await?,
+                (Some(udp), _) => udp.exchange(query, info, deadline).await,
+                (None, Some(packets)) => Box::pin(packets.exchange(query, info, deadline)).await,
                 (None, None) => return Err(ForwardError::Closed),
             };
-            if stream_on_truncation && wire::flags(&reply) & wire::flag::TC != 0 {
-                log::debug!("{}: truncated answer, asking again over TCP", paths.remote);
-                // TCP may be routed another way than UDP.
-                let tcp = self.paths_for(paths.remote, L4::Tcp)?;
-                return Box::pin(tcp.stream.exchange(query, info, deadline)).await;
+            if needs_tcp(&reply) {
+                return Box::pin(self.over_tcp(paths.remote, query, info, reply, deadline)).await;
             }
-            Ok(reply)
+            reply
+        }
+    }
+
+    /// Asks `query` again over TCP after the UDP answer `udp_reply` did not
+    /// fit (`needs_tcp`); if TCP fails, a truncated UDP answer is the
+    /// answer (the client may try TCP itself).
+    async fn over_tcp(
+        &self,
+        remote: SocketAddr,
+        query: &[u8],
+        info: &QueryInfo,
+        udp_reply: Result<Vec<u8>, ForwardError>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ForwardError> {
+        log::debug!("{remote}: answer too long for UDP, asking again over TCP");
+        // TCP may be routed another way than UDP.
+        let tcp = match self.paths_for(remote, L4::Tcp) {
+            Ok(tcp) => Box::pin(tcp.stream.exchange(query, info, deadline)).await,
+            Err(e) => Err(e),
+        };
+        match (tcp, udp_reply) {
+            (Ok(answer), _) => Ok(answer),
+            (Err(e), Ok(truncated)) => {
+                log::debug!("{remote}: over TCP: {e}; passing the truncated answer on");
+                Ok(truncated)
+            }
+            (Err(e), Err(_)) => Err(e),
         }
     }
 }
 
-/// A plain `udp://` upstream's direct socket pool (`Forwarder::direct_udp`).
-pub struct DirectUdp(Rc<Paths>);
+/// Whether a UDP exchange's outcome is an answer that did not fit: marked
+/// truncated (TC), or longer than a receive buffer.
+pub fn needs_tcp(reply: &Result<Vec<u8>, ForwardError>) -> bool {
+    match reply {
+        Ok(answer) => answer.len() >= wire::HEADER_LEN && wire::flags(answer) & wire::flag::TC != 0,
+        Err(e) => matches!(e, ForwardError::Oversize),
+    }
+}
 
-/// The pool itself, for `UdpPool::send_then`.
-impl std::ops::Deref for DirectUdp {
+/// A plain `udp://` upstream's direct socket pool (`Forwarder::direct_udp`).
+pub struct DirectUdp {
+    paths: Rc<Paths>,
+    forwarder: Rc<Forwarder>,
+}
+
+impl DirectUdp {
+    /// Asks again over TCP after a UDP answer that did not fit
+    /// (`needs_tcp`); see `Forwarder::over_tcp`.
+    pub async fn over_tcp(
+        &self,
+        query: &[u8],
+        info: &QueryInfo,
+        udp_reply: Answer,
+        deadline: Instant,
+    ) -> Answer {
+        let remote = self.paths.remote;
+        self.forwarder
+            .over_tcp(remote, query, info, udp_reply, deadline)
+            .await
+    }
+}
+
+impl DirectUdp {
+    /// The pool itself, for `UdpPool::send_then` (a handle of its own, so
+    /// the `DirectUdp` can go into the callback).
+    pub fn pool(&self) -> PoolRef {
+        PoolRef(self.paths.clone())
+    }
+}
+
+/// A direct UDP path's socket pool (`DirectUdp::pool`).
+pub struct PoolRef(Rc<Paths>);
+
+impl std::ops::Deref for PoolRef {
     type Target = UdpPool;
 
     fn deref(&self) -> &UdpPool {

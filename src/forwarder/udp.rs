@@ -1,37 +1,52 @@
 //! DNS over UDP to one upstream.
 //!
-//! A small pool of connected sockets, each on its own random local port,
-//! carries the queries: a query takes a random socket and a random id that
-//! is free on it, is sent again every second while no answer has come (the
-//! socket's reader task keeps those clocks, so a query needs no timer of its
-//! own), and only an answer with our id and our question (name, type,
-//! class) is accepted; other datagrams are ignored (late answers or spoofs). Each
-//! socket is retired after `MAX_USES` queries or `MAX_AGE`, so the ports in
-//! use keep changing (an off-path spoofer must guess port and id). An ICMP
-//! port-unreachable fails the queries waiting on that socket at once.
+//! Each round of queries leaves from a socket of its own, on a fresh random
+//! local port: a new query joins the socket the pool has open for the next
+//! send round; the socket's reader task sends the round's queries with one
+//! `sendmmsg` and seals the socket (it never takes another query), reads
+//! the answers with `recvmmsg` and closes it when the last one is done. A
+//! query alone on the wire thus has a port nobody saw before, and a burst
+//! of queries shares one as long as it takes to send them, so an off-path
+//! spoofer never learns a port it could aim at: it must guess the port
+//! (Linux picks one at random among ~28,000 ephemeral ports), the random
+//! id, and the random letter case of the name (0x20, `udp_wire`), which an
+//! answer must echo exactly: at least 2^30 combinations per query.
 //!
-//! Reusing sockets saves the 8 system calls a fresh socket per query costs
-//! (socket, mark, bind, connect, non-blocking, epoll add and delete, close);
-//! one reader task per socket reads answers in batches (`recvmmsg`) and
-//! hands each to the query waiting on it. It also sends: a new query is
-//! queued on its socket, and the reader, which runs after the queries the
-//! listener started in the same batch, sends all that are queued with one
-//! `sendmmsg`. Besides the system calls, that spares the upstream a wakeup
-//! per query when it sleeps between them.
+//! A query is sent again every second while no answer has come (the
+//! socket's reader keeps those clocks, so a query needs no timer of its
+//! own), on the same socket. Only an answer with our id and our question
+//! (name in the case we sent, type, class) is accepted; other datagrams are
+//! ignored (late answers or spoofs). An answer that echoes the name in
+//! another case is a spoof that guessed port and id, or comes from an
+//! upstream that does not keep the case: it is ignored and the query sent
+//! again at once. After `CASE_GIVE_UP` such answers in a row (with no
+//! answer in our case between them, which a spoofer cannot prevent: the
+//! real upstream keeps answering) the upstream is taken not to keep the
+//! case: answers are then compared ignoring case, and for `CASE_OFF` its
+//! queries go in the client's case (unbound's `use-caps-for-id` falls back
+//! to asking without 0x20 likewise, and has a list of such servers). An ICMP
+//! port-unreachable fails the queries waiting on that socket at once. An
+//! answer longer than a receive buffer ends its query with `Oversize`
+//! (the forwarder asks again over TCP, as for a truncated one).
+//!
+//! The queries offer a UDP payload size of 1232 upstream whatever the
+//! client offered (`udp_wire`); the client's query is handed back as it
+//! came (case and size restored).
 //!
 //! A query is waited for in one of two ways: by a task (`exchange`, which
 //! the reader wakes with the outcome), or by nobody (`send_then`: the
 //! reader removes the wait and calls the query's callback with the outcome,
 //! which is how the controller follows plain-UDP misses without a task).
 //!
-//! Neighbours: `forwarder` (the caller), `dialer::Direct` (the sockets).
+//! Neighbours: `forwarder` (the caller), `udp_wire` (case and EDNS bytes),
+//! `dialer::Direct` (the sockets).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use std::task::{Poll, Waker};
@@ -39,28 +54,29 @@ use std::task::{Poll, Waker};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::udp_wire::{self, Echo, Flips, OFFERED_UDP_PAYLOAD};
 use super::ForwardError;
 use crate::controller::cache::SeededHash;
 use crate::dialer::Direct;
 use crate::listener::mmsg::{self, RecvBatch, BATCH};
-use crate::wire::{self, QueryInfo};
+use crate::wire::{self, QueryInfo, HEADER_LEN};
 
 /// How long to wait before sending a query again.
 const RETRANSMIT: Duration = Duration::from_secs(1);
-/// Sockets per upstream.
-const POOL: usize = 4;
-/// A socket carries at most this many queries before a fresh port replaces it.
-const MAX_USES: u32 = 1000;
-/// ... and lives at most this long.
-const MAX_AGE: Duration = Duration::from_secs(60);
+/// Queries one socket carries at most (all sent in its one round).
+const MAX_PER_PORT: u32 = BATCH as u32;
+/// Sockets one upstream may have open at once; past this, new queries
+/// share the newest socket (ports then repeat, but only under a load that
+/// would otherwise run the process out of descriptors).
+const MAX_SOCKETS: usize = 256;
 /// Queries waiting on one socket at most (ids must stay guessable only by
 /// chance).
 const MAX_WAITING: usize = 4096;
-/// How long a reader with nothing to wait for sleeps between checks.
-const READER_IDLE: Duration = Duration::from_secs(5);
-/// A waiting list that held more than this many queries gives its memory
-/// back when it empties.
-const WAITING_KEEP: usize = 256;
+/// Answers in the wrong letter case in a row after which an upstream is
+/// taken not to keep the question's case ...
+const CASE_GIVE_UP: u32 = 4;
+/// ... and is asked without 0x20 for this long.
+const CASE_OFF: Duration = Duration::from_secs(600);
 
 thread_local! {
     /// One batch of receive buffers for every socket: answers are handed on
@@ -75,10 +91,17 @@ pub type Answer = Result<Vec<u8>, ForwardError>;
 pub type Callback = Box<dyn FnOnce(Answer, Box<[u8]>)>;
 
 struct Waiter {
-    /// Our query as sent (with our id), for retransmits and to check the
-    /// answer's question by.
+    /// Our query as sent (with our id, the name's random case and our
+    /// payload size), for retransmits and to check the answer's question by.
     query: Box<[u8]>,
     question_end: usize,
+    /// The letters whose case was flipped; `None`: sent in the client's
+    /// case, and the answer's question is compared ignoring case.
+    flips: Option<Flips>,
+    /// Where the OPT record's payload size is (0: no OPT), and the size the
+    /// client offered there.
+    opt_size_at: u16,
+    client_udp_size: u16,
     next_send: Instant,
     deadline: Instant,
     /// Tells this wait from a later one that reuses its id.
@@ -109,6 +132,19 @@ impl Waiter {
             }
         )
     }
+
+    /// The query as the client sent it (but with our id): the name's case
+    /// and the offered payload size put back.
+    fn into_client_query(self) -> (Box<[u8]>, Then) {
+        let mut query = self.query;
+        if let Some(flips) = &self.flips {
+            udp_wire::restore_case(&mut query[HEADER_LEN..self.question_end - 4], flips);
+        }
+        if self.opt_size_at != 0 {
+            udp_wire::swap_udp_size(&mut query, self.opt_size_at.into(), self.client_udp_size);
+        }
+        (query, self.then)
+    }
 }
 
 type Waiting = HashMap<u16, Box<Waiter>, SeededHash>;
@@ -137,13 +173,9 @@ fn settle(waiting: &mut Waiting, id: u16, outcome: Answer, due: &mut Due) {
         Then::Wake { .. } => {}
         Then::Call(_) => {
             if let Some(w) = waiting.remove(&id) {
-                let Waiter { query, then, .. } = *w;
-                if let Then::Call(call) = then {
+                if let (query, Then::Call(call)) = w.into_client_query() {
                     due.push((call, outcome, query));
                 }
-            }
-            if waiting.is_empty() && waiting.capacity() > WAITING_KEEP {
-                waiting.shrink_to_fit();
             }
         }
     }
@@ -156,7 +188,48 @@ fn call_due(due: Due) {
     }
 }
 
-/// One pooled socket and the queries waiting on it.
+/// What one upstream's answers told about its keeping the letter case of
+/// questions (0x20), shared by its sockets.
+#[derive(Default)]
+struct CaseMemory {
+    /// Answers in another case since the last one in ours.
+    wrong_in_a_row: Cell<u32>,
+    /// Until when queries go in the client's case.
+    off_until: Cell<Option<Instant>>,
+}
+
+impl CaseMemory {
+    fn randomize(&self, now: Instant) -> bool {
+        !matches!(self.off_until.get(), Some(until) if now < until)
+    }
+
+    fn kept(&self) {
+        self.wrong_in_a_row.set(0);
+    }
+
+    /// Counts an answer in another case than asked; whether the upstream
+    /// is (now) taken not to keep the case.
+    fn changed(&self, now: Instant, remote: SocketAddr) -> bool {
+        if !self.randomize(now) {
+            return true;
+        }
+        let n = self.wrong_in_a_row.get() + 1;
+        self.wrong_in_a_row.set(n);
+        if n >= CASE_GIVE_UP {
+            self.off_until.set(Some(now + CASE_OFF));
+            self.wrong_in_a_row.set(0);
+            log::warn!(
+                "udp upstream {remote}: its answers do not keep the letter case of the \
+                 question; asking it without 0x20 case randomization for {} minutes",
+                CASE_OFF.as_secs() / 60
+            );
+            return true;
+        }
+        false
+    }
+}
+
+/// One socket (one random local port) and the queries waiting on it.
 struct Shared {
     /// Watched for readability only: a socket registered for writability
     /// too would be woken (and wake the reactor) for every datagram it
@@ -165,10 +238,11 @@ struct Shared {
     sock: AsyncFd<std::net::UdpSocket>,
     waiting: RefCell<Waiting>,
     uses: Cell<u32>,
-    born: Instant,
-    broken: Cell<bool>,
-    /// The pool has let go of it: it ends when its last query does.
-    released: Cell<bool>,
+    /// Its round was sent: it takes no new query (but when crowded).
+    sealed: Cell<bool>,
+    /// Its reader ended (a socket error, or its last query was done): it
+    /// takes no query at all.
+    ended: Cell<bool>,
     /// Numbers the waits, so a query that ends removes its own wait and
     /// never a newer one that took the same id after it was answered.
     next_seq: Cell<u64>,
@@ -176,13 +250,30 @@ struct Shared {
     /// the reader.
     outbox: RefCell<Vec<(u16, u64)>>,
     /// Tells the reader that queries were queued (its timers change too) or
-    /// that the pool let go of the socket.
+    /// that its last query ended.
     wake: tokio::sync::Notify,
+    case: Rc<CaseMemory>,
+    /// The pool's count of open sockets, this one included.
+    open: Rc<Cell<usize>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.open.set(self.open.get() - 1);
+    }
 }
 
 impl Shared {
-    fn retired(&self, now: Instant) -> bool {
-        self.broken.get() || self.uses.get() >= MAX_USES || now.duration_since(self.born) >= MAX_AGE
+    /// Whether a new query may join this socket.
+    fn takes_queries(&self, crowded: bool) -> bool {
+        if self.ended.get() {
+            return false;
+        }
+        if crowded {
+            // Too many sockets open: share this one while its reader runs.
+            return !self.sealed.get() || self.waiting.borrow().len() < MAX_WAITING;
+        }
+        !self.sealed.get() && self.uses.get() < MAX_PER_PORT
     }
 
     /// Fails everything waiting on this socket.
@@ -217,7 +308,11 @@ impl Shared {
 pub struct UdpPool {
     remote: SocketAddr,
     dialer: Direct,
-    slots: RefCell<Vec<Option<Rc<Shared>>>>,
+    /// The socket taking queries for its round, if any (its reader owns it).
+    current: RefCell<Weak<Shared>>,
+    /// Sockets of this pool open now.
+    open: Rc<Cell<usize>>,
+    case: Rc<CaseMemory>,
 }
 
 impl UdpPool {
@@ -225,39 +320,37 @@ impl UdpPool {
         UdpPool {
             remote,
             dialer,
-            slots: RefCell::new(vec![None; POOL]),
+            current: RefCell::new(Weak::new()),
+            open: Rc::new(Cell::new(0)),
+            case: Rc::default(),
         }
     }
 
-    /// A random socket of the pool, opened anew if its slot is empty or
-    /// retired.
-    fn pick(&self, now: Instant) -> io::Result<Rc<Shared>> {
-        let i = usize::from(crate::rand::u16()) % POOL;
-        let mut slots = self.slots.borrow_mut();
-        if let Some(s) = &slots[i] {
-            if !s.retired(now) {
-                return Ok(s.clone());
+    /// The socket of the round being gathered, or a fresh one (a fresh
+    /// random local port) with its reader.
+    fn pick(&self) -> io::Result<Rc<Shared>> {
+        let crowded = self.open.get() >= MAX_SOCKETS;
+        if let Some(s) = self.current.borrow().upgrade() {
+            if s.takes_queries(crowded) {
+                return Ok(s);
             }
         }
-        // The retired socket's reader ends (and closes it) as soon as the
-        // queries still waiting on it are done.
-        if let Some(old) = slots[i].take() {
-            old.released.set(true);
-            old.wake.notify_one();
-        }
+        let sock = watch_readable(self.dialer.udp_std(self.remote)?)?;
+        self.open.set(self.open.get() + 1);
         let shared = Rc::new(Shared {
-            sock: watch_readable(self.dialer.udp_std(self.remote)?)?,
+            sock,
             waiting: RefCell::new(HashMap::with_hasher(SeededHash::random())),
             uses: Cell::new(0),
-            born: now,
-            broken: Cell::new(false),
-            released: Cell::new(false),
+            sealed: Cell::new(false),
+            ended: Cell::new(false),
             next_seq: Cell::new(0),
             outbox: RefCell::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
+            case: self.case.clone(),
+            open: self.open.clone(),
         });
         tokio::task::spawn_local(read_answers(shared.clone(), self.remote));
-        slots[i] = Some(shared.clone());
+        *self.current.borrow_mut() = Rc::downgrade(&shared);
         Ok(shared)
     }
 
@@ -273,7 +366,7 @@ impl UdpPool {
     ) -> impl std::future::Future<Output = Result<Vec<u8>, ForwardError>> + 'a {
         async move {
             let now = Instant::now();
-            let (shared, id) = self.reserve(now)?;
+            let (shared, id) = self.reserve()?;
             let seq = wait(
                 &shared,
                 id,
@@ -314,8 +407,9 @@ impl UdpPool {
     /// Sends `query` as `exchange` does, but no task waits: the socket's
     /// reader calls `then` with the outcome and the query. `then` is called
     /// once, at once if the query cannot be sent (unless the runtime stops
-    /// first). The wait keeps `query` meanwhile; its id is replaced here.
-    /// `now` is the time (the caller has read the clock already).
+    /// first). The wait keeps `query` meanwhile and hands it back as it
+    /// came, but for its id, replaced here. `now` is the time (the caller
+    /// has read the clock already).
     pub fn send_then(
         &self,
         query: Box<[u8]>,
@@ -324,7 +418,7 @@ impl UdpPool {
         deadline: Instant,
         then: Callback,
     ) {
-        match self.reserve(now) {
+        match self.reserve() {
             Ok((shared, id)) => {
                 let then = Then::Call(then);
                 wait(&shared, id, query, question_end, now, deadline, then);
@@ -334,8 +428,8 @@ impl UdpPool {
     }
 
     /// A socket with room for one more query, and a free id on it.
-    fn reserve(&self, now: Instant) -> Result<(Rc<Shared>, u16), ForwardError> {
-        let shared = self.pick(now)?;
+    fn reserve(&self) -> Result<(Rc<Shared>, u16), ForwardError> {
+        let shared = self.pick()?;
         if shared.waiting.borrow().len() >= MAX_WAITING {
             return Err(ForwardError::Busy);
         }
@@ -347,7 +441,9 @@ impl UdpPool {
 /// Makes `query` wait on `id`, queued for the reader, which sends it with
 /// the others of this round (`send_queued`), sends it again each
 /// `RETRANSMIT` and ends the wait at the deadline, so waiting needs no
-/// timer. Returns the wait's number.
+/// timer. The query leaves with our id, our payload size and (unless the
+/// upstream does not keep it) a random letter case. Returns the wait's
+/// number.
 fn wait(
     shared: &Shared,
     id: u16,
@@ -358,6 +454,17 @@ fn wait(
     then: Then,
 ) -> u64 {
     wire::set_id(&mut query, id);
+    let (opt_size_at, client_udp_size) = match udp_wire::opt_size_at(&query, question_end) {
+        Some(at) => (
+            at,
+            udp_wire::swap_udp_size(&mut query, at, OFFERED_UDP_PAYLOAD),
+        ),
+        None => (0, 0),
+    };
+    let flips = shared
+        .case
+        .randomize(now)
+        .then(|| udp_wire::randomize_case(&mut query[HEADER_LEN..question_end - 4]));
     let seq = shared.next_seq.get();
     shared.next_seq.set(seq + 1);
     shared.waiting.borrow_mut().insert(
@@ -365,6 +472,10 @@ fn wait(
         Box::new(Waiter {
             query,
             question_end,
+            flips,
+            // A query is at most 65535 bytes.
+            opt_size_at: opt_size_at as u16,
+            client_udp_size,
             next_send: now + RETRANSMIT,
             deadline,
             seq,
@@ -401,21 +512,18 @@ impl Drop for Unwait<'_> {
             waiting.remove(&self.1);
         }
         if waiting.is_empty() {
-            if waiting.capacity() > WAITING_KEEP {
-                waiting.shrink_to_fit();
-            }
-            if self.0.released.get() {
-                // Let the reader see it is the last owner and close.
-                self.0.wake.notify_one();
-            }
+            // Let the reader see that its last query is done, and close.
+            self.0.wake.notify_one();
         }
     }
 }
 
 /// Sends the queries queued since the reader last ran, `BATCH` per
-/// `sendmmsg`. A full socket buffer leaves the rest due at once (the next
-/// sweep sends them); any other error fails the query it stopped at.
+/// `sendmmsg`, and seals the socket (its round is gathered). A full socket
+/// buffer leaves the rest due at once (the next sweep sends them); any
+/// other error fails the query it stopped at.
 fn send_queued(shared: &Shared) {
+    shared.sealed.set(true);
     let mut outbox = shared.outbox.borrow_mut();
     if outbox.is_empty() {
         return;
@@ -499,41 +607,37 @@ fn sweep(shared: &Shared, now: Instant) {
     shared.fail(late);
 }
 
-/// Reads a pooled socket and hands each answer to the query waiting for
-/// it; every `TICK` while queries wait, sends again what is due and times
-/// out what is late.
+/// Sends a socket's round, reads the socket and hands each answer to the
+/// query waiting for it; every `TICK` while queries wait, sends again what
+/// is due and times out what is late. Ends (and closes the socket) when
+/// its last query is done.
 async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
-    let mut next_sweep = Instant::now();
+    let mut next_sweep = Instant::now() + TICK;
     loop {
-        if shared.waiting.borrow().is_empty() && Rc::strong_count(&shared) == 1 {
-            // Retired by the pool and nobody waits: done.
+        send_queued(&shared);
+        if shared.waiting.borrow().is_empty() {
+            shared.ended.set(true);
             return;
         }
-        send_queued(&shared);
         let now = Instant::now();
         if now >= next_sweep {
             sweep(&shared, now);
             next_sweep = now + TICK;
         }
-        let idle = shared.waiting.borrow().is_empty();
-        let wait = if idle {
-            READER_IDLE
-        } else {
-            next_sweep.saturating_duration_since(now)
-        };
+        let wait = next_sweep.saturating_duration_since(now);
         let mut ready = tokio::select! {
             r = shared.sock.readable() => match r {
                 Ok(guard) => guard,
                 Err(e) => {
-                    shared.broken.set(true);
+                    shared.ended.set(true);
                     log::debug!("udp {remote}: {e}");
                     shared.fail_all(|| ForwardError::Closed);
                     return;
                 }
             },
             // Queries were queued (sent at the top of the loop), or the
-            // pool let go of the socket. The sweep keeps its own clock: a
-            // wake per batch must not put it off.
+            // last one ended. The sweep keeps its own clock: a wake per
+            // batch must not put it off.
             _ = shared.wake.notified() => continue,
             _ = tokio::time::sleep(wait) => continue,
         };
@@ -542,12 +646,27 @@ async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
             let got = ready.try_io(|sock| {
                 INBOX.with(|inbox| {
                     let mut inbox = inbox.borrow_mut();
-                    let n = inbox.recv(sock.as_raw_fd())?;
+                    let fd = sock.as_raw_fd();
+                    let n = inbox.recv(fd)?;
                     let mut waiting = shared.waiting.borrow_mut();
+                    let now = Instant::now();
                     for i in 0..n {
-                        if let Some((answer, _)) = inbox.get(i) {
-                            deliver(&mut waiting, answer, remote, &mut due);
-                        }
+                        let answer = match inbox.get(i) {
+                            Some((answer, _)) => Received::Whole(answer),
+                            None => match inbox.cut_short(i) {
+                                Some(head) => Received::CutShort(head),
+                                None => continue,
+                            },
+                        };
+                        deliver(
+                            &mut waiting,
+                            answer,
+                            &shared.case,
+                            fd,
+                            now,
+                            remote,
+                            &mut due,
+                        );
                     }
                     Ok(n)
                 })
@@ -569,7 +688,7 @@ async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
                     shared.fail_all(|| ForwardError::Refused);
                 }
                 Ok(Err(e)) => {
-                    shared.broken.set(true);
+                    shared.ended.set(true);
                     log::debug!("udp {remote}: {e}");
                     shared.fail_all(|| ForwardError::Closed);
                     return;
@@ -579,24 +698,77 @@ async fn read_answers(shared: Rc<Shared>, remote: SocketAddr) {
     }
 }
 
-/// Hands an answer to the query it answers.
-fn deliver(waiting: &mut Waiting, answer: &[u8], remote: SocketAddr, due: &mut Due) {
-    if answer.len() < wire::HEADER_LEN {
+/// A datagram as it was read.
+enum Received<'a> {
+    Whole(&'a [u8]),
+    /// Longer than a receive buffer: the part that fit.
+    CutShort(&'a [u8]),
+}
+
+/// Hands an answer to the query it answers. An answer that echoes the name
+/// in another case than we sent is not taken: the query is sent again at
+/// once in the client's case (and checked ignoring case from then on).
+fn deliver(
+    waiting: &mut Waiting,
+    answer: Received,
+    case: &CaseMemory,
+    fd: std::os::fd::RawFd,
+    now: Instant,
+    remote: SocketAddr,
+    due: &mut Due,
+) {
+    let (bytes, cut_short) = match answer {
+        Received::Whole(b) => (b, false),
+        Received::CutShort(b) => (b, true),
+    };
+    if bytes.len() < wire::HEADER_LEN {
         return;
     }
-    let id = wire::id(answer);
-    let answers = waiting.get(&id).is_some_and(|w| {
-        w.is_open()
-            && wire::response_answers(answer, id, &w.query[wire::HEADER_LEN..w.question_end])
-    });
-    if answers {
-        settle(waiting, id, Ok(answer.to_vec()), due);
-    } else {
+    let id = wire::id(bytes);
+    let Some(w) = waiting.get_mut(&id).filter(|w| w.is_open()) else {
         log::debug!(
             "udp {remote}: ignored a {}-byte datagram that answers no query of ours",
-            answer.len()
+            bytes.len()
         );
+        return;
+    };
+    let echo = udp_wire::echo(bytes, id, &w.query[HEADER_LEN..w.question_end]);
+    match (echo, &w.flips) {
+        (Echo::Exact, flips) => {
+            if flips.is_some() {
+                case.kept();
+            }
+        }
+        (Echo::OtherCase, None) => {}
+        (Echo::OtherCase, Some(_)) => {
+            if !case.changed(now, remote) {
+                log::debug!(
+                    "udp {remote}: ignored an answer to {} in another letter case \
+                     than we asked (a spoof?); asking again",
+                    wire::NameText(&w.query[HEADER_LEN..w.question_end - 4])
+                );
+                // An upstream that does not keep the case answers the same
+                // way again, and is soon known for it.
+                w.next_send = now + RETRANSMIT;
+                let _ = mmsg::send_connected(fd, &[&w.query]);
+                return;
+            }
+            // The upstream does not keep the case: checked ignoring it.
+        }
+        (Echo::No, _) => {
+            log::debug!(
+                "udp {remote}: ignored a {}-byte datagram with a foreign question",
+                bytes.len()
+            );
+            return;
+        }
     }
+    let outcome = if cut_short {
+        Err(ForwardError::Oversize)
+    } else {
+        Ok(bytes.to_vec())
+    };
+    settle(waiting, id, outcome, due);
 }
 
 #[cfg(test)]
@@ -608,29 +780,37 @@ mod tests {
             sock,
             waiting: RefCell::new(HashMap::with_hasher(SeededHash::random())),
             uses: Cell::new(0),
-            born: Instant::now(),
-            broken: Cell::new(false),
-            released: Cell::new(false),
+            sealed: Cell::new(false),
+            ended: Cell::new(false),
             next_seq: Cell::new(0),
             outbox: RefCell::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
+            case: Rc::default(),
+            open: Rc::new(Cell::new(1)),
         }
     }
 
-    fn wait(s: &Shared, id: u16, seq: u64) {
+    fn waiter(seq: u64, then: Then) -> Box<Waiter> {
         let now = Instant::now();
-        let w = Waiter {
+        Box::new(Waiter {
             query: Box::new([0; 12]),
             question_end: 12,
+            flips: None,
+            opt_size_at: 0,
+            client_udp_size: 0,
             next_send: now,
             deadline: now,
             seq,
-            then: Then::Wake {
-                outcome: None,
-                waker: None,
-            },
+            then,
+        })
+    }
+
+    fn wait(s: &Shared, id: u16, seq: u64) {
+        let then = Then::Wake {
+            outcome: None,
+            waker: None,
         };
-        s.waiting.borrow_mut().insert(id, Box::new(w));
+        s.waiting.borrow_mut().insert(id, waiter(seq, then));
     }
 
     #[test]
@@ -667,19 +847,9 @@ mod tests {
     fn a_callback_is_called_once_after_the_waiting_list_is_let_go() {
         let calls: Rc<RefCell<Vec<Answer>>> = Rc::default();
         let mut waiting: Waiting = HashMap::with_hasher(SeededHash::random());
-        let now = Instant::now();
         let seen = calls.clone();
-        waiting.insert(
-            9,
-            Box::new(Waiter {
-                query: Box::new([0; 12]),
-                question_end: 12,
-                next_send: now,
-                deadline: now,
-                seq: 0,
-                then: Then::Call(Box::new(move |a, _| seen.borrow_mut().push(a))),
-            }),
-        );
+        let then = Then::Call(Box::new(move |a, _| seen.borrow_mut().push(a)));
+        waiting.insert(9, waiter(0, then));
         let mut due = Due::new();
         settle(&mut waiting, 9, Ok(vec![1]), &mut due);
         settle(&mut waiting, 9, Err(ForwardError::Timeout), &mut due);

@@ -145,9 +145,25 @@ impl RecvBatch {
         }
         let len = (h.msg_len as usize).min(SLOT);
         let from = from_sockaddr(&self.addrs[i])?;
+        Some((self.bytes(i, len), from))
+    }
+
+    /// The i-th datagram of the last `recv` if it was longer than a slot:
+    /// the `SLOT` bytes that fit (a forwarder can still read which query
+    /// it answers, and ask again another way).
+    pub fn cut_short(&mut self, i: usize) -> Option<&[u8]> {
+        let h = &self.hdrs[i];
+        if h.msg_hdr.msg_flags & libc::MSG_TRUNC == 0 {
+            return None;
+        }
+        Some(self.bytes(i, SLOT))
+    }
+
+    /// The first `len` (at most `SLOT`) bytes of the i-th datagram.
+    fn bytes(&mut self, i: usize, len: usize) -> &[u8] {
         let head = &self.heads[i * HEAD..(i + 1) * HEAD];
         if len <= HEAD {
-            return Some((&head[..len], from));
+            return &head[..len];
         }
         // SAFETY: the kernel wrote bytes HEAD..len of slot i (the second
         // iovec); the copy writes bytes 0..HEAD, so all `len` bytes are
@@ -156,7 +172,7 @@ impl RecvBatch {
         unsafe {
             let slot = self.tails.as_mut_ptr().add(i * SLOT);
             std::ptr::copy_nonoverlapping(head.as_ptr(), slot, HEAD);
-            Some((std::slice::from_raw_parts(slot, len), from))
+            std::slice::from_raw_parts(slot, len)
         }
     }
 }

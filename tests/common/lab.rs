@@ -229,12 +229,13 @@ impl LabUpstream {
         std::fs::read_to_string(self.dir.path("unbound.log")).unwrap_or_default()
     }
 
-    /// The source addresses of the queries it saw for `name` (with final dot).
+    /// The source addresses of the queries it saw for `name` (with final
+    /// dot), in any letter case (dae asks in random case, 0x20).
     pub fn sources(&self, name: &str) -> Vec<IpAddr> {
-        let needle = format!(" {name} ");
+        let needle = format!(" {name} ").to_ascii_lowercase();
         self.log()
             .lines()
-            .filter(|l| l.contains(" info: ") && l.contains(&needle))
+            .filter(|l| l.contains(" info: ") && l.to_ascii_lowercase().contains(&needle))
             .filter_map(|l| l.split(" info: ").nth(1)?.split(' ').next()?.parse().ok())
             .collect()
     }

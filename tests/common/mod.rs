@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod lab;
 pub mod proxies;
 pub mod tls;
@@ -257,10 +258,14 @@ impl Unbound {
         std::fs::read_to_string(self.dir.path("unbound.log")).unwrap_or_default()
     }
 
-    /// How many queries for `name` (with final dot) and `rtype` it has seen.
+    /// How many queries for `name` (with final dot) and `rtype` it has seen,
+    /// in any letter case (dae asks in random case, 0x20).
     pub fn queries(&self, name: &str, rtype: &str) -> usize {
-        let needle = format!(" {name} {rtype} IN");
-        self.log().lines().filter(|l| l.ends_with(&needle)).count()
+        let needle = format!(" {name} {rtype} IN").to_ascii_lowercase();
+        self.log()
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().ends_with(&needle))
+            .count()
     }
 }
 
