@@ -42,6 +42,14 @@ pub fn validate(path: &Path) -> i32 {
             for w in config::warnings(&config) {
                 eprintln!("dae: config warning: {w}");
             }
+            // The TC object is only loaded with a lan_interface.
+            let g = &config.general;
+            if !g.lan_interfaces.is_empty() {
+                if let Err(e) = ebpf::Object::choose(g.bpf_object.as_deref()) {
+                    eprintln!("dae: config error: {e}");
+                    return 1;
+                }
+            }
             println!("configuration OK");
             0
         }
@@ -112,8 +120,9 @@ impl Interception {
         attach: AttachMode,
     ) -> Result<Interception, String> {
         let g = &config.general;
+        let object = ebpf::Object::choose(g.bpf_object.as_deref())?;
         let listeners = TproxyListeners::start(g.tproxy_port, controller)?;
-        let datapath = Datapath::start(&g.bpf_object, &g.lan_interfaces, settings(config), attach)?;
+        let datapath = Datapath::start(&object, &g.lan_interfaces, settings(config), attach)?;
         Ok(Interception {
             listeners,
             datapath,
