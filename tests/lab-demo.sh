@@ -25,7 +25,7 @@ cd "$repo"
 # shellcheck source=tests/deps.sh
 . tests/deps.sh
 need_root
-install_packages "${DAE_TEST_PACKAGES[@]}"
+install_packages "${DAE_DEMO_PACKAGES[@]}"
 
 if [ -n "${DAE_DEMO_BIN:-}" ]; then
   dae=$DAE_DEMO_BIN

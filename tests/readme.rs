@@ -59,6 +59,31 @@ fn example_config() -> String {
     block.join("\n") + "\n"
 }
 
+/// The example with the nodes and group of "### Outbounds" added: their
+/// block, and the rule block's line in the example's `routing` section.
+fn example_with_nodes() -> String {
+    let text = readme();
+    let at = text
+        .find("\n### Outbounds: proxy nodes, groups, routing\n")
+        .expect("README.md has the Outbounds section");
+    let found = blocks(&text[at..]);
+    let nodes = found
+        .iter()
+        .find(|b| b[0].starts_with("config node"))
+        .expect("a block of nodes");
+    let rule = found
+        .iter()
+        .find(|b| b.len() == 1 && b[0].starts_with("\tlist rule"))
+        .expect("a block with the routing rule");
+    let routing = "config routing 'routing'\n";
+    let example = example_config().replacen(routing, &format!("{routing}{}\n", rule[0]), 1);
+    assert!(
+        example.contains(rule[0]),
+        "the example has a routing section"
+    );
+    format!("{example}\n{}\n", nodes.join("\n"))
+}
+
 /// The validate sample: (the broken file, the lines dae validate prints).
 fn validate_sample() -> (String, Vec<String>) {
     let text = readme();
@@ -118,6 +143,20 @@ fn the_readme_example_config_validates_without_a_word() {
 }
 
 #[test]
+fn the_readme_example_with_its_nodes_validates() {
+    let dir = TempDir::new("readme");
+    let file = dir.path("dae");
+    let config = example_with_nodes();
+    std::fs::write(&file, &config).unwrap();
+    let out = validate(&file);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{config}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn the_readme_example_config_starts_on_a_router_and_answers_on_its_dns_listen() {
     if !lab::can_run() {
         return;
@@ -145,6 +184,7 @@ fn the_readme_example_config_starts_on_a_router_and_answers_on_its_dns_listen() 
     });
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert!(started, "dae did not start:\n{}", read_log());
+
         assert_eq!(
             lab.filters(),
             1,
@@ -170,15 +210,22 @@ fn the_readme_example_config_starts_on_a_router_and_answers_on_its_dns_listen() 
         let status = Command::new("nsenter")
             .args(["-t", &child.id().to_string(), "-m", "-n"])
             .arg(env!("CARGO_BIN_EXE_dae"))
-            .arg("status")
+            .args(["status", "--json"])
             .output()
             .expect("run dae status");
-        let text = String::from_utf8_lossy(&status.stdout);
-        assert!(
-            status.status.success() && text.contains("interception: br-lan"),
-            "{text}{}",
-            String::from_utf8_lossy(&status.stderr)
-        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&status.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "dae status: {e}: {}",
+                    String::from_utf8_lossy(&status.stderr)
+                )
+            });
+        assert_eq!(report["interfaces"], serde_json::json!(["br-lan"]));
+        // The example starts quietly (README.md says so), and stays so: no
+        // group, so no health check that could fail later.
+        assert_eq!(report["groups"], serde_json::json!([]), "{report:#}");
+        let log = read_log();
+        assert!(!log.contains(" WARN ") && !log.contains(" ERROR "), "{log}");
     }));
     common::kill(&mut child);
     if let Err(e) = result {
