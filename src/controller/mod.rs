@@ -394,7 +394,11 @@ impl Controller {
                 self.cache
                     .borrow_mut()
                     .remove(Key::new(query, &info, None).as_bytes());
-                log::debug!("{}: {qname} type {}: rejected", client.addr, info.qtype);
+                log::debug!(
+                    "{}: {qname} type {}: rejected",
+                    client.addr,
+                    wire::TypeName(info.qtype)
+                );
                 self.reply_empty(query, &info, rcode::NOERROR, client, out);
                 return Step::Replied;
             }
@@ -445,7 +449,11 @@ impl Controller {
             let mut cache = self.cache.borrow_mut();
             match cache.lookup(key.as_bytes(), now) {
                 Lookup::Fresh(entry) => {
-                    log::debug!("{}: {qname} type {}: cache hit", client.addr, info.qtype);
+                    log::debug!(
+                        "{}: {qname} type {}: cache hit",
+                        client.addr,
+                        wire::TypeName(info.qtype)
+                    );
                     entry.write_fresh(query, &info, now, out);
                     drop(cache);
                     fit(out, query, &info, client);
@@ -455,7 +463,7 @@ impl Controller {
                     log::debug!(
                         "{}: {qname} type {}: stale hit, refreshing",
                         client.addr,
-                        info.qtype
+                        wire::TypeName(info.qtype)
                     );
                     entry.write_stale(query, &info, out);
                     drop(cache);
@@ -568,9 +576,10 @@ impl Controller {
         let (theirs, mine) = tokio::join!(theirs, mine);
         if matches!(&theirs, Ok(e) if e.has_qtype_answer()) {
             log::debug!(
-                "{}: {qname} type {}: empty, type {ptype} is preferred and has records",
+                "{}: {qname} type {}: empty, type {} is preferred and has records",
                 client.addr,
-                p.info.qtype
+                wire::TypeName(p.info.qtype),
+                wire::TypeName(ptype)
             );
             return None;
         }
@@ -713,7 +722,7 @@ impl Controller {
             log::warn!(
                 "{} type {}: upstream '{name}'{what}",
                 wire::NameText(info.qname(query)),
-                info.qtype
+                wire::TypeName(info.qtype)
             );
             Verdict::Done(Err(()))
         };
@@ -741,7 +750,7 @@ impl Controller {
             DnsTarget::Accept | DnsTarget::Asis => {
                 log::debug!(
                     "{qname} type {}: answered by '{name}' (rcode {})",
-                    info.qtype,
+                    wire::TypeName(info.qtype),
                     scan.rcode
                 );
                 Verdict::Done(Ok(make_entry(
@@ -778,7 +787,7 @@ impl Controller {
             "{} type {}: response rules asked {MAX_LOOKUP_DEPTH} upstreams in a row; \
              answering SERVFAIL (do the response rules form a loop?)",
             wire::NameText(info.qname(query)),
-            info.qtype
+            wire::TypeName(info.qtype)
         );
     }
 
