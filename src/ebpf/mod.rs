@@ -31,8 +31,8 @@ use aya::Ebpf;
 pub use shared::{Counter, Settings};
 
 /// The TC object build.rs compiled for this target; empty when built with
-/// `DAE_EMBED_BPF=0`.
-static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dae_tc.o"));
+/// `DAE_EMBED_BPF=0`. Aligned to 8 bytes, as the ELF parser needs.
+static EMBEDDED: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dae_tc.o"));
 
 /// Where a binary built without its own object looks when `bpf_object`
 /// is not set: where the OpenWrt package installs the object.
@@ -64,9 +64,9 @@ impl Object {
                 Ok(Object::File(PathBuf::from(PACKAGE_OBJECT)))
             }
             None => Err(format!(
-                "option bpf_object: not set, and this dae was built without its TC program \
-                 (DAE_EMBED_BPF=0) and there is no such file: {PACKAGE_OBJECT}; set the option to the compiled \
-                 ebpf/dae_tc.c (ebpf/build.sh builds it)"
+                "option bpf_object: not set, and this dae was built without its TC \
+                 program (DAE_EMBED_BPF=0) and there is no such file: {PACKAGE_OBJECT}; \
+                 set the option to the compiled ebpf/dae_tc.c (ebpf/build.sh builds it)"
             )),
         }
     }
@@ -271,5 +271,34 @@ impl Datapath {
             self.detach(&iface);
         }
         route::remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_object_is_an_aligned_bpf_elf_of_our_byte_order() {
+        if EMBEDDED.is_empty() {
+            return; // built with DAE_EMBED_BPF=0
+        }
+        assert_eq!(EMBEDDED.as_ptr() as usize % 8, 0, "8-byte aligned");
+        assert_eq!(&EMBEDDED[..4], b"\x7fELF");
+        // EI_DATA: 1 little-endian, 2 big-endian; e_machine 247 is BPF.
+        let little = EMBEDDED[5] == 1;
+        assert_eq!(little, cfg!(target_endian = "little"));
+        let machine = if little {
+            u16::from_le_bytes([EMBEDDED[18], EMBEDDED[19]])
+        } else {
+            u16::from_be_bytes([EMBEDDED[18], EMBEDDED[19]])
+        };
+        assert_eq!(machine, 247);
+    }
+
+    #[test]
+    fn a_missing_bpf_object_is_named() {
+        let e = Object::choose(Some(Path::new("/nonexistent/dae_tc.o"))).unwrap_err();
+        assert!(e.starts_with("option bpf_object: no such file: /nonexistent/dae_tc.o"));
     }
 }
