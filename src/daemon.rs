@@ -45,6 +45,14 @@ pub fn validate(path: &Path) -> i32 {
             for w in config::warnings(&config) {
                 eprintln!("dae: config warning: {w}");
             }
+            // The TC object is only loaded with a lan_interface.
+            let g = &config.general;
+            if !g.lan_interfaces.is_empty() {
+                if let Err(e) = ebpf::Object::choose(g.bpf_object.as_deref()) {
+                    eprintln!("dae: config error: {e}");
+                    return 1;
+                }
+            }
             println!("configuration OK");
             0
         }
@@ -127,10 +135,10 @@ impl Interception {
         attach: AttachMode,
     ) -> Result<Interception, String> {
         let g = &config.general;
+        let object = ebpf::Object::choose(g.bpf_object.as_deref())?;
         let relay = Rc::new(Relay::new(controller.outbounds()));
         let listeners = TproxyListeners::start(g.tproxy_port, controller, Some(relay.clone()))?;
-        let mut datapath =
-            Datapath::start(&g.bpf_object, &g.lan_interfaces, settings(config), attach)?;
+        let mut datapath = Datapath::start(&object, &g.lan_interfaces, settings(config), attach)?;
         let maps = (|| {
             relay.set_flows(datapath.take_map(ebpf::shared::FLOWS_MAP)?)?;
             Learner::new(datapath.take_map(ebpf::shared::DOMAINS_MAP)?)

@@ -2,7 +2,9 @@
 //!
 //! The daemon listens on `status_socket` (root only, mode 0600); each
 //! connection gets one JSON document and is closed. `dae status` prints it
-//! for people, `dae status --json` as is (LuCI reads that).
+//! for people, `dae status --json` as is (LuCI reads that). At start a
+//! socket left by a run that ended is replaced; `dae status` tells "not
+//! running" (no socket) from such a stale socket.
 //!
 //! Neighbours: `daemon` (serves it with the live parts), `main` (the client).
 
@@ -23,12 +25,20 @@ pub fn serve(
     path: &Path,
     report: impl Fn() -> Value + 'static,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    // A socket file left by a crashed run is in the way; nothing else may
-    // stand there.
+    // A socket file left by a run that ended (killed, crashed) is in the
+    // way: it is replaced. One that a running dae answers on is left to it;
+    // anything else that is not a socket stays, and binding fails.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if meta.file_type().is_socket() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another dae answers there",
+                ));
+            }
             std::fs::remove_file(path)?;
+            log::info!("{}: replaced a stale status socket", path.display());
         }
     }
     let listener = UnixListener::bind(path)?;
@@ -50,10 +60,14 @@ pub fn serve(
 /// Reads the daemon's report.
 pub fn fetch(path: &Path) -> Result<Value, String> {
     let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-        format!(
-            "cannot reach the daemon at {}: {e} (is it running?)",
-            path.display()
-        )
+        let path = path.display();
+        match e.kind() {
+            std::io::ErrorKind::NotFound => format!("dae is not running: no {path}"),
+            std::io::ErrorKind::ConnectionRefused => format!(
+                "{path} exists but no dae is listening on it (stale socket from a run that ended?)"
+            ),
+            _ => format!("cannot reach the daemon at {path}: {e}"),
+        }
     })?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut text = String::new();

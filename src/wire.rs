@@ -330,6 +330,19 @@ impl std::fmt::Display for NameText<'_> {
     }
 }
 
+/// A record type shown as dig shows it: its name (`A`, `AAAA`, `HTTPS`),
+/// or `TYPE` and the number for a type without one (`TYPE65534`).
+pub struct TypeName(pub u16);
+
+impl std::fmt::Display for TypeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match hickory_proto::rr::RecordType::from(self.0) {
+            hickory_proto::rr::RecordType::Unknown(n) => write!(f, "TYPE{n}"),
+            known => write!(f, "{known}"),
+        }
+    }
+}
+
 /// What one scan of an upstream answer tells the controller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseInfo {
@@ -750,6 +763,15 @@ mod tests {
             m.set_edns(e);
         }
         m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn type_names_are_digs() {
+        let shown: Vec<String> = [1, 28, 65, 16, 65534]
+            .iter()
+            .map(|&t| TypeName(t).to_string())
+            .collect();
+        assert_eq!(shown, ["A", "AAAA", "HTTPS", "TXT", "TYPE65534"]);
     }
 
     #[test]

@@ -2,12 +2,19 @@
 # Sourced by the README's commands: makes sure this Debian machine has what
 # the tests and the demo need, installing only what is missing.
 
-# Debian packages the test suite and the lab demo use (read by the scripts
-# that source this file).
+# Debian packages each script needs (read by the scripts that source this
+# file). The lab demo: the lab (iproute2, procps), unbound and dig, and what
+# the build needs (clang and libbpf's headers for the TC program, which
+# build.rs compiles into the binary). The suite: all that, and the other
+# DNS servers and clients, the proxy servers and the lint tools.
+# shellcheck disable=SC2034
+DAE_DEMO_PACKAGES=(
+  unbound bind9-dnsutils iproute2 procps clang llvm libbpf-dev gcc libc6-dev
+)
 # shellcheck disable=SC2034
 DAE_TEST_PACKAGES=(
-  unbound dnsmasq dnsdist dnsperf bind9-dnsutils knot-dnsutils
-  iproute2 procps psmisc shellcheck clang llvm libbpf-dev bpftool gcc libc6-dev openssl busybox curl
+  "${DAE_DEMO_PACKAGES[@]}"
+  dnsmasq dnsdist dnsperf knot-dnsutils psmisc shellcheck bpftool openssl busybox curl
   shadowsocks-libev trojan v2ray microsocks dante-server nftables
 )
 
@@ -26,9 +33,20 @@ install_packages() {
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # apt's and debconf's chatter (such as "debconf: delaying package
+    # configuration, since apt-utils is not installed") goes to a log,
+    # shown only if the install fails.
+    local log
+    log=$(mktemp /tmp/dae-apt.XXXXXX)
+    if ! DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1 ||
+      ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >>"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      echo "installing ${missing[*]} failed" >&2
+      return 1
+    fi
+    rm -f "$log"
     # Debian starts the servers it just installed as services; the tests
     # start their own. Servers that were already here are left alone.
     for p in "${missing[@]}"; do
@@ -63,7 +81,8 @@ install_python_packages() {
   if ! PYTHONPATH="$dir" python3 -c "import aioquic" 2>/dev/null; then
     python3 -m pip --version >/dev/null 2>&1 || install_packages python3-pip
     echo "installing into $dir: aioquic"
-    python3 -m pip install --quiet --disable-pip-version-check --target "$dir" "aioquic==1.7.2"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+      --target "$dir" "aioquic==1.7.2"
   fi
 }
 

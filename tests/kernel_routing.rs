@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use common::Rng;
 use dae::config::{parse_str, Config};
 use dae::ebpf::shared::{self, FlowKey, FlowVerdict, Settings, TARGET_BLOCK, TARGET_GROUP};
-use dae::ebpf::{AttachMode, Datapath};
+use dae::ebpf::{AttachMode, Datapath, Object};
 use dae::routing::kernel::{bypass_prefixes, Compiled, KernelRouting, Learner};
 use dae::routing::{Flow, Lan, Rules, Target, L4};
 
@@ -152,12 +152,9 @@ impl Program {
             fail_closed: u32::from(fail_closed),
             routing_slot: 0,
         };
-        let mut dp = Datapath::load(
-            &common::built_bpf_object("bpfel"),
-            settings,
-            AttachMode::Netlink,
-        )
-        .expect("load the TC program");
+        // The object built into the binary, as dae loads it.
+        let mut dp = Datapath::load(&Object::Embedded, settings, AttachMode::Netlink)
+            .expect("load the TC program");
         let mut routing = KernelRouting::new();
         routing
             .install(

@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
-# The main job, shown in the namespace lab (tests/lab.sh): a LAN client's DNS
-# answered through dae on the router.
+# The main job, shown and checked in the namespace lab (tests/lab.sh): a LAN
+# client's DNS answered through dae on the router.
 #
-# Builds dae and its TC program, creates the lab (client, router with br-lan,
-# an upstream namespace running unbound), starts dae on the router exactly as
-# on OpenWrt (TC program on br-lan, UCI config), then lets the client ask with
-# dig: the real server, an address with no host behind it (203.0.113.99),
-# over UDP and TCP, IPv4 and IPv6. dae's log, its status and the upstream's
-# query log are shown beside the answers. Everything is removed at the end,
-# also on failure or Ctrl-C.
+# Builds dae (its TC program is built into it), creates the lab (client,
+# router with br-lan, an upstream namespace running unbound), starts dae on
+# the router exactly as on OpenWrt (TC program on br-lan, UCI config), then
+# lets the client ask with dig: the real server, an address with no host
+# behind it (203.0.113.99), over UDP and TCP, IPv4 and IPv6, and a name a
+# reject rule blocks. Each answer is checked (status and records), and so
+# are the upstream's query log (it saw the router, never the client), dae's
+# status and, once dae is stopped, fail open. It ends with one line,
+# `lab demo: OK` or `lab demo: FAIL (what)`, and exits 1 on FAIL.
+# Everything is removed at the end, also on failure or Ctrl-C.
 #
 # Usage (as root on Debian 12): tests/lab-demo.sh
+# Knobs (tests/lab_demo.rs uses them):
+#   DAE_DEMO_BIN=PATH          run this dae binary instead of building one
+#   DAE_DEMO_NO_HANDOVER=1     remove dae's TC filter from br-lan after
+#                              start: nothing is handed to dae, and the demo
+#                              must say FAIL
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 # shellcheck source=tests/deps.sh
 . tests/deps.sh
 need_root
-install_packages "${DAE_TEST_PACKAGES[@]}"
-ensure_rust
+install_packages "${DAE_DEMO_PACKAGES[@]}"
 
-echo "== building dae and its TC program"
-cargo build --release --locked -q
-ebpf/build.sh
+if [ -n "${DAE_DEMO_BIN:-}" ]; then
+  dae=$DAE_DEMO_BIN
+else
+  ensure_rust
+  echo "== building dae (cargo build --release: its TC program, ebpf/dae_tc.c, is compiled"
+  echo "== with clang and built into the binary; a first build takes a few minutes)"
+  cargo build --release --locked -q
+  dae=$repo/target/release/dae
+fi
 
 prefix="demo$$"
 work=$(mktemp -d /tmp/dae-demo.XXXXXX)
@@ -37,6 +50,17 @@ client="$prefix-client"
 router="$prefix-router"
 upstream="$prefix-up"
 in_client() { ip netns exec "$client" "$@"; }
+
+failures=()
+fail() {
+  echo "   !! $*"
+  failures+=("$*")
+}
+indent() { sed 's/^/   /'; }
+caption() {
+  echo
+  echo "== $*"
+}
 
 cat >"$work/unbound.conf" <<EOF
 server:
@@ -75,7 +99,6 @@ config dae 'config'
 	option log_level 'info'
 	list lan_interface 'br-lan'
 	option tproxy_port '12345'
-	option bpf_object '$repo/ebpf/build/dae_tc.bpfel.o'
 	option status_socket '$work/dae.sock'
 
 config dns 'dns'
@@ -86,41 +109,123 @@ config dns 'dns'
 config upstream 'lab'
 	option address 'udp://203.0.113.53:53'
 EOF
-echo "== /etc/config/dae on the router"
+caption "/etc/config/dae on the router (no bpf_object: the TC program built into dae is used)"
 cat "$work/dae"
-ip netns exec "$router" "$repo/target/release/dae" run -c "$work/dae" 2>"$work/dae.log" &
+ip netns exec "$router" "$dae" run -c "$work/dae" 2>"$work/dae.log" &
 disown
 for _ in $(seq 1 50); do
   grep -q "started with" "$work/dae.log" 2>/dev/null && break
   sleep 0.1
 done
+grep -q "started with" "$work/dae.log" || fail "dae did not start (its log is below)"
+if [ "${DAE_DEMO_NO_HANDOVER:-0}" = 1 ]; then
+  caption "DAE_DEMO_NO_HANDOVER=1: removing dae's TC filter from br-lan (nothing is handed to dae now)"
+  ip netns exec "$router" tc filter del dev br-lan ingress
+fi
 
-show() {
-  echo
-  echo "== client: $*"
-  in_client "$@" || true
+# ask WANT_STATUS WANT_ANSWER DIG_ARGS...: the client runs dig, the output is
+# shown, and its status and answer records (name, type, data, sorted and
+# joined with "; ", or "" for an empty answer section) are checked.
+ask() {
+  local want_status=$1 want=$2 out status got
+  shift 2
+  echo "-- client: dig $*"
+  out=$(in_client dig +tries=1 +time=3 "$@" 2>&1) || true
+  indent <<<"$out"
+  status=$(sed -n 's/^;; ->>HEADER<<- .* status: \([A-Z]*\),.*/\1/p' <<<"$out")
+  got=$(awk '/^;; ANSWER SECTION:/ { on = 1; next }
+             on && NF == 0 { on = 0 }
+             on { print $1, $4, $5 }' <<<"$out" | sort | paste -sd';' - | sed 's/;/; /g')
+  if [ -z "$status" ]; then
+    fail "dig $*: no answer"
+  elif [ "$status" != "$want_status" ] || [ "$got" != "$want" ]; then
+    fail "dig $*: got $status [$got], want $want_status [$want]"
+  else
+    echo "   ok: $status [$got]"
+  fi
 }
-show dig +tries=1 +time=3 @203.0.113.53 www.lab.example A
-show dig +tries=1 +time=3 @203.0.113.99 www.lab.example A
-show dig +tries=1 +time=3 +tcp @2001:db8:3::99 www.lab.example AAAA
-show dig +tries=1 +time=3 @203.0.113.99 ads.blocked.example A
-echo
-echo "== router: tc filter show dev br-lan ingress"
-ip netns exec "$router" tc filter show dev br-lan ingress
-echo
-echo "== router: dae status"
-"$repo/target/release/dae" status -s "$work/dae.sock"
-echo
-echo "== dae's log"
-cat "$work/dae.log"
-echo
-echo "== upstream's query log (the router asks, at 198.51.100.1 / 2001:db8:2::1; never the client)"
-grep " info: " "$work/unbound.log" | grep -v "start of service" || true
+
+caption "1. The client asks the real server, 203.0.113.53, over UDP. dae's TC program on br-lan
+   hands the query to dae (no NAT), dae asks unbound from the router's own address and
+   answers from 203.0.113.53, as the client expects."
+ask NOERROR "www.lab.example. A 192.0.2.80" @203.0.113.53 www.lab.example A
+
+caption "2. The client asks 203.0.113.99, where no host is. Only dae, through the hand-over,
+   can answer there (the same name: this answer comes from dae's cache)."
+ask NOERROR "www.lab.example. A 192.0.2.80" @203.0.113.99 www.lab.example A
+
+caption "3. IPv6 over TCP, to 2001:db8:3::99, where no host is either: the TCP connection itself
+   is handed to dae."
+ask NOERROR "www.lab.example. AAAA 2001:db8::80" +tcp @2001:db8:3::99 www.lab.example AAAA
+
+caption "4. A name the reject rule 'qname(suffix: blocked.example) -> reject' matches: dae
+   answers at once with NOERROR and an empty answer section (as dae does: stub resolvers
+   cache it briefly, browsers show no 'no such domain' page, apps do not fall back to
+   another resolver); the upstream never sees the name."
+ask NOERROR "" @203.0.113.99 ads.blocked.example A
+
+caption "router: tc filter show dev br-lan ingress (dae's filter, dae_lan_ingress)"
+filters=$(ip netns exec "$router" tc filter show dev br-lan ingress)
+indent <<<"$filters"
+grep -q dae_lan_ingress <<<"$filters" || fail "no dae_lan_ingress filter on br-lan"
+
+caption "router: dae status. 'seen' counts packets, not queries: every packet to port 53 that
+   enters br-lan from the LAN. The three UDP queries are one packet each; the TCP query of
+   step 3 is a whole connection (SYN, the ACK, the query, the ACK of the answer, FIN and the
+   last ACK), each packet handed to dae's socket. So 4 queries are about 9 packets seen, all
+   of them handed to dae (none passed: dae was listening)."
+status=$("$dae" status -s "$work/dae.sock" 2>&1) || true
+indent <<<"$status"
+read -r seen handed < <(sed -n 's/^datapath: \([0-9]*\) seen, \([0-9]*\) handed.*/\1 \2/p' <<<"$status") || true
+queries=$(sed -n 's/^dns: \([0-9]*\) queries.*/\1/p' <<<"$status")
+if [ "${queries:-0}" != 4 ]; then
+  fail "dae status: ${queries:-no} queries, want 4"
+fi
+if [ "${handed:-0}" -lt 4 ] || [ "${handed:-0}" != "${seen:-}" ]; then
+  fail "dae status: ${seen:-no} packets seen and ${handed:-no} handed to dae, want at least 4, all handed"
+fi
+
+caption "dae's log"
+indent <"$work/dae.log"
+
+caption "upstream's query log: every query came from the router (198.51.100.1, 2001:db8:2::1),
+   never from the client (192.0.2.10, 2001:db8:1::10): dae asked for it"
+queries_seen=$(grep " info: " "$work/unbound.log" | grep -v "start of service" || true)
+indent <<<"$queries_seen"
+sources=$(awk '{ for (i = 1; i < NF; i++) if ($i == "info:") print $(i + 1) }' <<<"$queries_seen" | sort -u | paste -sd' ' -)
+if [ -z "$sources" ]; then
+  fail "the upstream saw no query"
+else
+  for s in $sources; do
+    case "$s" in
+      198.51.100.1 | 2001:db8:2::1) ;;
+      *) fail "the upstream saw a query from $s, not from the router" ;;
+    esac
+  done
+fi
+if grep -q "blocked.example" <<<"$queries_seen"; then
+  fail "the upstream saw the rejected name"
+fi
 
 ip netns pids "$router" | xargs -r kill
 sleep 0.3
+caption "dae stopped: the client's DNS goes straight to the server again (fail open: the TC
+   program finds no listener and lets the packet pass), and 203.0.113.99, where no host is,
+   stays silent (only dae answered there)"
+ask NOERROR "www.lab.example. A 192.0.2.80" @203.0.113.53 www.lab.example A
+echo "-- client: dig @203.0.113.99 www.lab.example A (must time out)"
+if out=$(in_client dig +tries=1 +time=2 @203.0.113.99 www.lab.example A 2>&1); then
+  indent <<<"$out"
+  fail "203.0.113.99 answered with dae stopped"
+else
+  echo "   ok: no answer ($(grep -m1 -o 'timed out\|no servers could be reached' <<<"$out" || echo "dig failed"))"
+fi
+
 echo
-echo "== dae stopped: the client's DNS goes straight to the server again (fail open),"
-echo "== and 203.0.113.99, where no host is, stays silent (only dae answered there)"
-show dig +tries=1 +time=2 +short @203.0.113.53 www.lab.example A
-show dig +tries=1 +time=2 +short @203.0.113.99 www.lab.example A
+if [ "${#failures[@]}" -eq 0 ]; then
+  echo "lab demo: OK"
+else
+  what=$(printf '%s; ' "${failures[@]}")
+  echo "lab demo: FAIL (${what%; })"
+  exit 1
+fi

@@ -143,6 +143,8 @@ fn in_the_packages_feed_it_downloads_the_release_tarball() {
         arm.contains("-target bpfel") && !arm.contains("__MIPS"),
         "{arm}"
     );
+    // The binary loads the SDK-built object: cargo embeds none of its own.
+    assert!(arm.contains("DAE_EMBED_BPF=0 cargo build"), "{arm}");
 }
 
 #[test]

@@ -31,6 +31,8 @@ const STEP: Duration = Duration::from_secs(5);
 /// with the whole group on drop, also when the test fails.
 struct Server {
     child: Child,
+    /// Set by `stop`: its pid and group may belong to others by now.
+    stopped: bool,
     port: u16,
     dir: TempDir,
     log: PathBuf,
@@ -52,6 +54,7 @@ impl Server {
             .unwrap_or_else(|e| panic!("start {program}: {e}"));
         let mut s = Server {
             child,
+            stopped: false,
             port,
             dir,
             log,
@@ -81,9 +84,14 @@ impl Server {
 
     /// SIGTERM to the server (dante's main process stops its helpers),
     /// then SIGKILL to whatever of the group is left.
+    /// A second call (a test's, then the drop's) does nothing.
     fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         wait_until(Duration::from_secs(3), || {
             matches!(self.child.try_wait(), Ok(Some(_)))

@@ -46,9 +46,9 @@ pub struct General {
     /// `option fail_closed`: drop LAN DNS while the daemon is away instead of
     /// letting it pass to the server the client asked (default off).
     pub fail_closed: bool,
-    /// `option bpf_object`: the compiled TC program (default
-    /// `/lib/bpf/dae_tc.o`, where the package installs it).
-    pub bpf_object: std::path::PathBuf,
+    /// `option bpf_object`: a compiled TC program to load instead of the
+    /// one built into the binary (default none; see `ebpf::Object`).
+    pub bpf_object: Option<std::path::PathBuf>,
     /// `option ca_file`: PEM certificates that encrypted upstreams are
     /// checked against (default `/etc/ssl/certs/ca-certificates.crt`).
     pub ca_file: std::path::PathBuf,

@@ -179,8 +179,8 @@ pub static SCHEMA: &[SectionSchema] = &[
             opt(
                 "bpf_object",
                 Kind::Path,
-                Some("/lib/bpf/dae_tc.o"),
-                "The compiled TC program",
+                None,
+                "A compiled TC program (ebpf/dae_tc.c) to load instead of the one built into dae",
             ),
             opt(
                 "ca_file",

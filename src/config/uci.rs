@@ -431,7 +431,7 @@ fn general(s: &Section) -> General {
             .unwrap_or(0),
         wan_interface: s.one("wan_interface").map(str::to_string),
         fail_closed: flag(s, "fail_closed"),
-        bpf_object: PathBuf::from(s.one("bpf_object").unwrap_or_default()),
+        bpf_object: s.one("bpf_object").map(PathBuf::from),
         ca_file: PathBuf::from(s.one("ca_file").unwrap_or_default()),
         status_socket: PathBuf::from(s.one("status_socket").unwrap_or_default()),
         check: CheckSettings {
@@ -974,7 +974,7 @@ config routing 'routing'
         assert!(c.general.lan_interfaces.is_empty());
         assert_eq!(c.dns.request_fallback, DnsTarget::Asis);
         assert_eq!(c.dns.response_fallback, DnsTarget::Accept);
-        assert_eq!(c.general.bpf_object, PathBuf::from("/lib/bpf/dae_tc.o"));
+        assert_eq!(c.general.bpf_object, None);
     }
 
     #[test]

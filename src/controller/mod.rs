@@ -422,7 +422,11 @@ impl Controller {
                 self.cache
                     .borrow_mut()
                     .remove(Key::new(query, &info, None).as_bytes());
-                log::debug!("{}: {qname} type {}: rejected", client.addr, info.qtype);
+                log::debug!(
+                    "{}: {qname} type {}: rejected",
+                    client.addr,
+                    wire::TypeName(info.qtype)
+                );
                 self.reply_empty(query, &info, rcode::NOERROR, client, out);
                 return Step::Replied;
             }
@@ -473,7 +477,11 @@ impl Controller {
             let mut cache = self.cache.borrow_mut();
             match cache.lookup(key.as_bytes(), now) {
                 Lookup::Fresh(entry) => {
-                    log::debug!("{}: {qname} type {}: cache hit", client.addr, info.qtype);
+                    log::debug!(
+                        "{}: {qname} type {}: cache hit",
+                        client.addr,
+                        wire::TypeName(info.qtype)
+                    );
                     entry.write_fresh(query, &info, now, out);
                     drop(cache);
                     fit(out, query, &info, client);
@@ -483,7 +491,7 @@ impl Controller {
                     log::debug!(
                         "{}: {qname} type {}: stale hit, refreshing",
                         client.addr,
-                        info.qtype
+                        wire::TypeName(info.qtype)
                     );
                     entry.write_stale(query, &info, out);
                     drop(cache);
@@ -596,9 +604,10 @@ impl Controller {
         let (theirs, mine) = tokio::join!(theirs, mine);
         if matches!(&theirs, Ok(e) if e.has_qtype_answer()) {
             log::debug!(
-                "{}: {qname} type {}: empty, type {ptype} is preferred and has records",
+                "{}: {qname} type {}: empty, type {} is preferred and has records",
                 client.addr,
-                p.info.qtype
+                wire::TypeName(p.info.qtype),
+                wire::TypeName(ptype)
             );
             return None;
         }
@@ -741,7 +750,7 @@ impl Controller {
             log::warn!(
                 "{} type {}: upstream '{name}'{what}",
                 wire::NameText(info.qname(query)),
-                info.qtype
+                wire::TypeName(info.qtype)
             );
             Verdict::Done(Err(()))
         };
@@ -785,7 +794,7 @@ impl Controller {
             DnsTarget::Accept | DnsTarget::Asis => {
                 log::debug!(
                     "{qname} type {}: answered by '{name}' (rcode {})",
-                    info.qtype,
+                    wire::TypeName(info.qtype),
                     scan.rcode
                 );
                 // The kernel routes the flows that follow by this name.
@@ -829,7 +838,7 @@ impl Controller {
             "{} type {}: response rules asked {MAX_LOOKUP_DEPTH} upstreams in a row; \
              answering SERVFAIL (do the response rules form a loop?)",
             wire::NameText(info.qname(query)),
-            info.qtype
+            wire::TypeName(info.qtype)
         );
     }
 

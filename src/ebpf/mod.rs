@@ -1,7 +1,12 @@
-//! Packets in, kernel side: loads the TC program (`ebpf/dae_tc.c`, built by
-//! `ebpf/build.sh`) with aya and attaches it on ingress of every LAN
-//! interface, and installs the policy routing that delivers handed-over
-//! packets to our transparent listener.
+//! Packets in, kernel side: loads the TC program (`ebpf/dae_tc.c`) with aya
+//! and attaches it on ingress of every LAN interface, and installs the
+//! policy routing that delivers handed-over packets to our transparent
+//! listener.
+//!
+//! The program comes built into the binary (build.rs compiles it for the
+//! target's byte order), or from the file `option bpf_object` names; a
+//! binary built with `DAE_EMBED_BPF=0` has none of its own and reads
+//! `/lib/bpf/dae_tc.o` when the option is not set (`Object::choose`).
 //!
 //! The program is attached as a classic netlink TC filter (named after the
 //! program), which works on every kernel from 5.10 and stays in place if the
@@ -16,7 +21,7 @@
 pub mod route;
 pub mod shared;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, PerCpuArray};
 use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
@@ -24,6 +29,55 @@ use aya::programs::LinkOrder;
 use aya::Ebpf;
 
 pub use shared::{Counter, Settings};
+
+/// The TC object build.rs compiled for this target; empty when built with
+/// `DAE_EMBED_BPF=0`. Aligned to 8 bytes, as the ELF parser needs.
+static EMBEDDED: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dae_tc.o"));
+
+/// Where a binary built without its own object looks when `bpf_object`
+/// is not set: where the OpenWrt package installs the object.
+pub const PACKAGE_OBJECT: &str = "/lib/bpf/dae_tc.o";
+
+/// Which TC object to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// The one built into this binary.
+    Embedded,
+    /// A file (`option bpf_object`, or the package's).
+    File(PathBuf),
+}
+
+impl Object {
+    /// The object for `option bpf_object` (None: not set). Fails, saying
+    /// what to do, when the file named is missing or when the option is not
+    /// set and neither the binary nor the package has an object.
+    pub fn choose(option: Option<&Path>) -> Result<Object, String> {
+        match option {
+            Some(path) if !path.exists() => Err(format!(
+                "option bpf_object: no such file: {} (the TC program, ebpf/dae_tc.c \
+                 compiled; without the option dae uses the one built into it)",
+                path.display()
+            )),
+            Some(path) => Ok(Object::File(path.to_path_buf())),
+            None if !EMBEDDED.is_empty() => Ok(Object::Embedded),
+            None if Path::new(PACKAGE_OBJECT).exists() => {
+                Ok(Object::File(PathBuf::from(PACKAGE_OBJECT)))
+            }
+            None => Err(format!(
+                "option bpf_object: not set, and this dae was built without its TC \
+                 program (DAE_EMBED_BPF=0) and there is no such file: {PACKAGE_OBJECT}; \
+                 set the option to the compiled ebpf/dae_tc.c (ebpf/build.sh builds it)"
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Object::Embedded => "the built-in eBPF object".into(),
+            Object::File(path) => format!("eBPF object {}", path.display()),
+        }
+    }
+}
 
 /// How the program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +112,16 @@ fn program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, String> {
 /// them: after the lab's misses dae had 2.4 MB of anon against 1.4 MB on
 /// loopback (bench/lab.sh; 1.6 MB now). On its own thread glibc serves it
 /// from another arena, which `give_back_load_memory` empties whole.
-fn load_object(object: &Path) -> Result<Ebpf, String> {
-    let failed =
-        |e: &dyn std::fmt::Display| format!("cannot load eBPF object {}: {e}", object.display());
+fn load_object(object: &Object) -> Result<Ebpf, String> {
+    let failed = |e: &dyn std::fmt::Display| format!("cannot load {}: {e}", object.describe());
+    let load = || match object {
+        Object::Embedded => Ebpf::load(EMBEDDED),
+        Object::File(path) => Ebpf::load_file(path),
+    };
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("dae-ebpf-load".into())
-            .spawn_scoped(s, || Ebpf::load_file(object).map_err(|e| failed(&e)))
+            .spawn_scoped(s, || load().map_err(|e| failed(&e)))
             .map_err(|e| failed(&e))?
             .join()
             .map_err(|_| failed(&"the loading thread panicked"))?
@@ -92,10 +149,10 @@ fn remove_stale(iface: &str) {
 }
 
 impl Datapath {
-    /// Loads the object at `object`, sets the program's settings, installs
-    /// policy routing, and attaches to every interface in `ifaces`.
+    /// Loads `object`, sets the program's settings, installs policy
+    /// routing, and attaches to every interface in `ifaces`.
     pub fn start(
-        object: &Path,
+        object: &Object,
         ifaces: &[String],
         settings: Settings,
         mode: AttachMode,
@@ -112,9 +169,9 @@ impl Datapath {
         Ok(dp)
     }
 
-    /// Loads the object at `object` into the kernel with `settings`,
-    /// attached nowhere (`start` attaches it; tests run it on packets).
-    pub fn load(object: &Path, settings: Settings, mode: AttachMode) -> Result<Datapath, String> {
+    /// Loads `object` into the kernel with `settings`, attached nowhere
+    /// (`start` attaches it; tests run it on packets).
+    pub fn load(object: &Object, settings: Settings, mode: AttachMode) -> Result<Datapath, String> {
         let ebpf = load_object(object)?;
         let mut dp = Datapath {
             ebpf,
@@ -320,5 +377,34 @@ impl Datapath {
             self.detach(&iface);
         }
         route::remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_object_is_an_aligned_bpf_elf_of_our_byte_order() {
+        if EMBEDDED.is_empty() {
+            return; // built with DAE_EMBED_BPF=0
+        }
+        assert_eq!(EMBEDDED.as_ptr() as usize % 8, 0, "8-byte aligned");
+        assert_eq!(&EMBEDDED[..4], b"\x7fELF");
+        // EI_DATA: 1 little-endian, 2 big-endian; e_machine 247 is BPF.
+        let little = EMBEDDED[5] == 1;
+        assert_eq!(little, cfg!(target_endian = "little"));
+        let machine = if little {
+            u16::from_le_bytes([EMBEDDED[18], EMBEDDED[19]])
+        } else {
+            u16::from_be_bytes([EMBEDDED[18], EMBEDDED[19]])
+        };
+        assert_eq!(machine, 247);
+    }
+
+    #[test]
+    fn a_missing_bpf_object_is_named() {
+        let e = Object::choose(Some(Path::new("/nonexistent/dae_tc.o"))).unwrap_err();
+        assert!(e.starts_with("option bpf_object: no such file: /nonexistent/dae_tc.o"));
     }
 }

@@ -208,9 +208,12 @@ async function judge(d, sid, value, sections, stats) {
 		options: Object.assign({}, s.options, { [d.name]: d.list ? [ value ] : value })
 	}) : s);
 	const res = await dae.validate(changed);
+	/* dae validate also checks that a bpf_object file exists on this machine;
+	 * the browser judges the value's form only. */
+	const errors = res.errors.filter(e => !e.startsWith('option bpf_object: no such file: '));
 	const tag = d.type + ' \'' + sid + '\', option \'' + d.name + '\'';
-	const daeErrors = res.errors.filter(e => e.startsWith(tag));
-	const other = res.errors.filter(e => !e.startsWith(tag));
+	const daeErrors = errors.filter(e => e.startsWith(tag));
+	const other = errors.filter(e => !e.startsWith(tag));
 	stats.compared++;
 	if (other.length)
 		return where + ': dae reports elsewhere: ' + other.join(' | ');
