@@ -119,6 +119,40 @@ pub fn render(v: &Value) -> String {
             n(d, &["dropped"]),
             n(d, &["assign_failed"])
         ));
+        out.push_str(&format!(
+            "lan tcp flows: {} direct, {} proxied, {} sniffed, {} blocked, {} bypassed, {} without relay\n",
+            n(d, &["flows_direct"]),
+            n(d, &["flows_proxied"]),
+            n(d, &["flows_sniffed"]),
+            n(d, &["flows_blocked"]),
+            n(d, &["flows_bypassed"]),
+            n(d, &["flows_no_relay"])
+        ));
+        let r = &v["routing"];
+        out.push_str(&format!(
+            "routing: {} rules in the kernel, {} of {} learned addresses live\n",
+            n(r, &["rules"]),
+            n(r, &["learned_live"]),
+            n(r, &["learned_capacity"])
+        ));
+        let relay = &v["relay"];
+        if let Some(ways) = relay["tcp"].as_object() {
+            for (name, w) in ways {
+                out.push_str(&format!(
+                    "relay via {name}: {} open, {} in all, {} failed, {} bytes up, {} down\n",
+                    n(w, &["active"]),
+                    n(w, &["total"]),
+                    n(w, &["failed"]),
+                    n(w, &["bytes_up"]),
+                    n(w, &["bytes_down"])
+                ));
+            }
+            out.push_str(&format!(
+                "relay refused: {} (no live node), {} blocked after sniffing\n",
+                n(relay, &["refused_no_node"]),
+                n(relay, &["blocked"])
+            ));
+        }
     }
     let listen: Vec<&str> = v["dns_listen"]
         .as_array()

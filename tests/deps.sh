@@ -3,13 +3,15 @@
 # the tests and the demo need, installing only what is missing.
 
 # Debian packages each script needs (read by the scripts that source this
-# file). The lab demo: the lab (iproute2, procps), unbound and dig, and what
+# file). The lab demo: the lab (iproute2, procps), unbound and dig, a
+# Shadowsocks node, curl, nftables (masquerade) and python3 (a web site), and what
 # the build needs (clang and libbpf's headers for the TC program, which
 # build.rs compiles into the binary). The suite: all that, and the other
 # DNS servers and clients, the proxy servers and the lint tools.
 # shellcheck disable=SC2034
 DAE_DEMO_PACKAGES=(
   unbound bind9-dnsutils iproute2 procps clang llvm libbpf-dev gcc libc6-dev
+  shadowsocks-libev curl nftables python3
 )
 # shellcheck disable=SC2034
 DAE_TEST_PACKAGES=(

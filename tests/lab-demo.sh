@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job, shown and checked in the namespace lab (tests/lab.sh): a LAN
-# client's DNS answered through dae on the router.
+# client's DNS answered through dae on the router, and its web traffic routed
+# by dae: a name the rules send to a proxy goes through a Shadowsocks node,
+# another goes out directly without ever reaching dae.
 #
 # Builds dae (its TC program is built into it), creates the lab (client,
 # router with br-lan, an upstream namespace running unbound), starts dae on
@@ -9,7 +11,11 @@
 # behind it (203.0.113.99), over UDP and TCP, IPv4 and IPv6, and a name a
 # reject rule blocks. Each answer is checked (status and records), and so
 # are the upstream's query log (it saw the router, never the client), dae's
-# status and, once dae is stopped, fail open. It ends with one line,
+# status and, once dae is stopped, fail open. Before that, the client's curl
+# to a name routed by 'domain(suffix: proxied.example) -> proxy' is checked
+# to arrive through the node (ss-server in the upstream namespace; its log is
+# shown), and a direct name to arrive from the router's WAN address with
+# dae's relay untouched. It ends with one line,
 # `lab demo: OK` or `lab demo: FAIL (what)`, and exits 1 on FAIL.
 # Everything is removed at the end, also on failure or Ctrl-C.
 #
@@ -85,9 +91,31 @@ server:
   local-data: "lab.example. 3600 IN SOA ns.lab.example. admin.lab.example. 1 3600 600 86400 60"
   local-data: "www.lab.example. 300 IN A 192.0.2.80"
   local-data: "www.lab.example. 300 IN AAAA 2001:db8::80"
+  local-data: "www.proxied.example. 300 IN A 203.0.113.81"
+  local-data: "www.direct.example. 300 IN A 203.0.113.84"
 EOF
 ip netns exec "$upstream" unbound -d -c "$work/unbound.conf" &
 disown
+# The web: a proxy node (Shadowsocks) and two web sites in the upstream
+# namespace, and the router masquerading what leaves by its WAN port for
+# them, as OpenWrt does (not for the DNS server: its log must show whether
+# a query came from the client or from dae).
+for a in 203.0.113.80 203.0.113.81 203.0.113.84; do
+  ip -n "$upstream" addr add "$a/32" dev lo
+done
+ip netns exec "$upstream" ss-server -s 203.0.113.80 -p 8388 -k demo-secret \
+  -m aes-256-gcm -u -v >"$work/node.log" 2>&1 &
+disown
+ip netns exec "$upstream" python3 -u tests/servers/web.py >"$work/web.log" 2>&1 &
+disown
+ip netns exec "$router" nft -f - <<'NFT'
+table ip nat {
+  chain post {
+    type nat hook postrouting priority 100;
+    oifname "wan0" ip daddr { 203.0.113.81, 203.0.113.84 } masquerade
+  }
+}
+NFT
 for _ in $(seq 1 50); do
   grep -q "start of service" "$work/unbound.log" 2>/dev/null && break
   sleep 0.1
@@ -100,6 +128,11 @@ config dae 'config'
 	list lan_interface 'br-lan'
 	option tproxy_port '12345'
 	option status_socket '$work/dae.sock'
+	# The health checks ask the lab's web site and DNS server instead of
+	# the Internet.
+	option check_interval '5'
+	option tcp_check_url 'http://203.0.113.81/check'
+	option udp_check_dns '203.0.113.53:53'
 
 config dns 'dns'
 	option cache_size '4096'
@@ -108,6 +141,16 @@ config dns 'dns'
 
 config upstream 'lab'
 	option address 'udp://203.0.113.53:53'
+
+config node 'hk1'
+	option link 'ss://$(printf 'aes-256-gcm:demo-secret' | base64 -w0)@203.0.113.80:8388'
+
+config group 'proxy'
+	list node 'hk1'
+
+config routing 'routing'
+	list rule 'domain(suffix: proxied.example) -> proxy'
+	option fallback 'direct'
 EOF
 caption "/etc/config/dae on the router (no bpf_object: the TC program built into dae is used)"
 cat "$work/dae"
@@ -189,8 +232,9 @@ caption "dae's log"
 indent <"$work/dae.log"
 
 caption "upstream's query log: every query came from the router (198.51.100.1, 2001:db8:2::1),
-   never from the client (192.0.2.10, 2001:db8:1::10): dae asked for it"
-queries_seen=$(grep " info: " "$work/unbound.log" | grep -v "start of service" || true)
+   never from the client (192.0.2.10, 2001:db8:1::10): dae asked for it. (Left out: the
+   node's UDP health check, '. NS', which dae asks through the node.)"
+queries_seen=$(grep " info: " "$work/unbound.log" | grep -v "start of service" | grep -v ' \. NS IN' || true)
 indent <<<"$queries_seen"
 sources=$(awk '{ for (i = 1; i < NF; i++) if ($i == "info:") print $(i + 1) }' <<<"$queries_seen" | sort -u | paste -sd' ' -)
 if [ -z "$sources" ]; then
@@ -205,6 +249,57 @@ else
 fi
 if grep -q "blocked.example" <<<"$queries_seen"; then
   fail "the upstream saw the rejected name"
+fi
+
+# curl_peer NAME ADDRESS PATH: the client fetches http://NAME/PATH (at
+# ADDRESS); prints the web site's line, "peer=WHO host=NAME path=PATH".
+curl_peer() {
+  in_client curl -sS --max-time 5 --resolve "$1:80:$2" "http://$1/$3" 2>&1 || true
+}
+peer_of() { sed -n 's/^peer=\([^ ]*\) .*/\1/p' <<<"$1"; }
+
+for _ in $(seq 1 100); do
+  "$dae" status --json -s "$work/dae.sock" 2>/dev/null | grep -q '"tcp4":{"alive":true' && break
+  sleep 0.2
+done
+caption "5. The client looks up www.proxied.example through dae, then fetches it with curl. The
+   rule 'domain(suffix: proxied.example) -> proxy' holds: dae wrote the answer's address
+   into the kernel's map with the rules its name matches, the TC program sends the
+   connection to dae, and dae relays it through node hk1 (ss-server). The web site sees
+   the node (203.0.113.x), not the router (198.51.100.1)."
+ask NOERROR "www.proxied.example. A 203.0.113.81" @203.0.113.53 www.proxied.example A
+echo "-- client: curl http://www.proxied.example/via-node"
+line=$(curl_peer www.proxied.example 203.0.113.81 via-node)
+indent <<<"$line"
+case "$(peer_of "$line")" in
+  203.0.113.*) echo "   ok: through the node" ;;
+  *) fail "curl www.proxied.example: not through the node: $line" ;;
+esac
+caption "the node's log (ss-server -v): it connected to the site for dae"
+indent <"$work/node.log"
+grep -q "203.0.113.81:80" "$work/node.log" || fail "the node's log shows no connection to 203.0.113.81:80"
+
+caption "6. www.direct.example matches no rule: the fallback sends it direct. The TC program
+   lets its packets through untouched (dae's relay never sees a byte), and the site sees
+   the router's WAN address (masquerade)."
+ask NOERROR "www.direct.example. A 203.0.113.84" @203.0.113.53 www.direct.example A
+echo "-- client: curl http://www.direct.example/direct"
+line=$(curl_peer www.direct.example 203.0.113.84 direct)
+indent <<<"$line"
+if [ "$(peer_of "$line")" = 198.51.100.1 ]; then
+  echo "   ok: from the router's WAN address"
+else
+  fail "curl www.direct.example: not direct: $line"
+fi
+
+caption "router: dae status. 'lan tcp flows' are the kernel's verdicts; 'relay via hk1' is the
+   one connection dae carried (the direct one never reached it)."
+status=$("$dae" status -s "$work/dae.sock" 2>&1) || true
+indent <<<"$status"
+grep -q "^relay via hk1: [0-9]* open, 1 in all" <<<"$status" ||
+  fail "dae status: the relay should show 1 connection via hk1"
+if grep -q "^relay via direct" <<<"$status"; then
+  fail "dae status: a direct flow went through dae's relay"
 fi
 
 ip netns pids "$router" | xargs -r kill

@@ -135,11 +135,13 @@ impl Relay {
             Ok::<(), io::Error>(())
         }
         .await;
+        let sniffed_bytes = first.len() as u64;
         drop(first);
-        let (result, spliced) = match sent_first {
+        let (result, mut spliced) = match sent_first {
             Ok(()) => splice(&mut client, &mut out, TIMEOUTS).await,
             Err(e) => (Err(e), Spliced::default()),
         };
+        spliced.up += sniffed_bytes;
         if let Err(e) = result {
             log::debug!("tcp {peer} -> {dst} via {via}: {e}");
         }

@@ -5,7 +5,7 @@ IPv6. It answers
 each request with a line naming the peer it saw and the Host asked, and logs
 the same line to stdout, so a test can tell which way a flow came.
 
-Usage: web.py CERT KEY
+Usage: web.py [CERT KEY]   (without them, no HTTPS)
 """
 import http.server
 import socket
@@ -56,17 +56,17 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 def main():
-    cert, key = sys.argv[1], sys.argv[2]
-    plain = Server(("::", 80), Handler)
-    other = Server(("::", 8080), Handler)
-    tls = Server(("::", 443), Handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
-    threading.Thread(target=plain.serve_forever, daemon=True).start()
-    threading.Thread(target=other.serve_forever, daemon=True).start()
+    servers = [Server(("::", 80), Handler), Server(("::", 8080), Handler)]
+    if len(sys.argv) == 3:
+        tls = Server(("::", 443), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+        tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+        servers.append(tls)
+    for s in servers[1:]:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
     print("serving", flush=True)
-    tls.serve_forever()
+    servers[0].serve_forever()
 
 
 if __name__ == "__main__":
