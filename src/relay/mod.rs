@@ -35,6 +35,10 @@ use splice::Spliced;
 /// could change the flow's way (dae's `sniffing_timeout`).
 pub const SNIFF_WAIT: Duration = Duration::from_millis(100);
 
+/// Connections relayed at once; past this a new one is refused (reset),
+/// so a flood of connections cannot take the router's memory.
+pub const MAX_CONNECTIONS: usize = 4096;
+
 /// What the program decided for a flow.
 #[derive(Debug, Clone, Copy)]
 pub struct Verdict {
@@ -81,6 +85,19 @@ struct Stats {
     no_node: u64,
     no_verdict: u64,
     idled_out: u64,
+    /// Refused because `MAX_CONNECTIONS` were open.
+    full: u64,
+    /// Open now, from accept to close.
+    open: usize,
+}
+
+/// One relayed connection counted in `Stats::open` while it lives.
+struct Open<'a>(&'a Relay);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.stats.borrow_mut().open -= 1;
+    }
 }
 
 /// The relays' shared state.
@@ -216,6 +233,18 @@ impl Relay {
         Way::of(target)
     }
 
+    /// Counts a connection in until the guard drops; None (counted as
+    /// refused) when `MAX_CONNECTIONS` are open.
+    fn admit(&self) -> Option<Open<'_>> {
+        let mut s = self.stats.borrow_mut();
+        if s.open >= MAX_CONNECTIONS {
+            s.full += 1;
+            return None;
+        }
+        s.open += 1;
+        Some(Open(self))
+    }
+
     fn count_blocked(&self) {
         self.stats.borrow_mut().blocked += 1;
     }
@@ -283,6 +312,8 @@ impl Relay {
             "refused_no_node": s.no_node,
             "refused_no_verdict": s.no_verdict,
             "idled_out": s.idled_out,
+            "open": s.open,
+            "refused_full": s.full,
             "pooled_buffers": splice::pooled(),
         })
     }

@@ -80,7 +80,23 @@ async fn sniff(client: &mut TcpStream, wait: Duration) -> (Vec<u8>, Option<Strin
 
 impl Relay {
     /// Relays one accepted connection from `peer` to `dst`.
-    pub async fn tcp(self: Rc<Self>, mut client: TcpStream, peer: SocketAddr, dst: SocketAddr) {
+    pub async fn tcp(self: Rc<Self>, client: TcpStream, peer: SocketAddr, dst: SocketAddr) {
+        let Some(_open) = self.admit() else {
+            log::debug!(
+                "tcp {peer} -> {dst}: {} relayed already, refused",
+                super::MAX_CONNECTIONS
+            );
+            return reset(client);
+        };
+        self.clone().tcp_admitted(client, peer, dst).await;
+    }
+
+    async fn tcp_admitted(
+        self: Rc<Self>,
+        mut client: TcpStream,
+        peer: SocketAddr,
+        dst: SocketAddr,
+    ) {
         let _ = client.set_nodelay(true);
         let verdict = self.verdict(L4::Tcp, peer, dst);
         let (first, domain) = if self.domain_could_change(&verdict) {
