@@ -109,7 +109,7 @@ fn ss_config(method: SsMethod, password: &str) -> SsConfig {
 
 async fn proxied_stream(server: &SsServer, conf: &SsConfig, target: SocketAddr) -> BoxStream {
     let tcp = TcpStream::connect(server.addr()).await.unwrap();
-    shadowsocks::connect(Box::new(tcp), conf, target)
+    shadowsocks::connect(Box::new(tcp), conf, &target.into())
         .await
         .unwrap()
 }

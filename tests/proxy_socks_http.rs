@@ -242,7 +242,7 @@ async fn socks5_connect_through_microsocks() {
     let stream = dial(&link, None).await;
     let mut tunnel = step(
         "CONNECT",
-        socks5::connect(stream, auth_of(&link), unbound.addr()),
+        socks5::connect(stream, auth_of(&link), &unbound.addr().into()),
     )
     .await
     .expect("CONNECT through microsocks");
@@ -261,7 +261,7 @@ async fn socks5_connect_through_microsocks() {
     let closed = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let e = step(
         "CONNECT to a closed port",
-        socks5::connect(dial(&link, None).await, None, closed),
+        socks5::connect(dial(&link, None).await, None, &closed.into()),
     )
     .await
     .err()
@@ -282,7 +282,11 @@ async fn socks5_user_password_with_microsocks() {
     let link = link::parse(&format!("socks5://alice:s3cr%3At@127.0.0.1:{port}")).unwrap();
     let mut tunnel = step(
         "CONNECT with user/password",
-        socks5::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        socks5::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .expect("CONNECT with the right password");
@@ -295,7 +299,11 @@ async fn socks5_user_password_with_microsocks() {
     let link = link::parse(&format!("socks5://YWxpY2U6czNjcjp0@127.0.0.1:{port}")).unwrap();
     let mut tunnel = step(
         "CONNECT with base64 user info",
-        socks5::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        socks5::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .expect("CONNECT with base64 user info");
@@ -308,7 +316,11 @@ async fn socks5_user_password_with_microsocks() {
     let link = link::parse(&format!("socks5://alice:wrong@127.0.0.1:{port}")).unwrap();
     let e = step(
         "CONNECT with a wrong password",
-        socks5::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        socks5::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .err()
@@ -318,7 +330,7 @@ async fn socks5_user_password_with_microsocks() {
     let link = link::parse(&format!("socks5://127.0.0.1:{port}")).unwrap();
     let e = step(
         "CONNECT without a password",
-        socks5::connect(dial(&link, None).await, None, unbound.addr()),
+        socks5::connect(dial(&link, None).await, None, &unbound.addr().into()),
     )
     .await
     .err()
@@ -366,7 +378,7 @@ async fn socks5_udp_associate_through_dante() {
     // CONNECT through dante too.
     let mut tunnel = step(
         "CONNECT",
-        socks5::connect(dial(&link, None).await, None, unbound.addr()),
+        socks5::connect(dial(&link, None).await, None, &unbound.addr().into()),
     )
     .await
     .expect("CONNECT through dante");
@@ -407,7 +419,7 @@ async fn socks5_refusals_from_dante() {
         socks5::connect(
             dial(&link, None).await,
             None,
-            SocketAddr::from(([127, 0, 0, 1], blocked)),
+            &SocketAddr::from(([127, 0, 0, 1], blocked)).into(),
         ),
     )
     .await
@@ -425,7 +437,7 @@ async fn socks5_refusals_from_dante() {
     let link = link::parse(&format!("socks5://127.0.0.1:{}", server.port)).unwrap();
     let e = step(
         "CONNECT without credentials",
-        socks5::connect(dial(&link, None).await, None, unbound.addr()),
+        socks5::connect(dial(&link, None).await, None, &unbound.addr().into()),
     )
     .await
     .err()
@@ -442,7 +454,11 @@ async fn socks5_refusals_from_dante() {
     .unwrap();
     let e = step(
         "CONNECT as an unknown user",
-        socks5::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        socks5::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .err()
@@ -462,7 +478,11 @@ async fn http_connect_through_v2ray() {
     let link = link::parse(&format!("http://u:p@127.0.0.1:{port}/#v2ray")).unwrap();
     let mut tunnel = step(
         "HTTP CONNECT",
-        http::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        http::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .expect("CONNECT through v2ray");
@@ -489,7 +509,11 @@ async fn http_connect_through_v2ray() {
     let link = link::parse(&format!("http://u:wrong@127.0.0.1:{port}")).unwrap();
     let e = step(
         "HTTP CONNECT with a wrong password",
-        http::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        http::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .err()
@@ -502,7 +526,7 @@ async fn http_connect_through_v2ray() {
     let link = link::parse(&format!("http://127.0.0.1:{port}")).unwrap();
     let e = step(
         "HTTP CONNECT without a password",
-        http::connect(dial(&link, None).await, None, unbound.addr()),
+        http::connect(dial(&link, None).await, None, &unbound.addr().into()),
     )
     .await
     .err()
@@ -528,7 +552,7 @@ async fn https_connect_through_v2ray_tls() {
     let stream = step("TLS to the proxy", dial(&link, Some(&ca.cert))).await;
     let mut tunnel = step(
         "HTTP CONNECT inside TLS",
-        http::connect(stream, auth_of(&link), unbound.addr()),
+        http::connect(stream, auth_of(&link), &unbound.addr().into()),
     )
     .await
     .expect("CONNECT through v2ray over TLS");

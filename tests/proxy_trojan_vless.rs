@@ -267,8 +267,8 @@ async fn stream_via(
 ) -> io::Result<()> {
     let s = dial(port, tls).await?;
     let s = match proto {
-        Proto::Trojan(password) => trojan::connect(s, password, target).await?,
-        Proto::Vless(uuid) => vless::connect(s, uuid, target).await?,
+        Proto::Trojan(password) => trojan::connect(s, password, &target.into()).await?,
+        Proto::Vless(uuid) => vless::connect(s, uuid, &target.into()).await?,
     };
     ask_over_stream(s).await
 }

@@ -254,7 +254,7 @@ async fn stream_each_security() {
     let dns = unbound();
     let v2 = V2ray::start(None);
     for security in SECURITIES {
-        let s = vmess::connect(tcp(v2.port).await, &config(security), dns.addr()).await;
+        let s = vmess::connect(tcp(v2.port).await, &config(security), &dns.addr().into()).await;
         let mut s = s.expect("connect");
         stream_session(&mut s, &v2, security).await;
         // Our end chunk makes v2ray close towards unbound, which closes;
@@ -316,7 +316,7 @@ async fn wrong_uuid_fails_cleanly() {
     let started = Instant::now();
 
     let over_stream = async {
-        let mut s = vmess::connect(tcp(v2.port).await, &wrong, dns.addr())
+        let mut s = vmess::connect(tcp(v2.port).await, &wrong, &dns.addr().into())
             .await
             .expect("connect builds the request");
         let q = common::query("a.lab.example.", RecordType::A, false);
@@ -385,7 +385,12 @@ async fn over_tls() {
         }
     };
     for security in [VmessSecurity::None, VmessSecurity::Aes128Gcm] {
-        let s = vmess::connect(tls_stream(v2.port).await, &config(security), dns.addr()).await;
+        let s = vmess::connect(
+            tls_stream(v2.port).await,
+            &config(security),
+            &dns.addr().into(),
+        )
+        .await;
         let mut s = s.expect("connect");
         stream_session(&mut s, &v2, security).await;
 
