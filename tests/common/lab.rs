@@ -169,9 +169,15 @@ impl Lab {
     /// a proxy server started there afterwards resolves the name, nobody
     /// else can.
     pub fn upstream_names(&self) -> NetnsEtc {
-        let hosts = format!(
-            "127.0.0.1 localhost\n::1 localhost ip6-localhost\n{UPSTREAM_V4} {TARGET_NAME}\n"
-        );
+        self.upstream_hosts(&[(UPSTREAM_V4, TARGET_NAME)])
+    }
+
+    /// `upstream_names` with these `(address, name)` lines in `hosts`.
+    pub fn upstream_hosts(&self, entries: &[(&str, &str)]) -> NetnsEtc {
+        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost ip6-localhost\n");
+        for (addr, name) in entries {
+            hosts.push_str(&format!("{addr} {name}\n"));
+        }
         let resolv = format!("nameserver {UPSTREAM_V4}\n");
         self.etc("up", &[("hosts", &hosts), ("resolv.conf", &resolv)])
     }
