@@ -8,7 +8,8 @@
 //! The router masquerades what leaves by its WAN port, as OpenWrt does: a
 //! direct flow reaches the server from the router's WAN address, a proxied
 //! one from the node (in the upstream namespace), and the node's log shows
-//! the connection.
+//! the connection: to the sniffed name when there is one (the node looks
+//! it up, in the upstream namespace's `/etc/hosts`), else to the address.
 //!
 //! Needs root and the lab's tools; skips loudly without them.
 
@@ -16,7 +17,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::lab::{self, Lab, LabUpstream, ROUTER_WAN_V4, UPSTREAM_V4};
+use common::lab::{self, Lab, LabUpstream, NetnsEtc, ROUTER_WAN_V4, UPSTREAM_V4};
 use common::proxies::{self, Server};
 use common::tls::TestCa;
 use common::{b64, query, udp_exchange_from, wait_until, Dae};
@@ -76,6 +77,7 @@ struct World {
     web: Server,
     node: Server,
     _ca: TestCa,
+    _names: NetnsEtc,
 }
 
 fn world() -> Option<World> {
@@ -121,6 +123,8 @@ fn world() -> Option<World> {
         &[],
     )
     .wait_tcp(&lab, "up", BY_DOMAIN, 80);
+    // The node's own resolver knows the names the relay sends it.
+    let names = lab.upstream_hosts(&[(BY_DOMAIN, "www.proxied.example"), (BY_SNI, "sni.example")]);
     let node = proxies::ss_server(&lab, "up", NODE, 8388, "aes-256-gcm", "lab-secret");
     Some(World {
         lab,
@@ -128,6 +132,7 @@ fn world() -> Option<World> {
         web,
         node,
         _ca: ca,
+        _names: names,
     })
 }
 
@@ -221,8 +226,9 @@ fn lan_tcp_is_routed_in_the_kernel_and_proxied_through_the_node() {
     .unwrap_or_else(|| panic!("no answer by domain\n{}", dae.log()));
     assert!(through_node(&line), "{line}");
     assert!(line.contains("host=www.proxied.example"), "{line}");
+    // The sniffed name went to the node, which looked it up itself.
     assert!(
-        w.node.log().contains(&format!("{BY_DOMAIN}:80")),
+        w.node.log().contains("connect to www.proxied.example:80"),
         "the node's log: {}",
         w.node.log()
     );
@@ -257,6 +263,15 @@ fn lan_tcp_is_routed_in_the_kernel_and_proxied_through_the_node() {
     // By address, IPv4 and IPv6.
     let line = curl(&w, &[&format!("http://{BY_ADDRESS}/by-address")]).expect("by address");
     assert!(through_node(&line), "{line}");
+    // No name in the request (the Host is an address): the node gets the
+    // address.
+    assert!(
+        w.node
+            .log()
+            .contains(&format!("connect to {BY_ADDRESS}:80")),
+        "the node's log: {}",
+        w.node.log()
+    );
     let line = curl(
         &w,
         &["-g", &format!("http://[{BY_ADDRESS_V6}]/by-address-v6")],
@@ -285,6 +300,11 @@ fn lan_tcp_is_routed_in_the_kernel_and_proxied_through_the_node() {
     )
     .expect("by SNI");
     assert!(through_node(&line), "{line}");
+    assert!(
+        w.node.log().contains("connect to sni.example:443"),
+        "the node's log: {}",
+        w.node.log()
+    );
     assert!(datapath(&dae, "flows_sniffed") > sniffed_before);
 
     // Blocked: dropped in the kernel (the rule comes before any that

@@ -9,6 +9,10 @@
 //! whole; several questions pipelined on one stream all get answered; a
 //! wrong password ends the stream within seconds instead of hanging, and
 //! gives no datagram back.
+//!
+//! In the namespace lab, for each cipher: a stream to a target given by
+//! host name (address type 3), which ss-server in the upstream namespace
+//! looks up in that namespace's `/etc/hosts`, the only place it exists.
 
 mod common;
 
@@ -16,9 +20,11 @@ use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use common::lab::{self, Lab, LabUpstream, TARGET_NAME, UPSTREAM_WAN_V4};
+use common::proxies;
 use common::{answers, free_port, have, kill, query, wait_until, TempDir, Unbound};
 use dae::config::link::{SsConfig, SsMethod};
-use dae::dialer::{shadowsocks, BoxStream, Packets};
+use dae::dialer::{shadowsocks, BoxStream, Packets, Target};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,7 +115,7 @@ fn ss_config(method: SsMethod, password: &str) -> SsConfig {
 
 async fn proxied_stream(server: &SsServer, conf: &SsConfig, target: SocketAddr) -> BoxStream {
     let tcp = TcpStream::connect(server.addr()).await.unwrap();
-    shadowsocks::connect(Box::new(tcp), conf, target)
+    shadowsocks::connect(Box::new(tcp), conf, &target.into())
         .await
         .unwrap()
 }
@@ -322,4 +328,43 @@ async fn wrong_password((method, name): (SsMethod, &str), target: SocketAddr) ->
         server.log()
     );
     format!("{name}:\n{}", server.log())
+}
+
+/// A stream to a target given by name, for each cipher, in the lab:
+/// ss-server in the upstream namespace resolves it from its own
+/// `/etc/hosts` and says so in its log.
+#[test]
+fn stream_to_a_name_the_server_resolves() {
+    if !lab::can_run() || !have("ss-server") {
+        eprintln!("SKIPPED: needs the lab and ss-server");
+        return;
+    }
+    let lab = Lab::up();
+    let _names = lab.upstream_names();
+    let _dns = LabUpstream::start(&lab, &["named.lab.example. 300 IN A 192.0.2.77"]);
+    for (i, (method, name)) in METHODS.into_iter().enumerate() {
+        let port = 8388 + i as u16;
+        let server = proxies::ss_server(&lab, "up", UPSTREAM_WAN_V4, port, name, PASSWORD);
+        let got = lab.block_on_within("router", move || async move {
+            let tcp = TcpStream::connect((UPSTREAM_WAN_V4, port)).await.unwrap();
+            let target = Target::Name(TARGET_NAME.into(), 53);
+            let conf = ss_config(method, PASSWORD);
+            let mut s = shadowsocks::connect(Box::new(tcp), &conf, &target)
+                .await
+                .expect("a shadowsocks stream");
+            let q = query("named.lab.example.", RecordType::A, false);
+            send_queries(&mut s, &[q]).await;
+            let m = timeout(WAIT, read_reply(&mut s))
+                .await
+                .unwrap_or_else(|_| panic!("{name}: no answer in {WAIT:?}"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            answers(&m)
+        });
+        assert_eq!(got, ["192.0.2.77"], "{name}");
+        let log = server.log();
+        assert!(
+            log.contains(&format!("connect to {TARGET_NAME}:53")),
+            "{name}: ss-server log:\n{log}"
+        );
+    }
 }

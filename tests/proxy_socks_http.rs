@@ -5,6 +5,11 @@
 //! real unbound on loopback answers a DNS question: length-prefixed over a
 //! proxied stream, one datagram each way over a SOCKS5 UDP association.
 //! Nodes are described by share links parsed with `config::link::parse`.
+//!
+//! In the namespace lab, the same servers run in the upstream namespace
+//! and are asked for a target by host name (SOCKS5 address type 3,
+//! `CONNECT name:port`): only that namespace's `/etc/hosts` knows the
+//! name, so only the server can have resolved it.
 
 mod common;
 
@@ -14,11 +19,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::lab::{self, Lab, LabUpstream, TARGET_NAME, UPSTREAM_WAN_V4};
+use common::proxies;
 use common::tls::TestCa;
 use common::{answers, free_port, have, query, wait_until, TempDir, Unbound};
 use dae::config::link::{self, Auth, Link, Proto};
 use dae::config::Host;
-use dae::dialer::{http, socks5, BoxStream, Direct, Packets};
+use dae::dialer::{http, socks5, BoxStream, Direct, Packets, Target};
 use dae::forwarder::tls::{load_roots, TlsClient};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
@@ -250,7 +257,7 @@ async fn socks5_connect_through_microsocks() {
     let stream = dial(&link, None).await;
     let mut tunnel = step(
         "CONNECT",
-        socks5::connect(stream, auth_of(&link), unbound.addr()),
+        socks5::connect(stream, auth_of(&link), &unbound.addr().into()),
     )
     .await
     .expect("CONNECT through microsocks");
@@ -269,7 +276,7 @@ async fn socks5_connect_through_microsocks() {
     let closed = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let e = step(
         "CONNECT to a closed port",
-        socks5::connect(dial(&link, None).await, None, closed),
+        socks5::connect(dial(&link, None).await, None, &closed.into()),
     )
     .await
     .err()
@@ -290,7 +297,11 @@ async fn socks5_user_password_with_microsocks() {
     let link = link::parse(&format!("socks5://alice:s3cr%3At@127.0.0.1:{port}")).unwrap();
     let mut tunnel = step(
         "CONNECT with user/password",
-        socks5::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        socks5::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .expect("CONNECT with the right password");
@@ -303,7 +314,11 @@ async fn socks5_user_password_with_microsocks() {
     let link = link::parse(&format!("socks5://YWxpY2U6czNjcjp0@127.0.0.1:{port}")).unwrap();
     let mut tunnel = step(
         "CONNECT with base64 user info",
-        socks5::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        socks5::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .expect("CONNECT with base64 user info");
@@ -316,7 +331,11 @@ async fn socks5_user_password_with_microsocks() {
     let link = link::parse(&format!("socks5://alice:wrong@127.0.0.1:{port}")).unwrap();
     let e = step(
         "CONNECT with a wrong password",
-        socks5::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        socks5::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .err()
@@ -326,7 +345,7 @@ async fn socks5_user_password_with_microsocks() {
     let link = link::parse(&format!("socks5://127.0.0.1:{port}")).unwrap();
     let e = step(
         "CONNECT without a password",
-        socks5::connect(dial(&link, None).await, None, unbound.addr()),
+        socks5::connect(dial(&link, None).await, None, &unbound.addr().into()),
     )
     .await
     .err()
@@ -374,7 +393,7 @@ async fn socks5_udp_associate_through_dante() {
     // CONNECT through dante too.
     let mut tunnel = step(
         "CONNECT",
-        socks5::connect(dial(&link, None).await, None, unbound.addr()),
+        socks5::connect(dial(&link, None).await, None, &unbound.addr().into()),
     )
     .await
     .expect("CONNECT through dante");
@@ -415,7 +434,7 @@ async fn socks5_refusals_from_dante() {
         socks5::connect(
             dial(&link, None).await,
             None,
-            SocketAddr::from(([127, 0, 0, 1], blocked)),
+            &SocketAddr::from(([127, 0, 0, 1], blocked)).into(),
         ),
     )
     .await
@@ -433,7 +452,7 @@ async fn socks5_refusals_from_dante() {
     let link = link::parse(&format!("socks5://127.0.0.1:{}", server.port)).unwrap();
     let e = step(
         "CONNECT without credentials",
-        socks5::connect(dial(&link, None).await, None, unbound.addr()),
+        socks5::connect(dial(&link, None).await, None, &unbound.addr().into()),
     )
     .await
     .err()
@@ -450,7 +469,11 @@ async fn socks5_refusals_from_dante() {
     .unwrap();
     let e = step(
         "CONNECT as an unknown user",
-        socks5::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        socks5::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .err()
@@ -470,7 +493,11 @@ async fn http_connect_through_v2ray() {
     let link = link::parse(&format!("http://u:p@127.0.0.1:{port}/#v2ray")).unwrap();
     let mut tunnel = step(
         "HTTP CONNECT",
-        http::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        http::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .expect("CONNECT through v2ray");
@@ -497,7 +524,11 @@ async fn http_connect_through_v2ray() {
     let link = link::parse(&format!("http://u:wrong@127.0.0.1:{port}")).unwrap();
     let e = step(
         "HTTP CONNECT with a wrong password",
-        http::connect(dial(&link, None).await, auth_of(&link), unbound.addr()),
+        http::connect(
+            dial(&link, None).await,
+            auth_of(&link),
+            &unbound.addr().into(),
+        ),
     )
     .await
     .err()
@@ -510,7 +541,7 @@ async fn http_connect_through_v2ray() {
     let link = link::parse(&format!("http://127.0.0.1:{port}")).unwrap();
     let e = step(
         "HTTP CONNECT without a password",
-        http::connect(dial(&link, None).await, None, unbound.addr()),
+        http::connect(dial(&link, None).await, None, &unbound.addr().into()),
     )
     .await
     .err()
@@ -536,7 +567,7 @@ async fn https_connect_through_v2ray_tls() {
     let stream = step("TLS to the proxy", dial(&link, Some(&ca.cert))).await;
     let mut tunnel = step(
         "HTTP CONNECT inside TLS",
-        http::connect(stream, auth_of(&link), unbound.addr()),
+        http::connect(stream, auth_of(&link), &unbound.addr().into()),
     )
     .await
     .expect("CONNECT through v2ray over TLS");
@@ -545,4 +576,68 @@ async fn https_connect_through_v2ray_tls() {
         ["192.0.2.6"]
     );
     assert_eq!(unbound.queries("https.lab.example.", "A"), 1);
+}
+
+/// SOCKS5 (microsocks, dante) and HTTP CONNECT (v2ray) to a target given
+/// by name, in the lab: the servers in the upstream namespace look the name
+/// up in their own `/etc/hosts`; a name that namespace does not know fails
+/// with the server's own answer.
+#[test]
+fn connect_to_a_name_the_server_resolves() {
+    if !lab::can_run() || !have("microsocks") || !have("danted") || !have("v2ray") {
+        eprintln!("SKIPPED: needs the lab, microsocks, danted and v2ray");
+        return;
+    }
+    let lab = Lab::up();
+    let _names = lab.upstream_names();
+    let _dns = LabUpstream::start(&lab, &["named.lab.example. 300 IN A 192.0.2.77"]);
+    let _microsocks = proxies::microsocks(&lab, "up", UPSTREAM_WAN_V4, 1080, None);
+    let dante = proxies::dante(&lab, "up", UPSTREAM_WAN_V4, 1081, UPSTREAM_WAN_V4);
+    let v2ray = proxies::v2ray(
+        &lab,
+        "up",
+        &format!(r#"[{{"listen": "{UPSTREAM_WAN_V4}", "port": 8080, "protocol": "http"}}]"#),
+        (UPSTREAM_WAN_V4, 8080),
+    );
+    let (answers, unknown) = lab.block_on_within("router", || async {
+        let server = |port: u16| async move {
+            let tcp = tokio::net::TcpStream::connect((UPSTREAM_WAN_V4, port))
+                .await
+                .expect("connect to the proxy");
+            Box::new(tcp) as BoxStream
+        };
+        let target = Target::Name(TARGET_NAME.into(), 53);
+        let mut answers = Vec::new();
+        for (what, port) in [("microsocks", 1080), ("dante", 1081)] {
+            let mut s = step(what, socks5::connect(server(port).await, None, &target))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: CONNECT to {target}: {e}"));
+            answers.push((what, ask_stream(&mut s, "named.lab.example.").await));
+        }
+        let mut s = step("v2ray", http::connect(server(8080).await, None, &target))
+            .await
+            .unwrap_or_else(|e| panic!("v2ray: CONNECT to {target}: {e}"));
+        answers.push(("v2ray", ask_stream(&mut s, "named.lab.example.").await));
+        // Known nowhere: the server's lookup fails, and it says so.
+        let nowhere = Target::Name("nowhere.lab.example".into(), 53);
+        let unknown = step(
+            "unknown name",
+            socks5::connect(server(1080).await, None, &nowhere),
+        )
+        .await
+        .err()
+        .map(|e| e.to_string());
+        (answers, unknown)
+    });
+    for (what, got) in answers {
+        assert_eq!(got, ["192.0.2.77"], "{what}");
+    }
+    let unknown = unknown.expect("an unknown name fails");
+    assert!(unknown.starts_with("socks5: "), "{unknown}");
+    let log = v2ray.log();
+    assert!(
+        log.contains(&format!("{TARGET_NAME}:53")),
+        "v2ray's log names no {TARGET_NAME}:\n{log}"
+    );
+    drop(dante);
 }

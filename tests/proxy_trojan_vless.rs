@@ -9,6 +9,11 @@
 //! a wrong password or unknown uuid gives an error, not a hang (whether the
 //! server closes, or its fallback answers with something else); a
 //! certificate from another CA is refused.
+//!
+//! In the namespace lab: a stream to a target given by host name (trojan
+//! address type 3, VLESS address type 2) through trojan-gfw and v2ray in
+//! the upstream namespace, which look the name up in that namespace's
+//! `/etc/hosts`, the only place it exists, and log it.
 
 mod common;
 
@@ -20,9 +25,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::lab::{self, Lab, LabUpstream, TARGET_NAME, UPSTREAM_WAN_V4};
+use common::proxies;
 use common::tls::TestCa;
 use common::{free_port, have, kill, query, wait_until, TempDir, Unbound};
-use dae::dialer::{trojan, vless, BoxStream, Packets};
+use dae::dialer::{trojan, vless, BoxStream, Packets, Target};
 use dae::forwarder::tls::{load_roots, TlsClient};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
@@ -267,8 +274,8 @@ async fn stream_via(
 ) -> io::Result<()> {
     let s = dial(port, tls).await?;
     let s = match proto {
-        Proto::Trojan(password) => trojan::connect(s, password, target).await?,
-        Proto::Vless(uuid) => vless::connect(s, uuid, target).await?,
+        Proto::Trojan(password) => trojan::connect(s, password, &target.into()).await?,
+        Proto::Vless(uuid) => vless::connect(s, uuid, &target.into()).await?,
     };
     ask_over_stream(s).await
 }
@@ -528,4 +535,78 @@ async fn v2ray_wrong_password_or_uuid_fails_cleanly() {
         4,
         "v2ray log:\n{log}"
     );
+}
+
+/// Streams to a target given by name, in the lab: trojan-gfw, and v2ray's
+/// trojan (TLS) and VLESS (plain and TLS) inbounds, all in the upstream
+/// namespace, resolve it from their own `/etc/hosts`.
+#[test]
+fn streams_to_a_name_the_servers_resolve() {
+    if !lab::can_run() || !servers_installed(&["trojan", "v2ray"]) {
+        eprintln!("SKIPPED: needs the lab, trojan and v2ray");
+        return;
+    }
+    let lab = Lab::up();
+    let _names = lab.upstream_names();
+    let _dns = LabUpstream::start(&lab, &[RECORD]);
+    let ca = TestCa::new("names");
+    let (cert, key) = ca.server(SERVER_NAME, &[&format!("DNS:{SERVER_NAME}")]);
+    let trojan_gfw = proxies::trojan(&lab, "up", UPSTREAM_WAN_V4, 443, PASSWORD, &cert, &key);
+    let tls = format!(
+        r#"{{"network": "tcp", "security": "tls", "tlsSettings": {{"certificates": [{{"certificateFile": "{}", "keyFile": "{}"}}]}}}}"#,
+        cert.display(),
+        key.display()
+    );
+    let vless = format!(r#"{{"clients": [{{"id": "{UUID}"}}], "decryption": "none"}}"#);
+    let inbounds = format!(
+        r#"[{{"listen": "{a}", "port": 8443, "protocol": "trojan",
+              "settings": {{"clients": [{{"password": "{PASSWORD}"}}]}}, "streamSettings": {tls}}},
+            {{"listen": "{a}", "port": 8001, "protocol": "vless", "settings": {vless}}},
+            {{"listen": "{a}", "port": 8444, "protocol": "vless", "settings": {vless},
+              "streamSettings": {tls}}}]"#,
+        a = UPSTREAM_WAN_V4
+    );
+    let v2ray = proxies::v2ray(&lab, "up", &inbounds, (UPSTREAM_WAN_V4, 8444));
+    let ca_file = ca.cert.clone();
+    let results = lab.block_on_within("router", move || async move {
+        let tls = tls_client(&ca_file);
+        let uuid = uuid_bytes(UUID);
+        let target = Target::Name(TARGET_NAME.into(), 53);
+        let mut results = Vec::new();
+        for (what, port, with_tls) in [
+            ("trojan-gfw", 443, true),
+            ("v2ray trojan", 8443, true),
+            ("v2ray vless", 8001, false),
+            ("v2ray vless tls", 8444, true),
+        ] {
+            let result = within(what, async {
+                let tcp = TcpStream::connect((UPSTREAM_WAN_V4, port)).await?;
+                let s: BoxStream = if with_tls {
+                    Box::new(
+                        tls.handshake(tcp)
+                            .await
+                            .map_err(|e| io::Error::other(e.to_string()))?,
+                    )
+                } else {
+                    Box::new(tcp)
+                };
+                let s = if what.contains("trojan") {
+                    trojan::connect(s, PASSWORD, &target).await?
+                } else {
+                    vless::connect(s, &uuid, &target).await?
+                };
+                ask_over_stream(s).await
+            })
+            .await;
+            results.push((what, result.map_err(|e| e.to_string())));
+        }
+        results
+    });
+    for (what, result) in results {
+        assert_eq!(result, Ok(()), "{what}");
+    }
+    let want = format!("{TARGET_NAME}:53");
+    for (what, log) in [("trojan-gfw", trojan_gfw.log()), ("v2ray", v2ray.log())] {
+        assert!(log.contains(&want), "{what} names no {want}:\n{log}");
+    }
 }

@@ -9,6 +9,10 @@
 //! the target; a write of many pipelined queries split over several of our
 //! chunks; a clean end of the stream after our shutdown; a wrong uuid fails cleanly within seconds over both; and
 //! VMess inside TLS (v2ray's tls stream settings, our rustls client).
+//!
+//! In the namespace lab, for each security: a stream to a target given by
+//! host name (address type 2), which v2ray in the upstream namespace looks
+//! up in that namespace's `/etc/hosts`, the only place it exists.
 
 mod common;
 
@@ -16,10 +20,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::lab::{self, Lab, LabUpstream, TARGET_NAME, UPSTREAM_WAN_V4};
+use common::proxies;
 use common::tls::TestCa;
 use common::{free_port, have, kill, wait_until, TempDir, Unbound};
 use dae::config::link::{VmessConfig, VmessSecurity};
-use dae::dialer::{vmess, BoxStream, Packets};
+use dae::dialer::{vmess, BoxStream, Packets, Target};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -254,7 +260,7 @@ async fn stream_each_security() {
     let dns = unbound();
     let v2 = V2ray::start(None);
     for security in SECURITIES {
-        let s = vmess::connect(tcp(v2.port).await, &config(security), dns.addr()).await;
+        let s = vmess::connect(tcp(v2.port).await, &config(security), &dns.addr().into()).await;
         let mut s = s.expect("connect");
         stream_session(&mut s, &v2, security).await;
         // Our end chunk makes v2ray close towards unbound, which closes;
@@ -316,7 +322,7 @@ async fn wrong_uuid_fails_cleanly() {
     let started = Instant::now();
 
     let over_stream = async {
-        let mut s = vmess::connect(tcp(v2.port).await, &wrong, dns.addr())
+        let mut s = vmess::connect(tcp(v2.port).await, &wrong, &dns.addr().into())
             .await
             .expect("connect builds the request");
         let q = common::query("a.lab.example.", RecordType::A, false);
@@ -385,7 +391,12 @@ async fn over_tls() {
         }
     };
     for security in [VmessSecurity::None, VmessSecurity::Aes128Gcm] {
-        let s = vmess::connect(tls_stream(v2.port).await, &config(security), dns.addr()).await;
+        let s = vmess::connect(
+            tls_stream(v2.port).await,
+            &config(security),
+            &dns.addr().into(),
+        )
+        .await;
         let mut s = s.expect("connect");
         stream_session(&mut s, &v2, security).await;
 
@@ -401,5 +412,41 @@ async fn over_tls() {
         wait_until(Duration::from_secs(5), || v2.access_log().contains(&needle)),
         "{}",
         v2.logs()
+    );
+}
+
+/// A stream to a target given by name, for each security, in the lab: v2ray
+/// in the upstream namespace resolves it from its own `/etc/hosts`.
+#[test]
+fn stream_to_a_name_the_server_resolves() {
+    if !lab::can_run() || !have("v2ray") {
+        eprintln!("SKIPPED: needs the lab and v2ray");
+        return;
+    }
+    let lab = Lab::up();
+    let _names = lab.upstream_names();
+    let _dns = LabUpstream::start(&lab, &["a.lab.example. 300 IN A 192.0.2.1"]);
+    let inbound = format!(
+        r#"[{{"listen": "{UPSTREAM_WAN_V4}", "port": 10086, "protocol": "vmess",
+             "settings": {{"clients": [{{"id": "{UUID_TEXT}", "alterId": 0}}]}}}}]"#
+    );
+    let v2ray = proxies::v2ray(&lab, "up", &inbound, (UPSTREAM_WAN_V4, 10086));
+    for security in SECURITIES {
+        let got = lab.block_on_within("router", move || async move {
+            let tcp = tokio::net::TcpStream::connect((UPSTREAM_WAN_V4, 10086))
+                .await
+                .expect("connect to v2ray");
+            let target = Target::Name(TARGET_NAME.into(), 53);
+            let mut s = vmess::connect(Box::new(tcp), &config(security), &target)
+                .await
+                .expect("a vmess stream");
+            first_a(&ask_stream(&mut s, "a.lab.example.", RecordType::A).await.0)
+        });
+        assert_eq!(got, "192.0.2.1", "{security:?}:\n{}", v2ray.log());
+    }
+    let log = v2ray.log();
+    assert!(
+        log.contains(&format!("{TARGET_NAME}:53")),
+        "v2ray names no {TARGET_NAME}:\n{log}"
     );
 }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::group::Group;
 use super::node::{Node, L4};
 use super::outbound::Outbounds;
-use super::Direct;
+use super::{Direct, Target};
 use crate::config::CheckSettings;
 
 /// One check gives up after this long (or the interval, if shorter).
@@ -126,7 +126,7 @@ async fn tcp_check(
     let start = Instant::now();
     let check = async {
         let mut s = node
-            .stream(direct, target, timeout)
+            .stream(direct, &Target::Addr(target), timeout)
             .await
             .map_err(|e| e.to_string())?;
         let request = format!(

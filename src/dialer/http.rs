@@ -7,6 +7,7 @@
 //! CONNECT 192.0.2.1:53 HTTP/1.1\r\nHost: 192.0.2.1:53\r\n
 //! [Proxy-Authorization: Basic base64(user:password)\r\n]\r\n
 //! ```
+//! (or `CONNECT example.com:443`, and the proxy looks the name up);
 //! answered by `HTTP/1.1 200 ...\r\n` headers `\r\n`; any 2xx opens the
 //! tunnel, and every byte after the blank line is the target's. The reply
 //! head is read byte by byte so that none of those is taken, and bounded
@@ -16,11 +17,10 @@
 //! `link` describes the node (`Proto::Http`).
 
 use std::io;
-use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::BoxStream;
+use super::{BoxStream, Target};
 use crate::config::link::Auth;
 
 /// The longest reply head we read.
@@ -35,8 +35,10 @@ fn error(msg: impl Into<String>) -> io::Error {
 pub async fn connect(
     mut stream: BoxStream,
     auth: Option<&Auth>,
-    target: SocketAddr,
+    target: &Target,
 ) -> io::Result<BoxStream> {
+    // A checked name holds no space, colon or line break.
+    target.check()?;
     let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(auth) = auth {
         let credentials = format!("{}:{}", auth.user, auth.password);
@@ -163,8 +165,16 @@ mod tests {
         reply: &'static [u8],
         auth: Option<&Auth>,
     ) -> (io::Result<BoxStream>, String) {
+        let target = Target::Addr("[2001:db8::53]:53".parse().unwrap());
+        scripted_to(&target, reply, auth).await
+    }
+
+    async fn scripted_to(
+        target: &Target,
+        reply: &'static [u8],
+        auth: Option<&Auth>,
+    ) -> (io::Result<BoxStream>, String) {
         let (client, mut server) = duplex(64 * 1024);
-        let target: SocketAddr = "[2001:db8::53]:53".parse().unwrap();
         let proxy = async move {
             let mut req = Vec::new();
             let mut b = [0u8; 1];
@@ -178,6 +188,30 @@ mod tests {
         };
         let (result, req) = tokio::join!(connect(Box::new(client), auth, target), proxy);
         (result, req)
+    }
+
+    #[tokio::test]
+    async fn connect_to_a_name() {
+        let target = Target::Name("target.lab.example".into(), 8080);
+        let (r, req) = scripted_to(&target, b"HTTP/1.1 200 OK\r\n\r\n", None).await;
+        assert!(r.is_ok());
+        assert_eq!(
+            req,
+            "CONNECT target.lab.example:8080 HTTP/1.1\r\nHost: target.lab.example:8080\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn names_that_would_break_the_request_are_refused() {
+        for name in ["a.example\r\nX-Evil: 1", "a b", &"a".repeat(256)] {
+            let (client, _) = duplex(1024);
+            let target = Target::Name(name.to_string(), 80);
+            let e = connect(Box::new(client), None, &target)
+                .await
+                .err()
+                .unwrap();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name:?}: {e}");
+        }
     }
 
     #[tokio::test]

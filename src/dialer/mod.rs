@@ -10,7 +10,9 @@
 //! - `node`: one proxy node (link, TLS, `health`); `group`: nodes and the
 //!   policy that picks one; `check`: the health checks;
 //! - `outbound`: the nodes and groups, and the choice of node for a dial
-//!   once the routing rules (`routing`) have sent it to a group.
+//!   once the routing rules (`routing`) have sent it to a group;
+//! - `target`: where a proxied stream goes (an address, or a name the
+//!   proxy server looks up) and how the protocols write it.
 //!
 //! A proxied stream is a `BoxStream`; a proxied datagram path is a
 //! `Packets` pair (one DNS message per packet, both ways). `Via` is what a
@@ -28,6 +30,7 @@ pub mod node;
 pub mod outbound;
 pub mod shadowsocks;
 pub mod socks5;
+pub mod target;
 pub mod trojan;
 pub mod vless;
 pub mod vmess;
@@ -44,6 +47,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use direct::Direct;
 pub use node::{Node, L4};
 pub use outbound::{Choice, Outbounds};
+pub use target::Target;
 
 /// A byte stream, plain or inside a proxy protocol.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin {}
@@ -113,11 +117,15 @@ pub enum Via {
 }
 
 impl Via {
-    /// A stream to `remote`.
+    /// A stream to `remote` (an upstream's address: the forwarders never
+    /// dial names).
     pub async fn stream(&self, remote: SocketAddr, timeout: Duration) -> io::Result<BoxStream> {
         match self {
             Via::Direct(d) => Ok(Box::new(d.tcp(remote, timeout).await?)),
-            Via::Node(d, n) => n.stream(d, remote, timeout).await.map_err(|e| n.error(e)),
+            Via::Node(d, n) => n
+                .stream(d, &Target::Addr(remote), timeout)
+                .await
+                .map_err(|e| n.error(e)),
         }
     }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::health::Health;
 use super::{http, shadowsocks, socks5, trojan, vless, vmess};
-use super::{BoxStream, Direct, Packets};
+use super::{BoxStream, Direct, Packets, Target};
 use crate::config::link::{Link, Proto};
 use crate::config::Host;
 use crate::forwarder::lookup::Lookup;
@@ -157,11 +157,12 @@ impl Node {
         })
     }
 
-    /// A stream to `target` through this node, within `timeout`.
+    /// A stream to `target` through this node, within `timeout`; a name in
+    /// `target` is looked up by the node's server, not here.
     pub async fn stream(
         &self,
         direct: &Direct,
-        target: SocketAddr,
+        target: &Target,
         timeout: Duration,
     ) -> io::Result<BoxStream> {
         let dial = async {
@@ -180,7 +181,9 @@ impl Node {
             .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
     }
 
-    /// A datagram path to `target` through this node, within `timeout`.
+    /// A datagram path to `target` through this node, within `timeout`
+    /// (datagrams go to addresses only: the DNS forwarders and health
+    /// checks are the only users).
     pub async fn packets(
         &self,
         direct: &Direct,

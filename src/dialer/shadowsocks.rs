@@ -11,8 +11,9 @@
 //!   `[AEAD(2-byte big-endian length) + tag][AEAD(payload) + tag]`, payload
 //!   at most 0x3FFF bytes; the nonce is a 12-byte little-endian counter
 //!   that starts at zero and goes up after every seal or open. The client's
-//!   stream starts with the target address (SOCKS5 style: ATYP, address,
-//!   port), sent here in the same chunk as the first data.
+//!   stream starts with the target (SOCKS5 style: ATYP, address or
+//!   length-prefixed name, port), sent here in the same chunk as the first
+//!   data; the server looks a name up.
 //! - UDP, each datagram: `salt + AEAD(ATYP addr port | payload) + tag`
 //!   with a fresh salt and nonce zero; replies carry the address of the
 //!   host they come from.
@@ -34,7 +35,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 
-use super::{BoxStream, LocalFuture, PacketRx, PacketTx, Packets};
+use super::target::put_socks_addr;
+use super::{BoxStream, LocalFuture, PacketRx, PacketTx, Packets, Target};
 use crate::config::link::{SsConfig, SsMethod};
 
 const TAG_LEN: usize = 16;
@@ -49,8 +51,6 @@ const READ_BUF_LEN: usize = LENGTH_LEN + MAX_PAYLOAD + TAG_LEN;
 const CHUNKS_PER_WRITE: usize = 4;
 /// The largest UDP datagram we send or take.
 const MAX_DATAGRAM: usize = 65535;
-/// ATYP, an IPv6 address, the port.
-const MAX_ADDR_LEN: usize = 1 + 16 + 2;
 
 /// Opens a Shadowsocks stream to `target` over `stream`, which is connected
 /// to the server. No bytes go out yet: the salt and the target address
@@ -61,13 +61,14 @@ const MAX_ADDR_LEN: usize = 1 + 16 + 2;
 pub async fn connect(
     stream: BoxStream,
     config: &SsConfig,
-    target: SocketAddr,
+    target: &Target,
 ) -> io::Result<BoxStream> {
+    let header = AddrHeader::new(target)?;
     let cipher = Cipher::new(config);
     let mut salt = [0u8; MAX_KEY_LEN];
     let salt = &mut salt[..cipher.key_len()];
     random(salt)?;
-    Ok(Box::new(SsStream::new(stream, cipher, salt, target)?))
+    Ok(Box::new(SsStream::new(stream, cipher, salt, header)?))
 }
 
 /// A datagram path to `target` through the Shadowsocks server `socket` is
@@ -79,7 +80,7 @@ pub fn packets(socket: UdpSocket, config: &SsConfig, target: SocketAddr) -> Pack
         tx: Box::new(DatagramTx {
             socket: socket.clone(),
             cipher: cipher.clone(),
-            header: AddrHeader::new(target),
+            header: AddrHeader::of_addr(target),
             buf: Vec::new(),
         }),
         rx: Box::new(DatagramRx {
@@ -217,37 +218,26 @@ impl Session {
     }
 }
 
-/// A target address in SOCKS5 form: ATYP (1 IPv4, 4 IPv6), address, port.
-#[derive(Clone, Copy)]
-struct AddrHeader {
-    bytes: [u8; MAX_ADDR_LEN],
-    len: usize,
-}
+/// A target in SOCKS5 form: ATYP (1 IPv4, 3 name, 4 IPv6), address, port.
+#[derive(Clone)]
+struct AddrHeader(Vec<u8>);
 
 impl AddrHeader {
-    fn new(target: SocketAddr) -> AddrHeader {
-        let mut bytes = [0u8; MAX_ADDR_LEN];
-        let len = match target.ip() {
-            IpAddr::V4(ip) => {
-                bytes[0] = 1;
-                bytes[1..5].copy_from_slice(&ip.octets());
-                5
-            }
-            IpAddr::V6(ip) => {
-                bytes[0] = 4;
-                bytes[1..17].copy_from_slice(&ip.octets());
-                17
-            }
-        };
-        bytes[len..len + 2].copy_from_slice(&target.port().to_be_bytes());
-        AddrHeader {
-            bytes,
-            len: len + 2,
-        }
+    /// Fails for a name no length byte can announce, or not a host name.
+    fn new(target: &Target) -> io::Result<AddrHeader> {
+        let mut bytes = Vec::with_capacity(1 + 1 + 255 + 2);
+        target.put_socks(&mut bytes)?;
+        Ok(AddrHeader(bytes))
+    }
+
+    fn of_addr(target: SocketAddr) -> AddrHeader {
+        let mut bytes = Vec::with_capacity(1 + 16 + 2);
+        put_socks_addr(&mut bytes, target);
+        AddrHeader(bytes)
     }
 
     fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        &self.0
     }
 }
 
@@ -306,11 +296,11 @@ impl SsStream {
         inner: BoxStream,
         cipher: Cipher,
         salt: &[u8],
-        target: SocketAddr,
+        header: AddrHeader,
     ) -> io::Result<SsStream> {
         Ok(SsStream {
             inner,
-            w: Writer::new(&cipher, salt, AddrHeader::new(target))?,
+            w: Writer::new(&cipher, salt, header)?,
             r: Reader::new(cipher),
         })
     }
@@ -647,7 +637,7 @@ impl PacketTx for DatagramTx {
     fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
         Box::pin(async move {
             let salt_len = self.cipher.key_len();
-            if salt_len + self.header.len + datagram.len() + TAG_LEN > MAX_DATAGRAM {
+            if salt_len + self.header.0.len() + datagram.len() + TAG_LEN > MAX_DATAGRAM {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
@@ -784,13 +774,20 @@ mod tests {
         for (method, tcp, udp) in vectors {
             let cipher = Cipher::new(&config(method, "foobar"));
             let salt: Vec<u8> = (0..cipher.key_len() as u8).collect();
-            let mut w = Writer::new(&cipher, &salt, AddrHeader::new(target)).unwrap();
+            let mut w = Writer::new(&cipher, &salt, AddrHeader::of_addr(target)).unwrap();
             assert_eq!(w.seal(b"hello").unwrap(), 5);
             assert_eq!(w.out[..salt.len()], salt[..]);
             assert_eq!(w.out[salt.len()..], hex(tcp)[..], "{method:?} tcp");
 
             let mut out = Vec::new();
-            seal_datagram(&cipher, &salt, &AddrHeader::new(target), b"hello", &mut out).unwrap();
+            seal_datagram(
+                &cipher,
+                &salt,
+                &AddrHeader::of_addr(target),
+                b"hello",
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(out[salt.len()..], hex(udp)[..], "{method:?} udp");
             let payload = open_datagram(&cipher, target, &mut out).unwrap();
             assert_eq!(&out[payload], b"hello");
@@ -798,21 +795,24 @@ mod tests {
     }
 
     /// A client stream and a "server" stream of our own over a small pipe
-    /// (so writes go Pending): the server sees the address, then the data;
-    /// the client reads back a reply of many chunks, a few bytes at a time.
+    /// (so writes go Pending): the server sees the target (a name, in
+    /// SOCKS5 form), then the data; the client reads back a reply of many
+    /// chunks, a few bytes at a time.
     #[tokio::test]
     async fn stream_round_trip_over_many_chunks() {
-        let target: SocketAddr = "[2001:db8::1]:853".parse().unwrap();
-        let header = AddrHeader::new(target);
+        let target = Target::Name("target.lab.example".into(), 853);
+        let header = AddrHeader::new(&target).unwrap();
+        assert_eq!(header.as_slice(), b"\x03\x12target.lab.example\x03\x55");
         let request: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
         let reply: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
         for method in METHODS {
             let conf = config(method, "round trip");
             let (a, b) = tokio::io::duplex(1000);
-            let mut client = connect(Box::new(a), &conf, target).await.unwrap();
+            let mut client = connect(Box::new(a), &conf, &target).await.unwrap();
             let salt = [7u8; MAX_KEY_LEN];
             let salt = &salt[..Cipher::new(&conf).key_len()];
-            let mut server = SsStream::new(Box::new(b), Cipher::new(&conf), salt, target).unwrap();
+            let mut server =
+                SsStream::new(Box::new(b), Cipher::new(&conf), salt, header.clone()).unwrap();
             server.w.header = None;
 
             let client_side = async {
@@ -830,7 +830,7 @@ mod tests {
                 got
             };
             let server_side = async {
-                let mut got = vec![0u8; header.len + request.len()];
+                let mut got = vec![0u8; header.0.len() + request.len()];
                 server.read_exact(&mut got).await.unwrap();
                 server.write_all(&reply).await.unwrap();
                 server.shutdown().await.unwrap();
@@ -841,9 +841,9 @@ mod tests {
                 tokio::time::timeout(std::time::Duration::from_secs(10), both)
                     .await
                     .expect("the round trip stalls");
-            assert_eq!(&server_got[..header.len], header.as_slice());
+            assert_eq!(&server_got[..header.0.len()], header.as_slice());
             assert!(
-                server_got[header.len..] == request[..],
+                server_got[header.0.len()..] == request[..],
                 "{method:?} request"
             );
             assert!(client_got == reply, "{method:?} reply");
@@ -856,9 +856,12 @@ mod tests {
         let target: SocketAddr = "192.0.2.1:53".parse().unwrap();
         let conf = config(SsMethod::Aes128Gcm, "x");
         let (a, b) = tokio::io::duplex(4096);
-        let mut client = connect(Box::new(a), &conf, target).await.unwrap();
+        let mut client = connect(Box::new(a), &conf, &Target::Addr(target))
+            .await
+            .unwrap();
         client.flush().await.unwrap();
-        let mut server = SsStream::new(Box::new(b), Cipher::new(&conf), &[1; 16], target).unwrap();
+        let header = AddrHeader::of_addr(target);
+        let mut server = SsStream::new(Box::new(b), Cipher::new(&conf), &[1; 16], header).unwrap();
         let mut got = [0u8; 7];
         server.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [1, 192, 0, 2, 1, 0, 53]);
@@ -872,7 +875,7 @@ mod tests {
         let mut w = Writer::new(
             &cipher,
             salt,
-            AddrHeader::new("127.0.0.1:1".parse().unwrap()),
+            AddrHeader::of_addr("127.0.0.1:1".parse().unwrap()),
         )
         .unwrap();
         w.header = None;
@@ -886,11 +889,20 @@ mod tests {
         let (a, mut b) = tokio::io::duplex(wire.len() + 1);
         b.write_all(wire).await.unwrap();
         drop(b);
-        let mut client = connect(Box::new(a), conf, "127.0.0.1:1".parse().unwrap())
-            .await
-            .unwrap();
+        let target = Target::Addr("127.0.0.1:1".parse().unwrap());
+        let mut client = connect(Box::new(a), conf, &target).await.unwrap();
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.map(|_| got)
+    }
+
+    #[tokio::test]
+    async fn a_name_over_255_bytes_is_refused() {
+        let conf = config(SsMethod::Aes128Gcm, "x");
+        let (a, _) = tokio::io::duplex(64);
+        let target = Target::Name("a".repeat(256), 443);
+        let e = connect(Box::new(a), &conf, &target).await.err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("at most 255"), "{e}");
     }
 
     #[tokio::test]
@@ -937,7 +949,14 @@ mod tests {
             let cipher = Cipher::new(&config(method, "pw"));
             let salt = vec![3u8; cipher.key_len()];
             let mut out = Vec::new();
-            seal_datagram(&cipher, &salt, &AddrHeader::new(target), b"dns", &mut out).unwrap();
+            seal_datagram(
+                &cipher,
+                &salt,
+                &AddrHeader::of_addr(target),
+                b"dns",
+                &mut out,
+            )
+            .unwrap();
             let mut good = out.clone();
             let payload = open_datagram(&cipher, target, &mut good).unwrap();
             assert_eq!(&good[payload], b"dns");
@@ -949,7 +968,14 @@ mod tests {
             assert!(open_datagram(&cipher, target, &mut out[..10].to_vec()).is_err());
 
             let other: SocketAddr = "[2001:db8::54]:53".parse().unwrap();
-            seal_datagram(&cipher, &salt, &AddrHeader::new(other), b"dns", &mut out).unwrap();
+            seal_datagram(
+                &cipher,
+                &salt,
+                &AddrHeader::of_addr(other),
+                b"dns",
+                &mut out,
+            )
+            .unwrap();
             let e = open_datagram(&cipher, target, &mut out).unwrap_err();
             assert!(e.to_string().contains("not from"), "{e}");
         }
@@ -957,7 +983,14 @@ mod tests {
         let cipher = Cipher::new(&config(SsMethod::Aes128Gcm, "pw"));
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:53".parse().unwrap();
         let mut out = Vec::new();
-        seal_datagram(&cipher, &[0; 16], &AddrHeader::new(mapped), b"x", &mut out).unwrap();
+        seal_datagram(
+            &cipher,
+            &[0; 16],
+            &AddrHeader::of_addr(mapped),
+            b"x",
+            &mut out,
+        )
+        .unwrap();
         assert!(open_datagram(&cipher, "127.0.0.1:53".parse().unwrap(), &mut out).is_ok());
     }
 
@@ -980,13 +1013,13 @@ mod tests {
 
         let mut out = Vec::new();
         server.send_to(&[0u8; 80], from).await.unwrap();
-        let elsewhere = AddrHeader::new("192.0.2.54:53".parse().unwrap());
+        let elsewhere = AddrHeader::of_addr("192.0.2.54:53".parse().unwrap());
         seal_datagram(&cipher, &[5; 32], &elsewhere, b"spoof", &mut out).unwrap();
         server.send_to(&out, from).await.unwrap();
         seal_datagram(
             &cipher,
             &[6; 32],
-            &AddrHeader::new(target),
+            &AddrHeader::of_addr(target),
             b"answer",
             &mut out,
         )

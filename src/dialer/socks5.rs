@@ -6,8 +6,9 @@
 //!   `05 method` (FF = none acceptable);
 //! - with 02: `01 ulen user plen password`, answer `01 status` (00 = ok);
 //! - request `05 cmd 00 atyp addr port` (cmd 01 CONNECT, 03 UDP
-//!   ASSOCIATE; atyp 01 IPv4, 04 IPv6, 03 name), reply `05 rep 00 atyp
-//!   addr port` (rep 00 = ok; for UDP the address is the relay's);
+//!   ASSOCIATE; atyp 01 IPv4, 04 IPv6, 03 name: a CONNECT to a name has
+//!   the server look it up), reply `05 rep 00 atyp addr port` (rep 00 =
+//!   ok; for UDP the address is the relay's);
 //! - each UDP datagram to and from the relay: `00 00 frag atyp addr port
 //!   data` (we never fragment, and drop fragments).
 //!
@@ -24,7 +25,8 @@ use std::rc::Rc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
-use super::{BoxStream, Direct, LocalFuture, PacketRx, PacketTx, Packets};
+use super::target::put_socks_addr;
+use super::{BoxStream, Direct, LocalFuture, PacketRx, PacketTx, Packets, Target};
 use crate::config::link::Auth;
 
 const VERSION: u8 = 5;
@@ -52,8 +54,9 @@ fn error(msg: impl Into<String>) -> io::Error {
 pub async fn connect(
     mut stream: BoxStream,
     auth: Option<&Auth>,
-    target: SocketAddr,
+    target: &Target,
 ) -> io::Result<BoxStream> {
+    target.check()?;
     handshake(&mut stream, auth).await?;
     request(&mut stream, CMD_CONNECT, target).await?;
     Ok(stream)
@@ -77,7 +80,7 @@ pub async fn associate(
         SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
         SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
     };
-    let relay = match request(&mut control, CMD_UDP_ASSOCIATE, unknown).await? {
+    let relay = match request(&mut control, CMD_UDP_ASSOCIATE, &Target::Addr(unknown)).await? {
         Bound::Ip(addr) if addr.ip().is_unspecified() => SocketAddr::new(server.ip(), addr.port()),
         Bound::Ip(addr) => addr,
         Bound::Name(name) => {
@@ -94,7 +97,7 @@ pub async fn associate(
             io::Error::new(e.kind(), format!("socks5: UDP socket to {relay}: {e}"))
         })?);
     let mut header = vec![0, 0, 0];
-    put_addr(&mut header, target);
+    put_socks_addr(&mut header, target);
     Ok(Packets {
         tx: Box::new(UdpTx {
             socket: socket.clone(),
@@ -166,10 +169,8 @@ enum Bound {
 }
 
 /// Sends a request and reads the reply up to its end.
-async fn request(stream: &mut BoxStream, cmd: u8, addr: SocketAddr) -> io::Result<Bound> {
-    let mut msg = vec![VERSION, cmd, 0];
-    put_addr(&mut msg, addr);
-    send(stream, &msg).await?;
+async fn request(stream: &mut BoxStream, cmd: u8, target: &Target) -> io::Result<Bound> {
+    send(stream, &request_bytes(cmd, target)?).await?;
     let mut head = [0u8; 4];
     read(stream, &mut head).await?;
     if head[0] != VERSION {
@@ -229,19 +230,11 @@ fn reply_message(code: u8) -> String {
     format!("socks5: {what}")
 }
 
-/// `atyp addr port` of an IP address.
-fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            out.push(ATYP_IPV4);
-            out.extend_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            out.push(ATYP_IPV6);
-            out.extend_from_slice(&ip.octets());
-        }
-    }
-    out.extend_from_slice(&addr.port().to_be_bytes());
+/// `05 cmd 00 atyp addr port`.
+fn request_bytes(cmd: u8, target: &Target) -> io::Result<Vec<u8>> {
+    let mut msg = vec![VERSION, cmd, 0];
+    target.put_socks(&mut msg)?;
+    Ok(msg)
 }
 
 async fn send(stream: &mut BoxStream, msg: &[u8]) -> io::Result<()> {
@@ -356,7 +349,7 @@ mod tests {
     fn udp_headers() {
         let target: SocketAddr = "192.0.2.53:53".parse().unwrap();
         let mut h = vec![0, 0, 0];
-        put_addr(&mut h, target);
+        put_socks_addr(&mut h, target);
         assert_eq!(h, [0, 0, 0, 1, 192, 0, 2, 53, 0, 53]);
         let mut p = h.clone();
         p.extend_from_slice(b"dns");
@@ -373,6 +366,61 @@ mod tests {
         ];
         m.extend_from_slice(&[0, 53, b'x']);
         assert_eq!(from_target(&m, target), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn connect_request_to_a_name() {
+        let target = Target::Name("target.lab.example".into(), 53);
+        let mut want = vec![5, 1, 0, 3, 18];
+        want.extend_from_slice(b"target.lab.example");
+        want.extend_from_slice(&[0, 53]);
+        assert_eq!(request_bytes(CMD_CONNECT, &target).unwrap(), want);
+        let v6 = Target::Addr("[2001:db8::1]:443".parse().unwrap());
+        let bytes = request_bytes(CMD_CONNECT, &v6).unwrap();
+        assert_eq!(bytes[..4], [5, 1, 0, 4]);
+        assert_eq!(bytes[20..], [1, 0xbb]);
+    }
+
+    /// A scripted server: the whole exchange for a CONNECT to a name.
+    #[tokio::test]
+    async fn connect_to_a_name_on_the_wire() {
+        use tokio::io::duplex;
+        let (client, mut server) = duplex(4096);
+        let proxy = async move {
+            let mut greeting = [0u8; 3];
+            server.read_exact(&mut greeting).await.unwrap();
+            assert_eq!(greeting, [5, 1, 0]);
+            server.write_all(&[5, 0]).await.unwrap();
+            let mut req = [0u8; 4 + 1 + 9 + 2];
+            server.read_exact(&mut req).await.unwrap();
+            server
+                .write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0, b'h', b'i'])
+                .await
+                .unwrap();
+            req
+        };
+        let target = Target::Name("a.example".into(), 443);
+        let (stream, req) = tokio::join!(connect(Box::new(client), None, &target), proxy);
+        assert_eq!(&req, b"\x05\x01\x00\x03\x09a.example\x01\xbb");
+        let mut hi = [0u8; 2];
+        stream.unwrap().read_exact(&mut hi).await.unwrap();
+        assert_eq!(&hi, b"hi");
+    }
+
+    /// A name no length byte can announce goes nowhere: refused before a
+    /// byte is sent.
+    #[tokio::test]
+    async fn a_name_over_255_bytes_is_refused() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let target = Target::Name("a".repeat(256), 80);
+        let e = connect(Box::new(client), None, &target)
+            .await
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("at most 255"), "{e}");
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
     }
 
     #[test]

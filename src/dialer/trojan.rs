@@ -31,7 +31,8 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
-use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets};
+use super::target::put_socks_addr;
+use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets, Target};
 
 const CMD_CONNECT: u8 = 1;
 const CMD_UDP_ASSOCIATE: u8 = 3;
@@ -42,12 +43,8 @@ const ATYP_IPV6: u8 = 4;
 
 /// A stream to `target` through the trojan server at the other end of
 /// `stream` (TLS already on it). The request is sent with the first write.
-pub async fn connect(
-    stream: BoxStream,
-    password: &str,
-    target: SocketAddr,
-) -> io::Result<BoxStream> {
-    let header = request(password, CMD_CONNECT, target);
+pub async fn connect(stream: BoxStream, password: &str, target: &Target) -> io::Result<BoxStream> {
+    let header = request(password, CMD_CONNECT, target)?;
     Ok(Box::new(FirstWrite::new(stream, header)))
 }
 
@@ -55,7 +52,7 @@ pub async fn connect(
 /// the other end of `stream`. The request is sent with the first datagram.
 pub async fn packets(stream: BoxStream, password: &str, target: SocketAddr) -> io::Result<Packets> {
     let (reader, writer) = tokio::io::split(stream);
-    let buf = request(password, CMD_UDP_ASSOCIATE, target);
+    let buf = request(password, CMD_UDP_ASSOCIATE, &Target::Addr(target))?;
     let tx = HeaderFirstTx::new(writer, buf, target, udp_frame);
     let rx = TrojanRx { reader, target };
     Ok(Packets {
@@ -65,8 +62,8 @@ pub async fn packets(stream: BoxStream, password: &str, target: SocketAddr) -> i
 }
 
 /// The request header: password hash, command, target.
-fn request(password: &str, command: u8, target: SocketAddr) -> Vec<u8> {
-    let mut header = Vec::with_capacity(56 + 2 + 1 + 19 + 2);
+fn request(password: &str, command: u8, target: &Target) -> io::Result<Vec<u8>> {
+    let mut header = Vec::with_capacity(56 + 2 + 1 + 1 + 1 + 255 + 2 + 2);
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for byte in sha224(password.as_bytes()) {
         header.push(HEX[usize::from(byte >> 4)]);
@@ -74,31 +71,16 @@ fn request(password: &str, command: u8, target: SocketAddr) -> Vec<u8> {
     }
     header.extend_from_slice(b"\r\n");
     header.push(command);
-    put_addr(&mut header, target);
+    target.put_socks(&mut header)?;
     header.extend_from_slice(b"\r\n");
-    header
-}
-
-/// ATYP DST.ADDR DST.PORT, SOCKS5 style.
-fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            out.push(ATYP_IPV4);
-            out.extend_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            out.push(ATYP_IPV6);
-            out.extend_from_slice(&ip.octets());
-        }
-    }
-    out.extend_from_slice(&addr.port().to_be_bytes());
+    Ok(header)
 }
 
 /// Appends one UDP frame: the target, the length, CRLF, the datagram.
 fn udp_frame(buf: &mut Vec<u8>, target: SocketAddr, datagram: &[u8]) -> io::Result<()> {
     let len = u16::try_from(datagram.len())
         .map_err(|_| invalid("trojan: a datagram over 65535 bytes does not fit a UDP frame"))?;
-    put_addr(buf, target);
+    put_socks_addr(buf, target);
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(b"\r\n");
     buf.extend_from_slice(datagram);
@@ -496,11 +478,11 @@ pub(super) mod tests {
     #[tokio::test]
     async fn request_rides_on_the_first_write() {
         let (mock, writes) = mock(b"reply");
-        let mut s = connect(mock, "pw", target()).await.unwrap();
+        let mut s = connect(mock, "pw", &target().into()).await.unwrap();
         s.write_all(b"\x00\x05query").await.unwrap();
         s.write_all(b"more").await.unwrap();
         s.flush().await.unwrap();
-        let mut want = request("pw", CMD_CONNECT, target());
+        let mut want = request("pw", CMD_CONNECT, &target().into()).unwrap();
         want.extend_from_slice(b"\x00\x05query");
         assert_eq!(*writes.borrow(), [want, b"more".to_vec()]);
         let mut reply = Vec::new();
@@ -511,17 +493,20 @@ pub(super) mod tests {
     #[tokio::test]
     async fn a_read_first_sends_the_request_alone() {
         let (mock, writes) = mock(b"hello");
-        let mut s = connect(mock, "pw", target()).await.unwrap();
+        let mut s = connect(mock, "pw", &target().into()).await.unwrap();
         let mut got = Vec::new();
         s.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"hello");
-        assert_eq!(*writes.borrow(), [request("pw", CMD_CONNECT, target())]);
+        assert_eq!(
+            *writes.borrow(),
+            [request("pw", CMD_CONNECT, &target().into()).unwrap()]
+        );
     }
 
     /// A UDP frame as the server sends it.
     fn frame(from: SocketAddr, payload: &[u8]) -> Vec<u8> {
         let mut f = Vec::new();
-        put_addr(&mut f, from);
+        put_socks_addr(&mut f, from);
         f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
         f.extend_from_slice(b"\r\n");
         f.extend_from_slice(payload);
@@ -551,7 +536,7 @@ pub(super) mod tests {
         let mut p = packets(mock, "pw", target()).await.unwrap();
         p.tx.send(b"q1").await.unwrap();
         p.tx.send(b"q2").await.unwrap();
-        let mut first = request("pw", CMD_UDP_ASSOCIATE, target());
+        let mut first = request("pw", CMD_UDP_ASSOCIATE, &target().into()).unwrap();
         first.extend(frame(target(), b"q1"));
         assert_eq!(*writes.borrow(), [first, frame(target(), b"q2")]);
         // Frames from elsewhere are skipped; IPv4-mapped IPv6 is the target.
@@ -636,12 +621,20 @@ pub(super) mod tests {
 
     #[test]
     fn request_header_layout() {
-        let h = request("pw", CMD_CONNECT, "192.0.2.1:53".parse().unwrap());
+        let h = request("pw", CMD_CONNECT, &target().into()).unwrap();
         assert_eq!(h.len(), 56 + 2 + 1 + 7 + 2);
         assert_eq!(&h[..56], hex(&sha224(b"pw")).as_bytes());
         assert_eq!(&h[56..], b"\r\n\x01\x01\xc0\x00\x02\x01\x00\x35\r\n");
-        let h = request("pw", CMD_UDP_ASSOCIATE, "[2001:db8::1]:53".parse().unwrap());
+        let v6 = "[2001:db8::1]:53".parse::<SocketAddr>().unwrap().into();
+        let h = request("pw", CMD_UDP_ASSOCIATE, &v6).unwrap();
         assert_eq!(h[58..60], [3, 4]);
         assert_eq!(h.len(), 56 + 2 + 1 + 19 + 2);
+        let name = Target::Name("target.lab.example".into(), 443);
+        let h = request("pw", CMD_CONNECT, &name).unwrap();
+        assert_eq!(&h[..56], hex(&sha224(b"pw")).as_bytes());
+        assert_eq!(&h[56..], b"\r\n\x01\x03\x12target.lab.example\x01\xbb\r\n");
+        let long = Target::Name("a".repeat(256), 443);
+        let e = request("pw", CMD_CONNECT, &long).unwrap_err();
+        assert!(e.to_string().contains("at most 255"), "{e}");
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! request:  VER(0) UUID(16) ADDONS_LEN(0) CMD PORT(2, big-endian) ATYP ADDR payload...
-//!           (CMD 1 TCP, 2 UDP; ATYP 1 IPv4, 2 domain, 3 IPv6: port before
+//!           (CMD 1 TCP, 2 UDP; ATYP 1 IPv4, 2 domain (a length byte, then
+//!            the name, which the server looks up), 3 IPv6: port before
 //!            address, and other type numbers than SOCKS5)
 //! response: VER ADDONS_LEN ADDONS(ADDONS_LEN) payload...
 //!           (sent only with the server's first bytes of payload)
@@ -22,32 +23,25 @@
 //! node (`Proto::Vless`).
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf, ReadHalf};
 
 use super::trojan::{FirstWrite, HeaderFirstTx};
-use super::{BoxStream, LocalFuture, PacketRx, Packets};
+use super::{BoxStream, LocalFuture, PacketRx, Packets, Target};
 
 const VERSION: u8 = 0;
 
 const CMD_TCP: u8 = 1;
 const CMD_UDP: u8 = 2;
 
-const ATYP_IPV4: u8 = 1;
-const ATYP_IPV6: u8 = 3;
-
 /// A stream to `target` through the VLESS server at the other end of
 /// `stream`. The request goes out with the first write; the response
 /// header is taken off the first bytes read.
-pub async fn connect(
-    stream: BoxStream,
-    uuid: &[u8; 16],
-    target: SocketAddr,
-) -> io::Result<BoxStream> {
-    let header = request(uuid, CMD_TCP, target);
+pub async fn connect(stream: BoxStream, uuid: &[u8; 16], target: &Target) -> io::Result<BoxStream> {
+    let header = request(uuid, CMD_TCP, target)?;
     Ok(Box::new(VlessStream {
         inner: FirstWrite::new(stream, header),
         response: Response::Version,
@@ -62,7 +56,7 @@ pub async fn packets(
     target: SocketAddr,
 ) -> io::Result<Packets> {
     let (reader, writer) = tokio::io::split(stream);
-    let buf = request(uuid, CMD_UDP, target);
+    let buf = request(uuid, CMD_UDP, &Target::Addr(target))?;
     let tx = HeaderFirstTx::new(writer, buf, target, udp_frame);
     let rx = VlessRx {
         reader,
@@ -75,24 +69,14 @@ pub async fn packets(
 }
 
 /// The request header: version, user, no addons, command, target.
-fn request(uuid: &[u8; 16], command: u8, target: SocketAddr) -> Vec<u8> {
-    let mut header = Vec::with_capacity(1 + 16 + 1 + 1 + 2 + 17);
+fn request(uuid: &[u8; 16], command: u8, target: &Target) -> io::Result<Vec<u8>> {
+    let mut header = Vec::with_capacity(1 + 16 + 1 + 1 + 2 + 1 + 1 + 255);
     header.push(VERSION);
     header.extend_from_slice(uuid);
     header.push(0);
     header.push(command);
-    header.extend_from_slice(&target.port().to_be_bytes());
-    match target.ip() {
-        IpAddr::V4(ip) => {
-            header.push(ATYP_IPV4);
-            header.extend_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            header.push(ATYP_IPV6);
-            header.extend_from_slice(&ip.octets());
-        }
-    }
-    header
+    target.put_port_first(&mut header)?;
+    Ok(header)
 }
 
 /// How far the server's response header has come.
@@ -279,15 +263,19 @@ mod tests {
         "192.0.2.1:53".parse().unwrap()
     }
 
+    fn to(addr: SocketAddr) -> Target {
+        Target::Addr(addr)
+    }
+
     #[tokio::test]
     async fn stream_sends_request_and_strips_response() {
         let uuid = [7; 16];
         // Version, two bytes of addons, then payload; read a byte at a time.
         let (mock, writes) = mock(&[0, 2, 0xaa, 0xbb, b'o', b'k']);
-        let mut s = connect(mock, &uuid, target()).await.unwrap();
+        let mut s = connect(mock, &uuid, &to(target())).await.unwrap();
         s.write_all(b"query").await.unwrap();
         s.flush().await.unwrap();
-        let mut want = request(&uuid, CMD_TCP, target());
+        let mut want = request(&uuid, CMD_TCP, &to(target())).unwrap();
         want.extend_from_slice(b"query");
         assert_eq!(*writes.borrow(), [want]);
         let mut got = Vec::new();
@@ -302,7 +290,7 @@ mod tests {
             (&b"HTTP/1.1"[..], "answered with version 72"),
         ] {
             let (mock, _) = mock(input);
-            let mut s = connect(mock, &[7; 16], target()).await.unwrap();
+            let mut s = connect(mock, &[7; 16], &to(target())).await.unwrap();
             let e = s.read_to_end(&mut Vec::new()).await.unwrap_err();
             assert!(e.to_string().contains(says), "{e}");
         }
@@ -315,7 +303,7 @@ mod tests {
         let mut p = packets(mock, &uuid, target()).await.unwrap();
         p.tx.send(b"q1").await.unwrap();
         p.tx.send(b"q2").await.unwrap();
-        let mut first = request(&uuid, CMD_UDP, target());
+        let mut first = request(&uuid, CMD_UDP, &to(target())).unwrap();
         first.extend_from_slice(b"\x00\x02q1");
         assert_eq!(*writes.borrow(), [first, b"\x00\x02q2".to_vec()]);
         assert_eq!(p.rx.recv().await.unwrap(), b"hi");
@@ -327,14 +315,20 @@ mod tests {
     #[test]
     fn request_header_layout() {
         let uuid = [0x11; 16];
-        let h = request(&uuid, CMD_UDP, "192.0.2.1:53".parse().unwrap());
+        let h = request(&uuid, CMD_UDP, &to(target())).unwrap();
         let mut want = vec![0];
         want.extend_from_slice(&uuid);
         want.extend_from_slice(&[0, 2, 0, 53, 1, 192, 0, 2, 1]);
         assert_eq!(h, want);
-        let h = request(&uuid, CMD_TCP, "[2001:db8::1]:853".parse().unwrap());
+        let h = request(&uuid, CMD_TCP, &to("[2001:db8::1]:853".parse().unwrap())).unwrap();
         assert_eq!(h[17..22], [0, 1, 3, 0x55, 3]);
         assert_eq!(h.len(), 22 + 16);
+        let name = Target::Name("target.lab.example".into(), 443);
+        let h = request(&uuid, CMD_TCP, &name).unwrap();
+        assert_eq!(&h[17..], b"\x00\x01\x01\xbb\x02\x12target.lab.example");
+        let long = Target::Name("a".repeat(256), 443);
+        let e = request(&uuid, CMD_TCP, &long).unwrap_err();
+        assert!(e.to_string().contains("at most 255"), "{e}");
     }
 
     #[test]

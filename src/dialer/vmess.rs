@@ -11,7 +11,8 @@
 //!   KDF (nested HMAC-SHA256) of cmdKey = MD5(uuid ++ magic), authid, nonce;
 //! - command header: `1 | body IV 16 | body key 16 | V | option 0x01 |
 //!   P<<4 | security | 0 | command | port BE | address type | address |
-//!   P random bytes | FNV1a-32 of all before`;
+//!   P random bytes | FNV1a-32 of all before` (address type 1 IPv4, 2 a
+//!   name with a length byte before it, which the server looks up, 3 IPv6);
 //! - body: chunks `len u16 BE | data (+16-byte tag)`, AEAD nonce
 //!   `count u16 BE | IV[2..12]`; an empty chunk ends the stream.
 //!
@@ -38,7 +39,7 @@ use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
-use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets};
+use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets, Target};
 use crate::config::link::{VmessConfig, VmessSecurity};
 
 /// Appended to the uuid to make the command key.
@@ -64,7 +65,7 @@ const OPTION_CHUNK_STREAM: u8 = 0x01;
 pub async fn connect(
     stream: BoxStream,
     config: &VmessConfig,
-    target: SocketAddr,
+    target: &Target,
 ) -> io::Result<BoxStream> {
     let (write, read) = prepare(config, target, COMMAND_TCP)?;
     Ok(Box::new(VmessStream {
@@ -83,7 +84,7 @@ pub async fn packets(
     config: &VmessConfig,
     target: SocketAddr,
 ) -> io::Result<Packets> {
-    let (write, read) = prepare(config, target, COMMAND_UDP)?;
+    let (write, read) = prepare(config, &Target::Addr(target), COMMAND_UDP)?;
     let (r, w) = tokio::io::split(stream);
     Ok(Packets {
         tx: Box::new(VmessTx { io: w, write }),
@@ -103,7 +104,7 @@ fn crypto_failed() -> io::Error {
 /// state of both directions.
 fn prepare(
     config: &VmessConfig,
-    target: SocketAddr,
+    target: &Target,
     command: u8,
 ) -> io::Result<(WriteSide, ReadSide)> {
     let mut body_key = [0u8; 16];
@@ -125,7 +126,7 @@ fn prepare(
             target,
         },
         padding,
-    );
+    )?;
     let cmd_key = cmd_key(&config.uuid);
     let mut buf = Vec::with_capacity(16 + 18 + 8 + header.len() + TAG);
     seal_request_header(&cmd_key, &header, now(), &mut buf)?;
@@ -313,17 +314,17 @@ struct CommandFields<'a> {
     auth_v: u8,
     security: VmessSecurity,
     command: u8,
-    target: SocketAddr,
+    target: &'a Target,
 }
 
 /// The plain command header, with `padding` random bytes and its FNV1a.
-fn command_header(f: &CommandFields, padding: usize) -> Vec<u8> {
+fn command_header(f: &CommandFields, padding: usize) -> io::Result<Vec<u8>> {
     let security = match f.security {
         VmessSecurity::Aes128Gcm => 3,
         VmessSecurity::Chacha20Poly1305 => 4,
         VmessSecurity::None => 5,
     };
-    let mut h = Vec::with_capacity(41 + 16 + 15 + 4);
+    let mut h = Vec::with_capacity(41 + 2 + 255 + 15 + 4);
     h.push(1);
     h.extend_from_slice(f.body_iv);
     h.extend_from_slice(f.body_key);
@@ -333,23 +334,13 @@ fn command_header(f: &CommandFields, padding: usize) -> Vec<u8> {
     h.push(((padding as u8) << 4) | security);
     h.push(0);
     h.push(f.command);
-    h.extend_from_slice(&f.target.port().to_be_bytes());
-    match f.target {
-        SocketAddr::V4(a) => {
-            h.push(1);
-            h.extend_from_slice(&a.ip().octets());
-        }
-        SocketAddr::V6(a) => {
-            h.push(3);
-            h.extend_from_slice(&a.ip().octets());
-        }
-    }
+    f.target.put_port_first(&mut h)?;
     let start = h.len();
     h.resize(start + padding, 0);
     random(&mut h[start..]);
     let check = fnv1a32(&h);
     h.extend_from_slice(&check.to_be_bytes());
-    h
+    Ok(h)
 }
 
 /// Appends `authid | seal(len) | nonce | seal(header)` to `out`.
@@ -924,9 +915,9 @@ mod tests {
             auth_v: 0xab,
             security: VmessSecurity::Chacha20Poly1305,
             command: COMMAND_UDP,
-            target: "[2001:db8::1]:53".parse().unwrap(),
+            target: &Target::Addr("[2001:db8::1]:53".parse().unwrap()),
         };
-        let h = command_header(&f, 5);
+        let h = command_header(&f, 5).unwrap();
         assert_eq!(h.len(), 38 + 2 + 1 + 16 + 5 + 4);
         assert_eq!(h[0], 1);
         assert_eq!(h[1..17], [1; 16]);
@@ -935,5 +926,24 @@ mod tests {
         assert_eq!(h[38..41], [0, 53, 3]);
         let n = h.len();
         assert_eq!(h[n - 4..], fnv1a32(&h[..n - 4]).to_be_bytes());
+
+        let name = Target::Name("target.lab.example".into(), 443);
+        let h = command_header(
+            &CommandFields {
+                target: &name,
+                command: COMMAND_TCP,
+                ..f
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(h[33..38], [0xab, 0x01, 0x04, 0, 1]);
+        assert_eq!(&h[38..h.len() - 4], b"\x01\xbb\x02\x12target.lab.example");
+        let n = h.len();
+        assert_eq!(h[n - 4..], fnv1a32(&h[..n - 4]).to_be_bytes());
+
+        let long = Target::Name("a".repeat(256), 443);
+        let e = command_header(&CommandFields { target: &long, ..f }, 0).unwrap_err();
+        assert!(e.to_string().contains("at most 255"), "{e}");
     }
 }

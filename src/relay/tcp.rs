@@ -14,10 +14,21 @@
 //!    (the client says which site it wants; an address shared by many
 //!    names says less);
 //! 3. `block`: reset. A group: its policy picks a live node and the node
-//!    dials the original destination; no live node: reset, never direct.
-//!    `direct`: a socket with our mark;
+//!    dials the sniffed domain (with the original port) when there is one,
+//!    else the original destination; no live node: reset, never direct.
+//!    `direct`: a socket with our mark to the original destination;
 //! 4. the bytes read while sniffing go first, then `splice` copies both
 //!    ways.
+//!
+//! Why a node gets the name and not the address: the node's resolver
+//! then picks the site's address, so a CDN answers from near the node,
+//! not from near the router (whose DNS may also be what the owner wants
+//! to get around). The address the client chose is given up: a client that
+//! pinned a name to an address (an `/etc/hosts` entry, `curl --resolve`)
+//! reaches whatever the node resolves instead. Flows with no sniffed name
+//! (unknown protocol, server speaks first) and direct flows keep the
+//! address: there the client's choice is all there is, and a direct dial
+//! by name would only ask the router's DNS again.
 //!
 //! Neighbours: `relay` (state, stats), `sniff`, `routing::kernel` (the
 //! compiled rules), `dialer` (the ways out), `listener::tproxy` (accepts).
@@ -32,7 +43,7 @@ use tokio::net::TcpStream;
 
 use super::splice::{splice, Spliced, Timeouts};
 use super::{Relay, Way};
-use crate::dialer::{BoxStream, L4};
+use crate::dialer::{BoxStream, Target, L4};
 use crate::sniff::{sniff_stream, Sniffed, STREAM_PREFIX_MAX};
 
 /// A connection to a node or a site that takes longer than this fails.
@@ -132,7 +143,11 @@ impl Relay {
                     self.warn_no_node(&group.name);
                     return reset(client);
                 };
-                match node.stream(&outbounds.direct, dst, DIAL_TIMEOUT).await {
+                let target = match &domain {
+                    Some(d) => Target::Name(d.clone(), dst.port()),
+                    None => Target::Addr(dst),
+                };
+                match node.stream(&outbounds.direct, &target, DIAL_TIMEOUT).await {
                     Ok(s) => (s, node.name.clone()),
                     Err(e) => {
                         log::debug!("tcp {peer} -> {dst} {name}: {}", node.error(e));

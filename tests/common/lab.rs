@@ -1,8 +1,10 @@
 //! The namespace lab (`tests/lab.sh`) seen from Rust: a guard that builds it
 //! and removes it on drop (also when the test fails), code run inside one of
 //! its namespaces (a thread that `setns`es, so its sockets live there), the
-//! upstream unbound, and the daemon on the router.
+//! upstream unbound, the daemon on the router, and per-namespace `/etc`
+//! files (a `hosts` that names a lab address for the servers started there).
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -22,6 +24,12 @@ pub const UPSTREAM_V6: &str = "2001:db8:3::53";
 /// Addresses with no host behind them.
 pub const NOBODY_V4: &str = "203.0.113.99";
 pub const NOBODY_V6: &str = "2001:db8:3::99";
+/// The upstream namespace's side of the WAN link (where proxy servers
+/// listen).
+pub const UPSTREAM_WAN_V4: &str = "198.51.100.2";
+/// A name only the upstream namespace knows (`upstream_names`): it is
+/// `UPSTREAM_V4`, the lab's unbound.
+pub const TARGET_NAME: &str = "target.lab.example";
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -125,6 +133,55 @@ impl Lab {
             .expect("thread in the namespace")
     }
 
+    /// Runs the future `f` makes to its end on a one-thread runtime, on a
+    /// thread that has entered the namespace.
+    pub fn block_on_within<T: Send + 'static, F: Future<Output = T>>(
+        &self,
+        which: &str,
+        f: impl FnOnce() -> F + Send + 'static,
+    ) -> T {
+        self.within(which, move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(f())
+        })
+    }
+
+    /// Files that `ip netns exec` puts over `/etc`'s for every program it
+    /// starts in namespace `which` (it bind-mounts `/etc/netns/NS/FILE`
+    /// over `/etc/FILE`), as `(file name, text)`; gone when the guard
+    /// drops. Programs started before keep what they saw.
+    pub fn etc(&self, which: &str, files: &[(&str, &str)]) -> NetnsEtc {
+        let dir = PathBuf::from("/etc/netns").join(self.ns(which));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let guard = NetnsEtc { dir };
+        for (name, text) in files {
+            let path = guard.dir.join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        guard
+    }
+
+    /// `TARGET_NAME` in the upstream namespace's `/etc/hosts`, and its
+    /// resolver the lab's unbound (so no lookup there can leave the lab):
+    /// a proxy server started there afterwards resolves the name, nobody
+    /// else can.
+    pub fn upstream_names(&self) -> NetnsEtc {
+        self.upstream_hosts(&[(UPSTREAM_V4, TARGET_NAME)])
+    }
+
+    /// `upstream_names` with these `(address, name)` lines in `hosts`.
+    pub fn upstream_hosts(&self, entries: &[(&str, &str)]) -> NetnsEtc {
+        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost ip6-localhost\n");
+        for (addr, name) in entries {
+            hosts.push_str(&format!("{addr} {name}\n"));
+        }
+        let resolv = format!("nameserver {UPSTREAM_V4}\n");
+        self.etc("up", &[("hosts", &hosts), ("resolv.conf", &resolv)])
+    }
+
     /// `within`, without waiting for `f` to end.
     pub fn spawn_within<T: Send + 'static>(
         &self,
@@ -169,6 +226,17 @@ impl Drop for Lab {
         let _ = Command::new(repo().join("tests/lab.sh"))
             .args(["down", &self.prefix])
             .status();
+    }
+}
+
+/// `/etc/netns/NS` of one lab namespace; removed on drop.
+pub struct NetnsEtc {
+    dir: PathBuf,
+}
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
