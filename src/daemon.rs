@@ -28,10 +28,15 @@ use crate::listener::tproxy::TproxyListeners;
 use crate::listener::PlainListeners;
 use crate::signals::{Request, Signals};
 
-/// Reads, checks and checks again what only the running parts know.
+/// Reads, checks and checks again what only the running parts know; a
+/// config that serves nothing is refused too (an empty file would otherwise
+/// take the LAN's DNS down on reload).
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let config = config::load_file(path)?;
     controller::check(&config)?;
+    if let Some(e) = config::nothing_to_serve(&config) {
+        return Err(vec![e]);
+    }
     Ok(config)
 }
 
@@ -161,9 +166,6 @@ impl Running {
         } else {
             Some(Interception::start(&config, &controller, attach)?)
         };
-        if config.dns.listen.is_empty() && interception.is_none() {
-            log::warn!("neither dns_listen nor lan_interface is set: nothing to serve");
-        }
         Ok(Running {
             path: path.to_path_buf(),
             config,

@@ -62,6 +62,22 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<ConfigError>> {
     uci::parse(text)
 }
 
+/// A config that serves nothing: no `dns_listen` and no `lan_interface`.
+/// An empty or truncated file parses as one, so the daemon refuses it (at
+/// start, on reload and in `dae validate`) rather than stop answering.
+pub fn nothing_to_serve(config: &Config) -> Option<ConfigError> {
+    if !config.dns.listen.is_empty() || !config.general.lan_interfaces.is_empty() {
+        return None;
+    }
+    Some(ConfigError {
+        section: None,
+        option: None,
+        message: "nothing to serve: set list dns_listen (section dns) or list lan_interface \
+                  (section dae); an empty or cut-short file looks like this"
+            .into(),
+    })
+}
+
 /// What is valid but will not do what the owner likely meant.
 pub fn warnings(config: &Config) -> Vec<ConfigError> {
     let mut out = Vec::new();
