@@ -344,6 +344,15 @@ async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
             r.config.dns.cache_size
         );
     }
+    // Sums up rate-limited warnings after a burst even when the log then
+    // goes quiet.
+    let log_tick = tokio::task::spawn_local(async {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            every.tick().await;
+            crate::logging::tick();
+        }
+    });
     loop {
         match signals.next().await {
             Ok(Request::Reload) => running.borrow_mut().reload(),
@@ -359,6 +368,8 @@ async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
         let _ = std::fs::remove_file(&status_path);
     }
     running.borrow_mut().stop();
+    log_tick.abort();
+    crate::logging::tick();
     log::info!("stopped");
     0
 }
