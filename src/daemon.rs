@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use crate::config::{self, Config, ConfigError};
 use crate::controller::{self, Controller};
 use crate::ebpf::{self, AttachMode, Datapath};
+use crate::listener::acl::Policy;
 use crate::listener::tproxy::TproxyListeners;
 use crate::listener::PlainListeners;
 use crate::signals::{Request, Signals};
@@ -145,6 +146,15 @@ impl Interception {
     }
 }
 
+/// Who the plain listeners answer.
+fn acl_policy(config: &Config) -> Policy {
+    Policy {
+        allow_remote: config.dns.allow_remote,
+        wan: config.general.wan_interface.clone(),
+        lan: config.general.lan_interfaces.clone(),
+    }
+}
+
 /// Everything that runs, for reload and status.
 struct Running {
     path: PathBuf,
@@ -160,6 +170,7 @@ impl Running {
     fn start(path: &Path, config: Config, attach: AttachMode) -> Result<Running, String> {
         let controller = Controller::new(&config)?;
         let mut plain = PlainListeners::default();
+        plain.set_policy(acl_policy(&config));
         plain.apply(&config.dns.listen, &controller)?;
         let interception = if config.general.lan_interfaces.is_empty() {
             None
@@ -205,6 +216,7 @@ impl Running {
         if let Err(e) = self.plain.apply(&config.dns.listen, &self.controller) {
             return log::error!("reload refused: {e}; the running config stays");
         }
+        self.plain.set_policy(acl_policy(&config));
         let wanted = !config.general.lan_interfaces.is_empty();
         let result = match (self.interception.as_mut(), wanted) {
             (Some(i), true) => i.reconfigure(&config, &self.controller),
@@ -255,6 +267,8 @@ impl Running {
             "fail_closed": g.fail_closed,
             "datapath": datapath,
             "dns_listen": self.config.dns.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "allow_remote": self.config.dns.allow_remote,
+            "dns_listen_dropped": self.plain.dropped_remote(),
             "dns": {
                 "queries": stats.queries,
                 "malformed": stats.malformed,

@@ -81,6 +81,15 @@ pub fn nothing_to_serve(config: &Config) -> Option<ConfigError> {
 /// What is valid but will not do what the owner likely meant.
 pub fn warnings(config: &Config) -> Vec<ConfigError> {
     let mut out = Vec::new();
+    if config.dns.allow_remote && !config.dns.listen.is_empty() {
+        out.push(ConfigError {
+            section: Some(("dns".to_string(), "dns".to_string())),
+            option: Some("allow_remote".into()),
+            message: "is on: dns_listen answers any source; a listener the internet can \
+                      reach makes this router an open resolver (an amplifier for attacks)"
+                .into(),
+        });
+    }
     if config.general.lan_interfaces.is_empty() {
         // Without interception every query comes by `dns_listen`, where no
         // original destination exists: `asis` can only answer REFUSED.

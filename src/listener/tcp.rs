@@ -14,7 +14,8 @@
 //!   most bytes waiting, then the longest idle) instead of refusing the
 //!   newcomer.
 //!
-//! Neighbours: `listener` (binds the socket), `controller` (decides).
+//! Neighbours: `listener` (binds the socket), `acl` (who a plain listener
+//! answers), `controller` (decides).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -28,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::acl::LocalOnly;
 use crate::controller::{Client, Controller, Step, Transport};
 
 /// A connection with no new query for this long is closed (once its
@@ -221,8 +223,14 @@ impl Drop for Owed {
 
 /// Serves one listening socket. `transparent`: connections were handed over
 /// by the TC program, so the address they were made to is the server the
-/// client asked.
-pub async fn serve(listener: TcpListener, controller: Rc<Controller>, transparent: bool) {
+/// client asked. With `acl`, connections from sources it refuses are
+/// closed at once.
+pub async fn serve(
+    listener: TcpListener,
+    controller: Rc<Controller>,
+    transparent: bool,
+    acl: Option<Rc<LocalOnly>>,
+) {
     let conns = Rc::new(Conns::default());
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -234,6 +242,9 @@ pub async fn serve(listener: TcpListener, controller: Rc<Controller>, transparen
                 continue;
             }
         };
+        if acl.as_ref().is_some_and(|acl| !acl.allows(peer.ip())) {
+            continue;
+        }
         if conns.live.borrow().len() >= MAX_CLIENTS {
             conns.evict_worst(&format!("{MAX_CLIENTS} clients already, {peer} comes"));
         }
