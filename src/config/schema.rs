@@ -168,7 +168,7 @@ pub static SCHEMA: &[SectionSchema] = &[
                 "wan_interface",
                 Kind::Interface,
                 None,
-                "Bind dae's own direct traffic to this interface (e.g. wan), whose subnets dns_listen does not answer; empty: the routing table decides, and the interfaces holding a default route are WAN",
+                "Bind dae's own direct traffic to this interface (e.g. wan); empty: the routing table decides. dns_listen does not answer its subnets (nor those of interfaces holding a default route)",
             ),
             opt(
                 "fail_closed",

@@ -5,11 +5,13 @@
 //! everyone. Queries from elsewhere are dropped, counted (`dae status`) and
 //! logged once per source per minute.
 //!
-//! Which interface is WAN: `option wan_interface` if set, else those that
-//! hold a default route (`/proc/net/route`, `/proc/net/ipv6_route`).
-//! Interfaces listed in `lan_interface` are always local, and a router whose
-//! only interfaces hold the default route (an access point on the LAN) keeps
-//! their subnets local: without them nobody could ask.
+//! Which interface is WAN: `option wan_interface`, and those that hold a
+//! default route (`/proc/net/route`, `/proc/net/ipv6_route`). Interfaces
+//! listed in `lan_interface` are always local, and a router whose only
+//! interfaces hold the default route (an access point on the LAN) keeps
+//! their subnets local: without them nobody could ask. Link-local sources
+//! are answered: no router forwards them, so they cannot be spoofed from
+//! afar.
 //!
 //! The subnets are re-read (`getifaddrs`) when they are older than
 //! `REFRESH`, and at a query from an unknown source when they are older
@@ -77,7 +79,7 @@ impl LocalOnly {
             return true;
         }
         let src = plain(src);
-        if src.is_loopback() {
+        if src.is_loopback() || is_link_local(src) {
             return true;
         }
         let now = Instant::now();
@@ -144,6 +146,7 @@ fn plain(ip: IpAddr) -> IpAddr {
 }
 
 /// One interface address with its subnet.
+#[derive(Clone)]
 struct Addr {
     interface: String,
     net: IpNet,
@@ -181,10 +184,7 @@ fn choose(addrs: &[Addr], policy: &Policy, defaults: &[String]) -> Vec<IpNet> {
         if policy.lan.iter().any(|l| l == name) {
             return false;
         }
-        match &policy.wan {
-            Some(wan) => wan == name,
-            None => defaults.iter().any(|d| d == name),
-        }
+        policy.wan.as_deref() == Some(name) || defaults.iter().any(|d| d == name)
     };
     let mut local: Vec<IpNet> = addrs
         .iter()
@@ -192,9 +192,14 @@ fn choose(addrs: &[Addr], policy: &Policy, defaults: &[String]) -> Vec<IpNet> {
         .filter(|a| !is_wan(&a.interface))
         .map(|a| a.net)
         .collect();
-    if local.is_empty() && policy.wan.is_none() {
+    if local.is_empty() {
         // Only default-route interfaces: an access point on the LAN.
-        local = addrs.iter().filter(real).map(|a| a.net).collect();
+        local = addrs
+            .iter()
+            .filter(real)
+            .filter(|a| policy.wan.as_deref() != Some(a.interface.as_str()))
+            .map(|a| a.net)
+            .collect();
     }
     let mut out = Vec::new();
     for n in local {
@@ -308,6 +313,18 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(nets(&choose(&addrs, &named, &[])), ["198.51.100.0/24"]);
+        // A wan_interface adds to the default-route holders.
+        let wan_named = Policy {
+            wan: Some("wan".into()),
+            ..Policy::default()
+        };
+        let defaults = ["wan6".to_string()];
+        let mut more = addrs.to_vec();
+        more.push(addr("wan6", "2001:db8:2::1/64"));
+        assert_eq!(
+            nets(&choose(&more, &wan_named, &defaults)),
+            ["192.0.2.0/24", "2001:db8:1::/64"]
+        );
         // No default route, no wan_interface: every subnet is local.
         assert_eq!(nets(&choose(&addrs, &Policy::default(), &[])).len(), 3);
     }
@@ -336,6 +353,7 @@ mod tests {
         assert!(acl.allows("127.0.0.1".parse().unwrap()));
         assert!(acl.allows("::1".parse().unwrap()));
         assert!(acl.allows("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(acl.allows("fe80::1234".parse().unwrap()));
         // A documentation address no interface of a test machine holds.
         assert!(!acl.allows("203.0.113.201".parse().unwrap()));
         assert_eq!(acl.dropped(), 1);
