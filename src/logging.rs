@@ -12,7 +12,6 @@
 //!
 //! Neighbours: `daemon` (sets it up, ticks), every module (through `log`).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -83,10 +82,11 @@ struct Window {
     sample: String,
 }
 
-/// What each kind of warning has written in its window.
+/// What each kind of warning has written in its window (a few kinds at a
+/// time: a list, not a map).
 #[derive(Default)]
 struct Limiter {
-    windows: HashMap<Site, Window>,
+    windows: Vec<(Site, Window)>,
 }
 
 /// What to do with one line.
@@ -106,7 +106,8 @@ impl Limiter {
         now: Instant,
         message: impl FnOnce() -> String,
     ) -> Admit {
-        match self.windows.get_mut(&site) {
+        let open = self.windows.iter_mut().find(|(s, _)| *s == site);
+        match open.map(|(_, w)| w) {
             Some(w) if now.duration_since(w.start) < WINDOW => {
                 if w.written < BURST {
                     w.written += 1;
@@ -126,7 +127,8 @@ impl Limiter {
                     suppressed: 0,
                     sample: message(),
                 };
-                self.windows.insert(site, window);
+                self.windows.retain(|(s, _)| *s != site);
+                self.windows.push((site, window));
                 Admit::Write
             }
         }
@@ -137,7 +139,7 @@ impl Limiter {
     /// dropped, so the map holds only the kinds logged lately.
     fn ended(&mut self, now: Instant) -> Vec<(Level, String)> {
         let mut out = Vec::new();
-        self.windows.retain(|_, w| {
+        self.windows.retain(|(_, w)| {
             if now.duration_since(w.start) < WINDOW {
                 return true;
             }

@@ -23,7 +23,6 @@
 //! from the config, the counter for `dae status`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
@@ -36,7 +35,7 @@ const MISS_REREAD: Duration = Duration::from_secs(1);
 /// One log line per dropped source in this long.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Sources remembered for `LOG_EVERY`; past it, the oldest are forgotten.
-const LOGGED_MAX: usize = 1024;
+const LOGGED_MAX: usize = 256;
 
 /// What the config says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +55,8 @@ pub struct LocalOnly {
     nets: RefCell<Vec<IpNet>>,
     read_at: Cell<Option<Instant>>,
     dropped: Cell<u64>,
-    logged: RefCell<HashMap<IpAddr, Instant>>,
+    /// Sources logged in the last `LOG_EVERY` (a list: at most `LOGGED_MAX`).
+    logged: RefCell<Vec<(IpAddr, Instant)>>,
 }
 
 impl LocalOnly {
@@ -117,19 +117,11 @@ impl LocalOnly {
 
     fn log_once(&self, src: IpAddr, now: Instant) {
         let mut logged = self.logged.borrow_mut();
-        if logged
-            .get(&src)
-            .is_some_and(|t| now.duration_since(*t) < LOG_EVERY)
-        {
+        logged.retain(|(_, t)| now.duration_since(*t) < LOG_EVERY);
+        if logged.len() >= LOGGED_MAX || logged.iter().any(|(ip, _)| *ip == src) {
             return;
         }
-        if logged.len() >= LOGGED_MAX {
-            logged.retain(|_, t| now.duration_since(*t) < LOG_EVERY);
-            if logged.len() >= LOGGED_MAX {
-                return;
-            }
-        }
-        logged.insert(src, now);
+        logged.push((src, now));
         log::warn!(
             "dns: dropped queries from {src}: not on a subnet of this router's LAN side \
              (option allow_remote '1' in section dns answers everyone)"

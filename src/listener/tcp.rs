@@ -18,7 +18,7 @@
 //! answers), `controller` (decides).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -98,7 +98,8 @@ impl Conn {
 /// The connections of one listener.
 #[derive(Default)]
 struct Conns {
-    live: RefCell<HashMap<u64, Rc<Conn>>>,
+    /// By id (at most `MAX_CLIENTS`: a list).
+    live: RefCell<Vec<(u64, Rc<Conn>)>>,
     next_id: Cell<u64>,
     /// Sum of `queued` over `live`.
     queued: Cell<usize>,
@@ -108,14 +109,18 @@ impl Conns {
     fn add(&self, conn: &Rc<Conn>) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        self.live.borrow_mut().insert(id, conn.clone());
+        self.live.borrow_mut().push((id, conn.clone()));
         id
     }
 
     /// Forgets a connection that ended or is closed, and frees the answers
     /// it still had waiting.
     fn remove(&self, id: u64) -> Option<Rc<Conn>> {
-        let conn = self.live.borrow_mut().remove(&id)?;
+        let conn = {
+            let mut live = self.live.borrow_mut();
+            let at = live.iter().position(|(i, _)| *i == id)?;
+            live.swap_remove(at).1
+        };
         conn.registered.set(false);
         self.queued.set(self.queued.get() - conn.queued.get());
         conn.answers.borrow_mut().clear();
