@@ -25,16 +25,22 @@ use crate::config::IpNet;
 use crate::config::{self, Config, ConfigError};
 use crate::controller::{self, Controller};
 use crate::ebpf::{self, AttachMode, Datapath};
+use crate::listener::acl::Policy;
 use crate::listener::tproxy::TproxyListeners;
 use crate::listener::PlainListeners;
 use crate::relay::Relay;
 use crate::routing::kernel::{self, Compiled, KernelRouting, Learner};
 use crate::signals::{Request, Signals};
 
-/// Reads, checks and checks again what only the running parts know.
+/// Reads, checks and checks again what only the running parts know; a
+/// config that serves nothing is refused too (an empty file would otherwise
+/// take the LAN's DNS down on reload).
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let config = config::load_file(path)?;
     controller::check(&config)?;
+    if let Some(e) = config::nothing_to_serve(&config) {
+        return Err(vec![e]);
+    }
     Ok(config)
 }
 
@@ -216,6 +222,15 @@ impl Interception {
     }
 }
 
+/// Who the plain listeners answer.
+fn acl_policy(config: &Config) -> Policy {
+    Policy {
+        allow_remote: config.dns.allow_remote,
+        wan: config.general.wan_interface.clone(),
+        lan: config.general.lan_interfaces.clone(),
+    }
+}
+
 /// Everything that runs, for reload and status.
 struct Running {
     path: PathBuf,
@@ -231,15 +246,13 @@ impl Running {
     fn start(path: &Path, config: Config, attach: AttachMode) -> Result<Running, String> {
         let controller = Controller::new(&config)?;
         let mut plain = PlainListeners::default();
+        plain.set_policy(acl_policy(&config));
         plain.apply(&config.dns.listen, &controller)?;
         let interception = if config.general.lan_interfaces.is_empty() {
             None
         } else {
             Some(Interception::start(&config, &controller, attach)?)
         };
-        if config.dns.listen.is_empty() && interception.is_none() {
-            log::warn!("neither dns_listen nor lan_interface is set: nothing to serve");
-        }
         Ok(Running {
             path: path.to_path_buf(),
             config,
@@ -279,6 +292,7 @@ impl Running {
         if let Err(e) = self.plain.apply(&config.dns.listen, &self.controller) {
             return log::error!("reload refused: {e}; the running config stays");
         }
+        self.plain.set_policy(acl_policy(&config));
         let wanted = !config.general.lan_interfaces.is_empty();
         let result = match (self.interception.as_mut(), wanted) {
             (Some(i), true) => i.reconfigure(&config, &self.controller),
@@ -338,6 +352,8 @@ impl Running {
             "fail_closed": g.fail_closed,
             "datapath": datapath,
             "dns_listen": self.config.dns.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "allow_remote": self.config.dns.allow_remote,
+            "dns_listen_dropped": self.plain.dropped_remote(),
             "dns": {
                 "queries": stats.queries,
                 "malformed": stats.malformed,
@@ -441,6 +457,15 @@ async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
     // The router's addresses are looked at again this often (the kernel's
     // routing never routes flows to them).
     let mut addresses = tokio::time::interval(std::time::Duration::from_secs(30));
+    // Sums up rate-limited warnings after a burst even when the log then
+    // goes quiet.
+    let log_tick = tokio::task::spawn_local(async {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            every.tick().await;
+            crate::logging::tick();
+        }
+    });
     loop {
         let request = tokio::select! {
             r = signals.next() => r,
@@ -463,6 +488,8 @@ async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
         let _ = std::fs::remove_file(&status_path);
     }
     running.borrow_mut().stop();
+    log_tick.abort();
+    crate::logging::tick();
     log::info!("stopped");
     0
 }

@@ -2,11 +2,19 @@
 //! to stderr in the foreground. The level follows the config's `log_level`
 //! and changes on reload.
 //!
-//! Neighbours: `daemon` (sets it up), every module (through `log`).
+//! Warnings and errors are rate-limited per kind (the line of code that
+//! logs them; the daemon's own start and reload lines excepted): a burst
+//! of failing queries must not wipe a router's small `logread` ring. Each
+//! kind writes at most `BURST` lines per `WINDOW`;
+//! the rest are counted and summed up in one line when the window ends
+//! ("… 8,975 more in the last 10 s like: …"), written at the next line
+//! logged or by the daemon's `tick`, whichever comes first.
+//!
+//! Neighbours: `daemon` (sets it up, ticks), every module (through `log`).
 
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -53,8 +61,153 @@ enum Sink {
     Syslog(Mutex<Syslog>),
 }
 
+/// Lines of one kind written in a window before the rest are only counted.
+const BURST: u32 = 5;
+/// How long a window of one kind lasts, from its first line.
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// The module whose lines are never rate-limited.
+const UNLIMITED: &str = "dae::daemon";
+
+/// Where a line was logged: its kind.
+type Site = (&'static str, u32);
+
+/// One kind's current window.
+struct Window {
+    start: Instant,
+    level: Level,
+    written: u32,
+    suppressed: u64,
+    /// The first line of the window, quoted in its summary.
+    sample: String,
+}
+
+/// What each kind of warning has written in its window (a few kinds at a
+/// time: a list, not a map).
+#[derive(Default)]
+struct Limiter {
+    windows: Vec<(Site, Window)>,
+}
+
+/// What to do with one line.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Write,
+    Count,
+}
+
+impl Limiter {
+    /// Admits or counts a line of `site`; `message` is made only when the
+    /// line opens a window (it becomes the window's sample).
+    fn admit(
+        &mut self,
+        site: Site,
+        level: Level,
+        now: Instant,
+        message: impl FnOnce() -> String,
+    ) -> Admit {
+        let open = self.windows.iter_mut().find(|(s, _)| *s == site);
+        match open.map(|(_, w)| w) {
+            Some(w) if now.duration_since(w.start) < WINDOW => {
+                if w.written < BURST {
+                    w.written += 1;
+                    Admit::Write
+                } else {
+                    w.suppressed += 1;
+                    Admit::Count
+                }
+            }
+            // An ended window with lines still to sum up is closed by
+            // `ended` first (the caller asks it before admitting).
+            _ => {
+                let window = Window {
+                    start: now,
+                    level,
+                    written: 1,
+                    suppressed: 0,
+                    sample: message(),
+                };
+                self.windows.retain(|(s, _)| *s != site);
+                self.windows.push((site, window));
+                Admit::Write
+            }
+        }
+    }
+
+    /// Closes the windows that have ended: the summaries of those that
+    /// counted lines, with their level. Windows that counted nothing are
+    /// dropped, so the map holds only the kinds logged lately.
+    fn ended(&mut self, now: Instant) -> Vec<(Level, String)> {
+        let mut out = Vec::new();
+        self.windows.retain(|(_, w)| {
+            if now.duration_since(w.start) < WINDOW {
+                return true;
+            }
+            if w.suppressed > 0 {
+                out.push((
+                    w.level,
+                    format!(
+                        "… {} more in the last {} s like: {}",
+                        grouped(w.suppressed),
+                        WINDOW.as_secs(),
+                        w.sample
+                    ),
+                ));
+            }
+            false
+        });
+        out
+    }
+}
+
+/// `8975` as `8,975`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 struct Logger {
     sink: Sink,
+    limiter: Mutex<Limiter>,
+}
+
+impl Logger {
+    fn write(&self, level: Level, msg: &str) {
+        match &self.sink {
+            Sink::Stderr => {
+                let line = format!("{} {:<5} {msg}\n", utc_now(), level);
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            Sink::Syslog(s) => {
+                let msg = msg.to_string();
+                let Ok(mut s) = s.lock() else { return };
+                let _ = match level {
+                    Level::Error => s.err(msg),
+                    Level::Warn => s.warning(msg),
+                    Level::Info => s.info(msg),
+                    Level::Debug | Level::Trace => s.debug(msg),
+                };
+            }
+        }
+    }
+
+    /// Writes the summaries of the windows that have ended.
+    fn close_windows(&self, now: Instant) {
+        let ended = match self.limiter.lock() {
+            Ok(mut l) if !l.windows.is_empty() => l.ended(now),
+            _ => return,
+        };
+        for (level, line) in ended {
+            self.write(level, &line);
+        }
+    }
 }
 
 impl Log for Logger {
@@ -66,25 +219,39 @@ impl Log for Logger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        match &self.sink {
-            Sink::Stderr => {
-                let line = format!("{} {:<5} {}\n", utc_now(), r.level(), r.args());
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            }
-            Sink::Syslog(s) => {
-                let msg = r.args().to_string();
-                let Ok(mut s) = s.lock() else { return };
-                let _ = match r.level() {
-                    Level::Error => s.err(msg),
-                    Level::Warn => s.warning(msg),
-                    Level::Info => s.info(msg),
-                    Level::Debug | Level::Trace => s.debug(msg),
-                };
+        let now = Instant::now();
+        self.close_windows(now);
+        // The daemon's own lines (start, reload, stop) are bounded by the
+        // config's size and every one counts: a reload's list of problems
+        // is never cut.
+        if r.level() <= Level::Warn && r.module_path_static() != Some(UNLIMITED) {
+            let site = (
+                r.file_static().or(r.module_path_static()).unwrap_or("?"),
+                r.line().unwrap_or(0),
+            );
+            let admit = match self.limiter.lock() {
+                Ok(mut l) => l.admit(site, r.level(), now, || r.args().to_string()),
+                Err(_) => Admit::Write,
+            };
+            if admit == Admit::Count {
+                return;
             }
         }
+        self.write(r.level(), &r.args().to_string());
     }
 
-    fn flush(&self) {}
+    /// Writes what the rate limit still owes: the summaries of ended
+    /// windows.
+    fn flush(&self) {
+        self.close_windows(Instant::now());
+    }
+}
+
+/// Writes the summaries of rate-limited warnings whose window has ended
+/// (the daemon calls it every few seconds, so a burst's summary comes even
+/// when nothing else is logged after it).
+pub fn tick() {
+    log::logger().flush();
 }
 
 /// Installs the logger. `syslog`: to the local syslog socket (falls back to
@@ -105,7 +272,11 @@ pub fn init(use_syslog: bool) {
     } else {
         Sink::Stderr
     };
-    if log::set_boxed_logger(Box::new(Logger { sink })).is_ok() {
+    let logger = Logger {
+        sink,
+        limiter: Mutex::new(Limiter::default()),
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(LevelFilter::Info);
     }
     if let Some(e) = fallback {
@@ -153,6 +324,49 @@ fn utc_now() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{Admit, Limiter, BURST, WINDOW};
+    use log::Level;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_is_cut_and_summed_up_per_kind() {
+        let mut l = Limiter::default();
+        let t0 = Instant::now();
+        let a = ("src/a.rs", 1);
+        let b = ("src/b.rs", 2);
+        let mut written = 0;
+        for i in 0..10_000u32 {
+            let at = t0 + Duration::from_micros(u64::from(i) * 100);
+            if l.admit(a, Level::Warn, at, || format!("a {i}")) == Admit::Write {
+                written += 1;
+            }
+        }
+        assert_eq!(written, BURST);
+        // Another kind has a window of its own.
+        assert_eq!(l.admit(b, Level::Error, t0, || "b".into()), Admit::Write);
+        assert!(l.ended(t0 + Duration::from_secs(1)).is_empty());
+        let ended = l.ended(t0 + WINDOW);
+        assert_eq!(
+            ended,
+            vec![(
+                Level::Warn,
+                format!("… 9,995 more in the last {} s like: a 0", WINDOW.as_secs())
+            )]
+        );
+        assert!(l.windows.is_empty(), "kind b counted nothing: no summary");
+        // The next line of kind a opens a new window.
+        let later = t0 + WINDOW + Duration::from_secs(1);
+        assert_eq!(l.admit(a, Level::Warn, later, || "a".into()), Admit::Write);
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(super::grouped(0), "0");
+        assert_eq!(super::grouped(999), "999");
+        assert_eq!(super::grouped(8975), "8,975");
+        assert_eq!(super::grouped(1_234_567), "1,234,567");
+    }
+
     #[test]
     fn timestamp_shape() {
         let t = super::utc_now();

@@ -159,7 +159,18 @@ pub fn render(v: &Value) -> String {
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     if !listen.is_empty() {
-        out.push_str(&format!("dns listeners: {}\n", listen.join(", ")));
+        let sources = if v["allow_remote"].as_bool() == Some(true) {
+            "any source (allow_remote)".to_string()
+        } else {
+            format!(
+                "local sources only, {} queries from elsewhere dropped",
+                n(v, &["dns_listen_dropped"])
+            )
+        };
+        out.push_str(&format!(
+            "dns listeners: {} ({sources})\n",
+            listen.join(", ")
+        ));
     }
     let d = &v["dns"];
     out.push_str(&format!(
@@ -244,6 +255,10 @@ mod tests {
         assert!(text.contains("3 seen, 2 handed to dae, 1 passed"));
         assert!(text.contains("dns: 5 queries"));
         assert!(text.contains("cache: 1/4096 entries"));
+        let listening = json!({"dns_listen": ["0.0.0.0:53"], "dns_listen_dropped": 7});
+        assert!(super::render(&listening).contains(
+            "dns listeners: 0.0.0.0:53 (local sources only, 7 queries from elsewhere dropped)"
+        ));
         let with_group = json!({"groups": [{"name": "proxy", "policy": "min",
             "selected": {"tcp4": "a", "udp4": null},
             "nodes": [{"name": "a", "protocol": "socks5", "server": "192.0.2.1:1080",

@@ -777,6 +777,61 @@ fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
     assert_eq!(dae.stop(), Some(0));
 }
 
+/// A file that serves nothing (a truncated write, a file wiped by hand) is
+/// refused on reload with the reason logged, and DNS goes on answering.
+#[test]
+fn sighup_refuses_a_config_that_serves_nothing() {
+    let Some(up) = lab() else { return };
+    let good = config(&[("lab", up.addr())], "\toption request_fallback 'lab'\n");
+    let dae = Dae::start(&good);
+    let listenerless = good.replace("\tlist dns_listen '@LISTEN@'\n", "");
+    assert!(!listenerless.contains("dns_listen"));
+    // Written as is (`Dae::reload` would add this test's status socket).
+    let file = dae.status_socket().with_file_name("dae.uci");
+    for (what, text) in [
+        ("empty", String::new()),
+        (
+            "comment-only",
+            "# dae\n\n  # the rest was lost\n".to_string(),
+        ),
+        ("listener-less", listenerless),
+    ] {
+        let before = dae.log().len();
+        std::fs::write(&file, text).unwrap();
+        let _ = Command::new("kill")
+            .args(["-HUP", &dae.pid().to_string()])
+            .status();
+        let outcome = wait_until(Duration::from_secs(10), || {
+            dae.log()[before..].contains("reload")
+                && (dae.log()[before..].contains("reload refused")
+                    || dae.log()[before..].contains("reloaded"))
+        });
+        assert!(outcome, "{what}: no reload outcome: {}", dae.log());
+        assert!(
+            dae.log()[before..].contains("reload refused"),
+            "{what}: {}",
+            dae.log()
+        );
+        assert!(
+            dae.log()[before..].contains("nothing to serve"),
+            "{what}: {}",
+            dae.log()
+        );
+        assert_eq!(
+            answers(&ask(dae.addr, "v4only.lab.example.", RecordType::A)),
+            vec!["192.0.2.11"],
+            "{what}: still answering"
+        );
+        let reply = tcp_exchange(
+            dae.addr,
+            &query("www.lab.example.", RecordType::A, false),
+            Duration::from_secs(5),
+        );
+        assert!(reply.is_some(), "{what}: TCP still answering");
+    }
+    assert_eq!(dae.stop(), Some(0));
+}
+
 #[test]
 fn cli_version_and_refusing_to_start_on_a_bad_config() {
     let out = Command::new(env!("CARGO_BIN_EXE_dae"))

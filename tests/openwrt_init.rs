@@ -390,8 +390,13 @@ fn enabled_gives_exactly_this_instance() {
         r.procd(),
         expected_instance(&r.conf, &["br-lan", "br-guest"])
     );
+    // Enabled with neither an interface nor a listener: nothing to serve,
+    // so `dae validate` refuses it and no instance starts.
     let r = run(&shipped("1", &[], vec![]), "start_service", false);
-    assert_eq!(r.procd(), expected_instance(&r.conf, &[]));
+    assert_ne!(r.status, 0, "start must fail");
+    assert_eq!(r.procd(), []);
+    let log = r.logged();
+    assert!(log[0].1.contains("nothing to serve"), "{log:?}");
 }
 
 #[test]

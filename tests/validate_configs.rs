@@ -196,14 +196,10 @@ fn good_configs_pass() {
         \tlist rule 'dport(53) && l4proto(udp) -> direct'\n\toption fallback 'proxy'\n";
     // As `uci set` and LuCI write a value with single quotes in it.
     let libuci =
-        "config dns 'dns'\n\tlist request_rule 'qname(regex: '\\''^ads\\.'\\'') -> reject'\n\
+        "config dns 'dns'\n\tlist dns_listen '127.0.0.1:5353'\n\tlist request_rule 'qname(regex: '\\''^ads\\.'\\'') -> reject'\n\
                   \toption request_fallback 'up'\n\n\
                   config upstream 'up'\n\toption address 'udp://192.0.2.53'\n";
-    for (name, text) in [
-        ("contract.uci", contract),
-        ("empty.uci", ""),
-        ("libuci-quoting.uci", libuci),
-    ] {
+    for (name, text) in [("contract.uci", contract), ("libuci-quoting.uci", libuci)] {
         let (code, out, err) = validate(&dir, name, text);
         assert_eq!(code, Some(0), "{name}: {err}");
         assert_eq!(out.trim(), "configuration OK");
@@ -253,7 +249,8 @@ fn every_scheme_of_the_build_validates() {
     let dir = TempDir::new("validate");
     for scheme in supported {
         let text = format!(
-            "config dns 'dns'\n\toption request_fallback 'up'\n\n\
+            "config dns 'dns'\n\tlist dns_listen '127.0.0.1:5353'\n\
+             \toption request_fallback 'up'\n\n\
              config upstream 'up'\n\toption address '{scheme}://192.0.2.53'\n"
         );
         let (code, out, err) = validate(&dir, "scheme.uci", &text);
@@ -278,6 +275,32 @@ fn asis_without_interception_passes_with_a_warning() {
     assert!(lines[0].starts_with("dae: config warning: dns 'dns', option 'request_rule': 'asis'"));
     assert!(lines[1].starts_with("dae: config warning: dns 'dns', option 'request_fallback'"));
     assert!(lines.iter().all(|l| l.contains("REFUSED")));
+}
+
+/// An empty file, one of comments only, or one with neither a listener nor
+/// an interface to intercept on would serve nothing: refused.
+#[test]
+fn a_config_that_serves_nothing_fails() {
+    let dir = TempDir::new("validate");
+    for (name, text) in [
+        ("empty.uci", String::new()),
+        (
+            "comments.uci",
+            "# nothing here\n\n  # still nothing\n".to_string(),
+        ),
+        (
+            "listenerless.uci",
+            format!("config dns 'dns'\n\toption request_fallback 'up'\n\n{UPSTREAM}"),
+        ),
+    ] {
+        let (code, out, err) = validate(&dir, name, &text);
+        assert_eq!(code, Some(1), "{name}: {out}{err}");
+        assert_eq!(out, "", "{name}");
+        assert!(
+            err.starts_with("dae: config error: nothing to serve"),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -391,7 +414,8 @@ fn routing_past_the_kernels_limits_is_refused() {
 fn pname_in_routing_is_warned_about() {
     let dir = TempDir::new("validate");
     let text = format!(
-        "config routing 'routing'\n\tlist rule 'pname(curl) -> block'\n\
+        "config dns 'dns'\n\tlist dns_listen '127.0.0.1:5353'\n\toption request_fallback 'up'\n\n\
+         config routing 'routing'\n\tlist rule 'pname(curl) -> block'\n\
          \tlist rule '!pname(wget) && dport(80) -> direct'\n{UPSTREAM}"
     );
     let (code, _, err) = validate(&dir, "pname.uci", &text);

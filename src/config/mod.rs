@@ -63,9 +63,34 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<ConfigError>> {
     uci::parse(text)
 }
 
+/// A config that serves nothing: no `dns_listen` and no `lan_interface`.
+/// An empty or truncated file parses as one, so the daemon refuses it (at
+/// start, on reload and in `dae validate`) rather than stop answering.
+pub fn nothing_to_serve(config: &Config) -> Option<ConfigError> {
+    if !config.dns.listen.is_empty() || !config.general.lan_interfaces.is_empty() {
+        return None;
+    }
+    Some(ConfigError {
+        section: None,
+        option: None,
+        message: "nothing to serve: set list dns_listen (section dns) or list lan_interface \
+                  (section dae); an empty or cut-short file looks like this"
+            .into(),
+    })
+}
+
 /// What is valid but will not do what the owner likely meant.
 pub fn warnings(config: &Config) -> Vec<ConfigError> {
     let mut out = Vec::new();
+    if config.dns.allow_remote && !config.dns.listen.is_empty() {
+        out.push(ConfigError {
+            section: Some(("dns".to_string(), "dns".to_string())),
+            option: Some("allow_remote".into()),
+            message: "is on: dns_listen answers any source; a listener the internet can \
+                      reach makes this router an open resolver (an amplifier for attacks)"
+                .into(),
+        });
+    }
     if config.general.lan_interfaces.is_empty() {
         // Without interception every query comes by `dns_listen`, where no
         // original destination exists: `asis` can only answer REFUSED.

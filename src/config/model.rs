@@ -74,6 +74,10 @@ pub struct CheckSettings {
 pub struct DnsConfig {
     /// `list dns_listen 'ADDR:PORT'`: plain UDP+TCP DNS listeners (default none).
     pub listen: Vec<SocketAddr>,
+    /// `option allow_remote`: the `dns_listen` listeners answer any source
+    /// (default off: loopback and the subnets of the router's non-WAN
+    /// interfaces only).
+    pub allow_remote: bool,
     /// `option cache_size`: entries, 0 turns the cache off (default 4096).
     pub cache_size: usize,
     /// `option ipversion_prefer` 0|4|6 (default 0).

@@ -168,7 +168,7 @@ pub static SCHEMA: &[SectionSchema] = &[
                 "wan_interface",
                 Kind::Interface,
                 None,
-                "Bind dae's own direct traffic to this interface (e.g. wan); empty: the routing table decides",
+                "Bind dae's own direct traffic to this interface (e.g. wan); empty: the routing table decides. dns_listen does not answer its subnets (nor those of interfaces holding a default route)",
             ),
             opt(
                 "fail_closed",
@@ -293,6 +293,12 @@ pub static SCHEMA: &[SectionSchema] = &[
                 Kind::Int { min: 1, max: 30 },
                 Some("4"),
                 "Seconds to wait for an upstream before SERVFAIL",
+            ),
+            opt(
+                "allow_remote",
+                Kind::Bool,
+                Some("0"),
+                "Answer dns_listen queries from any source, not only loopback and the router's non-WAN subnets",
             ),
         ],
     },

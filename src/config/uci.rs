@@ -497,6 +497,7 @@ fn dns(s: &Section, upstreams: &[Upstream], names: &[String], p: &mut Problems) 
     }
     DnsConfig {
         listen,
+        allow_remote: flag(s, "allow_remote"),
         cache_size: number(s, "cache_size") as usize,
         ipversion_prefer: match s.one("ipversion_prefer") {
             Some("4") => IpVersionPrefer::V4,

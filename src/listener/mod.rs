@@ -5,10 +5,13 @@
 //! that the TC program hands LAN traffic to. `PlainListeners` keeps
 //! the running set and changes it on reload: new addresses are bound first
 //! (if one fails, nothing changes), then removed ones are stopped, and
-//! unchanged ones keep their sockets, so a reload loses no query.
+//! unchanged ones keep their sockets, so a reload loses no query. The
+//! plain listeners answer only local sources unless the config says
+//! otherwise (`acl`).
 //!
 //! Neighbours: `controller` (gets every query), `daemon` (owns the set).
 
+pub mod acl;
 pub mod mmsg;
 mod tcp;
 pub mod tproxy;
@@ -124,13 +127,24 @@ fn bind(addr: SocketAddr, role: Role) -> io::Result<Bound> {
     }
 }
 
-/// The running plain listeners, by address.
+/// The running plain listeners, by address, and who they answer.
 #[derive(Default)]
 pub struct PlainListeners {
     running: HashMap<SocketAddr, [JoinHandle<()>; 2]>,
+    acl: Rc<acl::LocalOnly>,
 }
 
 impl PlainListeners {
+    /// Who the listeners answer (at start and on reload).
+    pub fn set_policy(&self, policy: acl::Policy) {
+        self.acl.set_policy(policy);
+    }
+
+    /// Queries dropped because their source is not local.
+    pub fn dropped_remote(&self) -> u64 {
+        self.acl.dropped()
+    }
+
     /// Makes the running set exactly `addrs`. Binds every new address first;
     /// on failure nothing changes and the error names the address.
     pub fn apply(
@@ -160,8 +174,14 @@ impl PlainListeners {
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let tcp = tokio::net::TcpListener::from_std(bound.tcp)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            let u = tokio::task::spawn_local(udp::serve(Rc::new(udp), controller.clone(), None));
-            let t = tokio::task::spawn_local(tcp::serve(tcp, controller.clone(), false, None));
+            let acl = Some(self.acl.clone());
+            let u = tokio::task::spawn_local(udp::serve(
+                Rc::new(udp),
+                controller.clone(),
+                None,
+                acl.clone(),
+            ));
+            let t = tokio::task::spawn_local(tcp::serve(tcp, controller.clone(), false, acl, None));
             log::info!("listening for DNS on {addr} (udp, tcp)");
             self.running.insert(addr, [u, t]);
         }

@@ -148,11 +148,13 @@ impl TproxyListeners {
                 Rc::new(udp),
                 controller.clone(),
                 Some(anyfrom.clone()),
+                None,
             )));
             tasks.push(tokio::task::spawn_local(super::tcp::serve(
                 tcp,
                 controller.clone(),
                 true,
+                None,
                 relay.clone(),
             )));
             log::info!("transparent listener on {addr} (udp, tcp)");

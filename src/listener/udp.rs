@@ -11,7 +11,8 @@
 //! by the reply socket `tproxy::AnyFrom` keeps for it.
 //!
 //! Neighbours: `listener` (binds the socket), `mmsg` (batched I/O),
-//! `tproxy` (reply sockets), `controller` (decides).
+//! `tproxy` (reply sockets), `acl` (who a plain listener answers),
+//! `controller` (decides).
 
 use std::cell::RefCell;
 use std::io;
@@ -23,6 +24,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
+use super::acl::LocalOnly;
 use super::mmsg::{RecvBatch, SendBatch, BATCH};
 use super::tproxy::AnyFrom;
 use crate::controller::{Client, Controller, Sending, Step, Transport};
@@ -101,8 +103,14 @@ impl Out {
 }
 
 /// Serves one socket. With `anyfrom`, the socket is transparent: queries
-/// carry their original destination and answers leave from it.
-pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Option<Rc<AnyFrom>>) {
+/// carry their original destination and answers leave from it. With `acl`,
+/// datagrams from sources it refuses are dropped.
+pub async fn serve(
+    sock: Rc<UdpSocket>,
+    controller: Rc<Controller>,
+    anyfrom: Option<Rc<AnyFrom>>,
+    acl: Option<Rc<LocalOnly>>,
+) {
     let fd = sock.as_raw_fd();
     let local = sock.local_addr().ok();
     let mut inbox = RecvBatch::with_control(anyfrom.is_some());
@@ -149,6 +157,9 @@ pub async fn serve(sock: Rc<UdpSocket>, controller: Rc<Controller>, anyfrom: Opt
                     log::debug!("udp {local:?}: dropped an oversized or foreign datagram");
                     continue;
                 };
+                if acl.as_ref().is_some_and(|acl| !acl.allows(from.ip())) {
+                    continue;
+                }
                 let client = Client {
                     transport: Transport::Udp,
                     addr: from,

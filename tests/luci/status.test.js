@@ -32,6 +32,9 @@ async function liveStatus() {
 		 * fails at once and nothing leaves the machine. */
 		{ type: 'dae', name: 'config', options: { status_socket: socket,
 			tcp_check_url: 'http://127.0.0.1:9/', udp_check_dns: '127.0.0.1:9' } },
+		/* A listener on a port of the kernel's choosing: a config that
+		 * serves nothing does not start. */
+		{ type: 'dns', name: 'dns', options: { dns_listen: [ '127.0.0.1:0' ] } },
 		{ type: 'node', name: 'hk1', options: { link: 'socks5://127.0.0.1:9' } },
 		{ type: 'node', name: 'web', options: { link: 'http://127.0.0.1:19' } },
 		{ type: 'group', name: 'proxy', options: { node: [ 'hk1', 'web' ], policy: 'min_avg10' } },

@@ -148,6 +148,10 @@ return view.extend({
 		o.placeholder = '127.0.0.1:5335';
 		o.validate = tools.validator('listen_address');
 
+		o = tools.flag(s.taboption('other', form.Flag, 'allow_remote', _('Answer any source'),
+			_('Let the plain listeners answer queries from anywhere, not only from this router and its LAN subnets. A listener the internet can reach then makes the router an open resolver.')));
+		o.default = '0';
+
 		return m.render();
 	}
 });
