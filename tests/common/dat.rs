@@ -114,8 +114,11 @@ pub fn ip_entry(out: &mut Vec<u8>, code: &str, nets: &[(IpAddr, u8)], reverse: b
     bytes(out, 1, &e);
 }
 
+/// A geoip category: its code, networks and `reverse_match`.
+pub type IpCategory<'a> = (&'a str, Vec<(IpAddr, u8)>, bool);
+
 /// A whole geoip file.
-pub fn geoip(categories: &[(&str, Vec<(IpAddr, u8)>, bool)]) -> Vec<u8> {
+pub fn geoip(categories: &[IpCategory]) -> Vec<u8> {
     let mut out = Vec::new();
     for (code, nets, reverse) in categories {
         ip_entry(&mut out, code, nets, *reverse);
