@@ -364,6 +364,12 @@ impl Running {
                 "servfail": stats.servfail,
             },
             "groups": self.controller.outbounds().report(),
+            "rule_sets": crate::geodata::report().iter().map(|r| json!({
+                "name": r.name,
+                "file": r.file.display().to_string(),
+                "entries": r.entries,
+                "memory_bytes": r.memory,
+            })).collect::<Vec<_>>(),
             "relay": self.interception.as_ref().map(|i| i.relay.report()),
             "routing": self.interception.as_ref().map(|i| {
                 let (learned, live) = kernel::learned().unwrap_or_default();

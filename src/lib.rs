@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod dialer;
 pub mod ebpf;
 pub mod forwarder;
+pub mod geodata;
 pub mod listener;
 pub mod logging;
 pub mod rand;

@@ -193,6 +193,15 @@ pub fn render(v: &Value) -> String {
         n(c, &["misses"]),
         n(c, &["evictions"])
     ));
+    for r in v["rule_sets"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "rule set {} ({}): {} entries, {} KiB\n",
+            r["name"].as_str().unwrap_or("?"),
+            r["file"].as_str().unwrap_or("?"),
+            n(r, &["entries"]),
+            n(r, &["memory_bytes"]).div_ceil(1024)
+        ));
+    }
     for g in v["groups"].as_array().into_iter().flatten() {
         let selected = |k: &str| {
             g["selected"][k]
@@ -265,6 +274,14 @@ mod tests {
                 "tcp4": {"checked": true, "alive": true, "latency_ms": 12},
                 "udp4": {"checked": true, "alive": false, "error": "timed out"},
                 "tcp6": {"checked": false, "alive": true}}]}]});
+        let text = super::render(&json!({"rule_sets": [{"name": "geosite:cn",
+            "file": "/usr/share/v2ray/geosite.dat", "entries": 100000, "memory_bytes": 2831155}]}));
+        assert!(
+            text.contains(
+                "rule set geosite:cn (/usr/share/v2ray/geosite.dat): 100000 entries, 2765 KiB"
+            ),
+            "{text}"
+        );
         let text = super::render(&with_group);
         assert!(
             text.contains("group proxy (min): tcp a / udp none alive"),

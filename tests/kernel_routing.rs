@@ -8,6 +8,8 @@
 //! Needs root (loading eBPF); skips loudly without it.
 
 mod common;
+#[path = "common/dat.rs"]
+mod dat;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -392,4 +394,134 @@ fn fail_closed_drops_proxied_flows_without_a_relay() {
         ..f
     };
     assert_eq!(prog.run(&direct), (TC_ACT_OK, Some(shared::TARGET_DIRECT)));
+}
+
+/// Rule sets from dat files (`geoip:`, `geosite:`) decide in the kernel as
+/// in user space: the categories are expanded into LPM prefixes (a
+/// `reverse_match` one as the prefixes of its complement) and the
+/// geosite's domains set the bits of the DNS-learned addresses.
+#[test]
+fn rule_sets_decide_in_the_kernel_as_in_userspace() {
+    if !is_root() {
+        eprintln!("SKIPPED: loading eBPF needs root");
+        return;
+    }
+    let dir = common::TempDir::new("kernel-geodata");
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    std::fs::write(
+        dir.path("geoip.dat"),
+        dat::geoip(&[
+            (
+                "lab",
+                vec![
+                    (ip("203.0.113.0"), 26),
+                    (ip("203.0.113.200"), 30),
+                    (ip("2001:db8:1::"), 48),
+                ],
+                false,
+            ),
+            ("clients", vec![(ip("192.0.2.64"), 26)], false),
+            ("rev", vec![(ip("2001:db8::"), 33)], true),
+        ]),
+    )
+    .unwrap();
+    use dat::{domain, Kind};
+    std::fs::write(
+        dir.path("geosite.dat"),
+        dat::geosite(&[(
+            "ads",
+            vec![
+                domain(Kind::Domain, "ads.example", &[]),
+                domain(Kind::Full, "track.example", &[]),
+                domain(Kind::Plain, "beacon", &[]),
+            ],
+        )]),
+    )
+    .unwrap();
+    let text = format!(
+        "config dae 'config'\n\toption geodata_dir '{}'\n\
+         config node 'n1'\n\toption link 'socks5://203.0.113.80:1080'\n\
+         config group 'proxy'\n\tlist node 'n1'\n\
+         config group 'other'\n\tlist node 'n1'\n\
+         config routing 'routing'\n\
+         \tlist rule 'domain(geosite:ads) -> block'\n\
+         \tlist rule 'dip(geoip:lab) && !dport(80) -> proxy'\n\
+         \tlist rule 'sip(geoip:clients) && dip(geoip:lab) -> other'\n\
+         \tlist rule 'ipversion(6) && dip(geoip:rev) -> other'\n\
+         \toption fallback 'direct'\n",
+        dir.0.display()
+    );
+    let c = config(&text);
+    let rules = Rules::new(&c.routing, &groups(&c));
+    let mut prog = Program::load(&text, false);
+    let learned: &[(&str, &str)] = &[
+        ("203.0.113.5", "x.ads.example"),
+        ("198.51.100.9", "track.example"),
+        ("198.51.100.10", "my-beacon.example"),
+        ("2001:db8:1::5", "plain.example"),
+    ];
+    for (a, name) in learned {
+        prog.learner.learn(name, &[a.parse().unwrap()], 300);
+    }
+    let dst4 = [
+        "203.0.113.0",
+        "203.0.113.5",
+        "203.0.113.63",
+        "203.0.113.64",
+        "203.0.113.199",
+        "203.0.113.200",
+        "203.0.113.203",
+        "203.0.113.204",
+        "198.51.100.9",
+        "198.51.100.10",
+        "198.51.100.11",
+    ];
+    let src4 = ["192.0.2.10", "192.0.2.64", "192.0.2.127", "192.0.2.128"];
+    let dst6 = [
+        "2001:db8:1::5",
+        "2001:db8:1:ffff::1",
+        "2001:db8:2::1",
+        "2001:db8:7fff::1",
+        "2001:db8:8000::1",
+        "2001:db9::1",
+    ];
+    let mut rng = Rng(0x5eed_0000_9e0d_a7a1);
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..2000u32 {
+        let v6 = rng.below(3) == 0;
+        let (src, dst) = if v6 {
+            ("2001:db8:ff::10", *rng.pick(&dst6))
+        } else {
+            (*rng.pick(&src4), *rng.pick(&dst4))
+        };
+        let f = TestFlow {
+            src: SocketAddr::new(src.parse().unwrap(), 20000 + (i % 20000) as u16),
+            dst: SocketAddr::new(dst.parse().unwrap(), *rng.pick(&[80u16, 443])),
+            mac: [2, 0, 0x5e, 0, 0x53, 1],
+            dscp: 0,
+            syn: true,
+        };
+        let domain = learned
+            .iter()
+            .find(|(a, _)| a.parse::<IpAddr>().unwrap() == f.dst.ip())
+            .map(|(_, n)| *n);
+        let expect = rules.decide(&Flow {
+            remote: f.dst,
+            l4: L4::Tcp,
+            domain,
+            lan: Some(lan(&f)),
+        });
+        let (_, verdict) = prog.run(&f);
+        assert_eq!(
+            verdict,
+            Some(target_code(expect)),
+            "{} -> {} domain {domain:?}: kernel {verdict:?}, userspace {expect:?}",
+            f.src,
+            f.dst
+        );
+        seen.insert(format!("{expect:?}"));
+    }
+    for t in ["Direct", "Block", "Group(0)", "Group(1)"] {
+        assert!(seen.contains(t), "no random flow went {t}: {seen:?}");
+    }
 }

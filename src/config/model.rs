@@ -57,6 +57,9 @@ pub struct General {
     pub status_socket: std::path::PathBuf,
     /// Health checks of proxy nodes.
     pub check: CheckSettings,
+    /// `option geodata_dir`: where `geosite:`, `geoip:` and relative
+    /// `ext:` files are read from (default `/usr/share/v2ray`).
+    pub geodata_dir: std::path::PathBuf,
 }
 
 /// `check_interval`, `check_tolerance`, `tcp_check_url`, `udp_check_dns`.
@@ -185,9 +188,9 @@ pub enum DnsMatcher {
     /// `upstream(name, ...)` (response rules only): the answer came from one
     /// of these upstreams (`asis` is a valid name here).
     Upstream(Vec<String>),
-    /// `ip(CIDR, ...)` (response rules only): some A/AAAA in the answer
-    /// section lies in one of these networks.
-    Ip(Vec<IpNet>),
+    /// `ip(CIDR, geoip:NAME, ...)` (response rules only): some A/AAAA in
+    /// the answer section lies in one of these networks.
+    Ip(IpList),
 }
 
 /// One `qname(...)` argument. Domains are lowercase, without trailing dot.
@@ -202,6 +205,9 @@ pub enum DomainPattern {
     Keyword(String),
     /// `regex: '^ex.*'`: the name (lowercase, no trailing dot) matches.
     Regex(regex_lite::Regex),
+    /// `geosite:NAME[@attr]`, `ext:FILE:NAME`: a category of a dat file,
+    /// read and compiled once (shared by every rule that names it).
+    Set(crate::geodata::SiteRef),
 }
 
 /// Where a DNS rule sends the query (request rules) or what it does with the
@@ -242,6 +248,23 @@ impl IpNet {
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
+        }
+    }
+}
+
+/// The networks of `ip(...)`, `dip(...)` or `sip(...)`: written out, and
+/// geoip categories (`geoip:NAME`, `ext:FILE:NAME`), shared.
+#[derive(Debug, Clone, Default)]
+pub struct IpList {
+    pub nets: Vec<IpNet>,
+    pub sets: Vec<crate::geodata::IpRef>,
+}
+
+impl From<Vec<IpNet>> for IpList {
+    fn from(nets: Vec<IpNet>) -> IpList {
+        IpList {
+            nets,
+            sets: Vec::new(),
         }
     }
 }
@@ -318,8 +341,8 @@ pub struct RoutingRule {
 /// One routing function with its arguments; any argument may match.
 #[derive(Debug, Clone)]
 pub enum RoutingMatcher {
-    Dip(Vec<IpNet>),
-    Sip(Vec<IpNet>),
+    Dip(IpList),
+    Sip(IpList),
     /// Port ranges, inclusive.
     Dport(Vec<(u16, u16)>),
     Sport(Vec<(u16, u16)>),

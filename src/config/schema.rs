@@ -195,6 +195,12 @@ pub static SCHEMA: &[SectionSchema] = &[
                 "Where `dae status` asks the daemon",
             ),
             opt(
+                "geodata_dir",
+                Kind::Path,
+                Some("/usr/share/v2ray"),
+                "Where geosite.dat and geoip.dat are (geosite:NAME, geoip:NAME and ext:FILE:NAME in rules; the v2ray-geosite and v2ray-geoip packages)",
+            ),
+            opt(
                 "check_interval",
                 Kind::Int { min: 5, max: 86400 },
                 Some("30"),

@@ -13,6 +13,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use super::rule::{self, Arg};
 use super::schema::{self, SectionSchema};
 use super::url;
 use super::ConfigError;
+use crate::geodata;
 
 /// The functions a routing rule may use.
 pub const ROUTING_FUNCTIONS: &[&str] = &[
@@ -356,6 +358,7 @@ fn build(sections: &[Section], p: &mut Problems) -> Config {
 
     let general_section = sections.iter().find(|s| s.ty == "dae");
     let general = general(general_section.unwrap_or(&defaults("dae")));
+    let geodata = geodata::Loader::new(&general.geodata_dir);
     let dns_default = defaults("dns");
     let dns = dns(
         sections
@@ -364,6 +367,7 @@ fn build(sections: &[Section], p: &mut Problems) -> Config {
             .unwrap_or(&dns_default),
         &upstreams,
         &upstream_names,
+        &geodata,
         p,
     );
     let routing_default = defaults("routing");
@@ -373,6 +377,7 @@ fn build(sections: &[Section], p: &mut Problems) -> Config {
             .find(|s| s.ty == "routing")
             .unwrap_or(&routing_default),
         &group_names,
+        &geodata,
         p,
     );
 
@@ -434,6 +439,7 @@ fn general(s: &Section) -> General {
         bpf_object: s.one("bpf_object").map(PathBuf::from),
         ca_file: PathBuf::from(s.one("ca_file").unwrap_or_default()),
         status_socket: PathBuf::from(s.one("status_socket").unwrap_or_default()),
+        geodata_dir: PathBuf::from(s.one("geodata_dir").unwrap_or_default()),
         check: CheckSettings {
             interval: Duration::from_secs(number(s, "check_interval").max(5)),
             tolerance: Duration::from_millis(number(s, "check_tolerance")),
@@ -449,7 +455,13 @@ fn general(s: &Section) -> General {
     }
 }
 
-fn dns(s: &Section, upstreams: &[Upstream], names: &[String], p: &mut Problems) -> DnsConfig {
+fn dns(
+    s: &Section,
+    upstreams: &[Upstream],
+    names: &[String],
+    geodata: &geodata::Loader,
+    p: &mut Problems,
+) -> DnsConfig {
     let index = |name: &str| upstreams.iter().position(|u| u.name == name);
     let mut listen = Vec::new();
     for v in s.values("dns_listen") {
@@ -462,13 +474,15 @@ fn dns(s: &Section, upstreams: &[Upstream], names: &[String], p: &mut Problems) 
     let mut rules = |opt: &str, response: bool| -> Vec<DnsRule> {
         s.values(opt)
             .iter()
-            .filter_map(|text| match dns_rule(text, response, names, &index) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    p.add(s, Some(opt), format!("\"{text}\": {e}"));
-                    None
-                }
-            })
+            .filter_map(
+                |text| match dns_rule(text, response, names, &index, geodata) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        p.add(s, Some(opt), format!("\"{text}\": {e}"));
+                        None
+                    }
+                },
+            )
             .collect()
     };
     let request_rules = rules("request_rule", false);
@@ -560,12 +574,13 @@ fn dns_rule(
     response: bool,
     names: &[String],
     index: &dyn Fn(&str) -> Option<usize>,
+    geodata: &geodata::Loader,
 ) -> Result<DnsRule, String> {
     let r = rule::parse(text)?;
     let mut conditions = Vec::new();
     for c in &r.conditions {
         let matcher = match (c.function.as_str(), response) {
-            ("qname", _) => DnsMatcher::Qname(domain_patterns(&c.args)?),
+            ("qname", _) => DnsMatcher::Qname(domain_patterns(&c.args, geodata)?),
             ("qtype", _) => DnsMatcher::Qtype(c.args.iter().map(qtype).collect::<Result<_, _>>()?),
             ("upstream", true) => DnsMatcher::Upstream(
                 c.args
@@ -583,12 +598,7 @@ fn dns_rule(
                     })
                     .collect::<Result<_, String>>()?,
             ),
-            ("ip", true) => DnsMatcher::Ip(
-                c.args
-                    .iter()
-                    .map(|a| cidr(plain(a, "ip")?))
-                    .collect::<Result<_, _>>()?,
-            ),
+            ("ip", true) => DnsMatcher::Ip(ip_list(&c.args, "ip", geodata)?),
             (f, _) => {
                 let allowed = if response {
                     "qname, qtype, upstream, ip"
@@ -621,14 +631,33 @@ fn plain<'a>(a: &'a Arg, function: &str) -> Result<&'a str, String> {
     match &a.key {
         None => Ok(&a.value),
         Some(k) if k == "geoip" || k == "geosite" || k == "ext" => Err(format!(
-            "{function}({k}:{}): geoip/geosite lists are not supported yet",
+            "{function}({k}:{}): rule sets are taken by qname(), domain() (geosite:, ext:) \
+             and ip(), dip(), sip() (geoip:, ext:)",
             a.value
         )),
         Some(k) => Err(format!("{function}() takes no '{k}:' key")),
     }
 }
 
-fn domain_patterns(args: &[Arg]) -> Result<Vec<DomainPattern>, String> {
+/// The networks of `ip(...)`, `dip(...)` or `sip(...)`: addresses,
+/// networks, `geoip:NAME` and `ext:FILE:NAME`.
+fn ip_list(args: &[Arg], function: &str, geodata: &geodata::Loader) -> Result<IpList, String> {
+    let mut list = IpList::default();
+    for a in args {
+        match a.key.as_deref() {
+            Some(k @ ("geoip" | "ext")) => {
+                let set = geodata.ip(k, &a.value)?;
+                if !list.sets.iter().any(|s| Rc::ptr_eq(s, &set)) {
+                    list.sets.push(set);
+                }
+            }
+            _ => list.nets.push(cidr(plain(a, function)?)?),
+        }
+    }
+    Ok(list)
+}
+
+fn domain_patterns(args: &[Arg], geodata: &geodata::Loader) -> Result<Vec<DomainPattern>, String> {
     args.iter()
         .map(|a| match a.key.as_deref() {
             None | Some("suffix") => Ok(DomainPattern::Suffix(url::host_name(&a.value)?)),
@@ -637,13 +666,9 @@ fn domain_patterns(args: &[Arg]) -> Result<Vec<DomainPattern>, String> {
             Some("regex") => regex_lite::Regex::new(&a.value)
                 .map(DomainPattern::Regex)
                 .map_err(|e| format!("bad regex '{}': {e}", a.value)),
-            Some("geosite" | "ext") => Err(format!(
-                "'{}:{}': geosite lists are not supported yet",
-                a.key.as_deref().unwrap_or_default(),
-                a.value
-            )),
+            Some(k @ ("geosite" | "ext")) => geodata.site(k, &a.value).map(DomainPattern::Set),
             Some(k) => Err(format!(
-                "unknown key '{k}:' (allowed: suffix, full, keyword, regex)"
+                "unknown key '{k}:' (allowed: suffix, full, keyword, regex, geosite, ext)"
             )),
         })
         .collect()
@@ -730,7 +755,10 @@ fn port_range(v: &str) -> Result<(u16, u16), String> {
 }
 
 /// Checks a routing condition and types its arguments.
-fn routing_matcher(c: &rule::Condition) -> Result<RoutingMatcher, String> {
+fn routing_matcher(
+    c: &rule::Condition,
+    geodata: &geodata::Loader,
+) -> Result<RoutingMatcher, String> {
     let f = c.function.as_str();
     let each = |parse: &dyn Fn(&str) -> Result<(), String>| -> Result<Vec<String>, String> {
         c.args
@@ -760,10 +788,7 @@ fn routing_matcher(c: &rule::Condition) -> Result<RoutingMatcher, String> {
     }
     Ok(match f {
         "dip" | "sip" => {
-            let nets = each(&ok)?
-                .iter()
-                .map(|v| cidr(v))
-                .collect::<Result<Vec<_>, _>>()?;
+            let nets = ip_list(&c.args, f, geodata)?;
             if f == "dip" {
                 RoutingMatcher::Dip(nets)
             } else {
@@ -790,7 +815,7 @@ fn routing_matcher(c: &rule::Condition) -> Result<RoutingMatcher, String> {
         "ipversion" => {
             RoutingMatcher::IpVersion(each(&word(&["4", "6"]))?.iter().map(|v| v == "6").collect())
         }
-        "domain" => RoutingMatcher::Domain(domain_patterns(&c.args)?),
+        "domain" => RoutingMatcher::Domain(domain_patterns(&c.args, geodata)?),
         "mac" => RoutingMatcher::Mac(
             c.args
                 .iter()
@@ -856,14 +881,14 @@ fn routing_target(name: &str, args: &[Arg], groups: &[String]) -> Result<Outboun
     })
 }
 
-fn routing(s: &Section, groups: &[String], p: &mut Problems) -> Routing {
+fn routing(s: &Section, groups: &[String], geodata: &geodata::Loader, p: &mut Problems) -> Routing {
     let mut rules = Vec::new();
     for text in s.values("rule") {
         let checked = rule::parse(text).and_then(|r| {
             let conditions = r
                 .conditions
                 .iter()
-                .map(|c| routing_matcher(c).map(|m| (c.negated, m)))
+                .map(|c| routing_matcher(c, geodata).map(|m| (c.negated, m)))
                 .collect::<Result<Vec<_>, _>>()?;
             let outbound = routing_target(&r.target.name, &r.target.args, groups)?;
             Ok(RoutingRule {
@@ -1030,7 +1055,10 @@ config routing 'routing'
             ),
             ("qname(regex: '(') -> a", "bad regex"),
             ("qtype(bogus) -> a", "'bogus' is not a record type"),
-            ("qname(geosite:cn) -> a", "not supported yet"),
+            (
+                "qname(geosite:cn) -> a",
+                "geosite:cn: /usr/share/v2ray/geosite.dat: ",
+            ),
             ("qname(a) -> accept", "'accept' is for response rules"),
             ("qname(a) -> a(x)", "takes no arguments"),
             ("qname(bad..name) -> a", "empty label"),

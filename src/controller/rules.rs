@@ -9,8 +9,9 @@
 
 use std::net::IpAddr;
 
-use crate::config::{DnsMatcher, DnsRule, DnsTarget, IpNet};
+use crate::config::{DnsMatcher, DnsRule, DnsTarget};
 use crate::routing::domain::DomainSet;
+use crate::routing::ipset::IpSet;
 
 /// What a rule can look at. `qname` is lowercase text without the final dot.
 pub struct Facts<'a> {
@@ -42,7 +43,7 @@ enum Condition {
     Qname(DomainSet),
     Qtype(Vec<u16>),
     Upstream(Vec<String>),
-    Ip(Vec<IpNet>),
+    Ip(IpSet),
 }
 
 impl Rules {
@@ -58,7 +59,7 @@ impl Rules {
                             DnsMatcher::Qname(p) => Condition::Qname(DomainSet::new(p)),
                             DnsMatcher::Qtype(t) => Condition::Qtype(t.clone()),
                             DnsMatcher::Upstream(u) => Condition::Upstream(u.clone()),
-                            DnsMatcher::Ip(n) => Condition::Ip(n.clone()),
+                            DnsMatcher::Ip(n) => Condition::Ip(IpSet::new(n)),
                         };
                         (c.negated, cond)
                     })
@@ -112,10 +113,7 @@ impl Condition {
             Condition::Qname(set) => set.matches(f.qname),
             Condition::Qtype(types) => types.contains(&f.qtype),
             Condition::Upstream(names) => f.upstream.is_some_and(|u| names.iter().any(|n| n == u)),
-            Condition::Ip(nets) => f
-                .answer_ips
-                .iter()
-                .any(|ip| nets.iter().any(|n| n.contains(*ip))),
+            Condition::Ip(set) => f.answer_ips.iter().any(|ip| set.contains(*ip)),
         }
     }
 }
@@ -123,7 +121,7 @@ impl Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DnsCondition, DomainPattern};
+    use crate::config::{DnsCondition, DomainPattern, IpNet};
 
     fn up(i: usize, n: &str) -> DnsTarget {
         DnsTarget::Upstream {
@@ -167,7 +165,7 @@ mod tests {
             &[rule(
                 vec![
                     (false, DnsMatcher::Upstream(vec!["b".into()])),
-                    (false, DnsMatcher::Ip(vec![net])),
+                    (false, DnsMatcher::Ip(vec![net].into())),
                 ],
                 up(0, "a"),
             )],

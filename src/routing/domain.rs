@@ -4,14 +4,16 @@
 //!
 //! Suffixes and full names go into hash sets, keywords and regexes into
 //! lists, so a name is matched by walking its label boundaries rather than
-//! by scanning every pattern.
+//! by scanning every pattern. Geosite categories (`geosite:NAME`) come
+//! compiled from `geodata` and stay shared by every rule naming them.
 //!
-//! Neighbours: `config::rule` (parses the patterns), `controller::rules`,
-//! `routing`.
+//! Neighbours: `config::rule` (parses the patterns), `geodata` (the
+//! categories), `controller::rules`, `routing`.
 
 use std::collections::HashSet;
 
 use crate::config::DomainPattern;
+use crate::geodata::SiteRef;
 
 /// A compiled `qname(...)`.
 #[derive(Debug, Default)]
@@ -20,6 +22,7 @@ pub struct DomainSet {
     full: HashSet<String>,
     keywords: Vec<String>,
     regexes: Vec<regex_lite::Regex>,
+    sets: Vec<SiteRef>,
 }
 
 impl DomainSet {
@@ -35,6 +38,11 @@ impl DomainSet {
                 }
                 DomainPattern::Keyword(s) => set.keywords.push(s.clone()),
                 DomainPattern::Regex(r) => set.regexes.push(r.clone()),
+                DomainPattern::Set(s) => {
+                    if !set.sets.iter().any(|x| std::rc::Rc::ptr_eq(x, s)) {
+                        set.sets.push(s.clone())
+                    }
+                }
             }
         }
         set
@@ -61,6 +69,7 @@ impl DomainSet {
         }
         self.keywords.iter().any(|k| name.contains(k.as_str()))
             || self.regexes.iter().any(|r| r.is_match(name))
+            || self.sets.iter().any(|s| s.set.matches(name))
     }
 }
 

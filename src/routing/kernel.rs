@@ -62,6 +62,10 @@ pub struct Compiled {
     pub domain_signature: String,
 }
 
+/// LPM entries one slot may take: the map holds both slots (the one in
+/// force and the next) and the bypass prefixes.
+pub const LPM_PER_SLOT: usize = shared::LPM_ENTRIES as usize / 2 - 1024;
+
 /// Why rules do not fit the program.
 pub fn limits(routing: &Routing) -> Result<(), String> {
     if routing.rules.len() > MAX_RULES {
@@ -74,6 +78,13 @@ pub fn limits(routing: &Routing) -> Result<(), String> {
     if n > MAX_CONDITIONS {
         return Err(format!(
             "{n} distinct conditions: the kernel's routing takes at most {MAX_CONDITIONS}"
+        ));
+    }
+    let lpm = Compiled::new(routing, &[]).lpm.len();
+    if lpm > LPM_PER_SLOT {
+        return Err(format!(
+            "the address and port conditions (geoip categories included) make {lpm} prefixes: \
+             the kernel's routing takes at most {LPM_PER_SLOT}"
         ));
     }
     Ok(())
@@ -234,9 +245,11 @@ impl Compiled {
                 let mut b = Bits::default();
                 set(&mut b, bit);
                 match m {
-                    RoutingMatcher::Dip(nets) | RoutingMatcher::Sip(nets) => {
+                    RoutingMatcher::Dip(list) | RoutingMatcher::Sip(list) => {
                         let dst = matches!(m, RoutingMatcher::Dip(_));
-                        for n in nets {
+                        // A geoip category as its fewest prefixes.
+                        let from_sets = list.sets.iter().flat_map(|s| s.set.ranges.to_nets());
+                        for n in list.nets.iter().copied().chain(from_sets) {
                             let (addr, width) = addr_bytes(n.addr);
                             let kind = match (dst, width == 128) {
                                 (true, false) => LpmKind::Dip4,

@@ -22,12 +22,14 @@
 //! group into a live node for its own dials).
 
 pub mod domain;
+pub mod ipset;
 pub mod kernel;
 
 use std::net::SocketAddr;
 
-use crate::config::{IpNet, Outbound, Routing, RoutingMatcher};
+use crate::config::{Outbound, Routing, RoutingMatcher};
 use domain::DomainSet;
+use ipset::IpSet;
 
 /// Layer-4 protocol of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,8 +90,8 @@ impl Target {
 }
 
 enum Matcher {
-    Dip(Vec<IpNet>),
-    Sip(Vec<IpNet>),
+    Dip(IpSet),
+    Sip(IpSet),
     Dport(Vec<(u16, u16)>),
     Sport(Vec<(u16, u16)>),
     Mac(Vec<[u8; 6]>),
@@ -111,12 +113,12 @@ fn in_ranges(ranges: &[(u16, u16)], port: u16) -> bool {
 impl Matcher {
     fn new(m: &RoutingMatcher) -> Matcher {
         match m {
-            RoutingMatcher::Dip(n) => Matcher::Dip(n.clone()),
+            RoutingMatcher::Dip(n) => Matcher::Dip(IpSet::new(n)),
             RoutingMatcher::Dport(p) => Matcher::Dport(p.clone()),
             RoutingMatcher::L4proto(u) => Matcher::L4proto(u.clone()),
             RoutingMatcher::IpVersion(v) => Matcher::IpVersion(v.clone()),
             RoutingMatcher::Domain(d) => Matcher::Domain(DomainSet::new(d)),
-            RoutingMatcher::Sip(n) => Matcher::Sip(n.clone()),
+            RoutingMatcher::Sip(n) => Matcher::Sip(IpSet::new(n)),
             RoutingMatcher::Sport(p) => Matcher::Sport(p.clone()),
             RoutingMatcher::Mac(m) => Matcher::Mac(m.clone()),
             RoutingMatcher::Dscp(d) => Matcher::Dscp(d.clone()),
@@ -126,11 +128,9 @@ impl Matcher {
 
     fn holds(&self, f: &Flow) -> bool {
         match self {
-            Matcher::Dip(nets) => nets.iter().any(|n| n.contains(f.remote.ip())),
+            Matcher::Dip(set) => set.contains(f.remote.ip()),
             Matcher::Dport(ranges) => in_ranges(ranges, f.remote.port()),
-            Matcher::Sip(nets) => f
-                .lan
-                .is_some_and(|l| nets.iter().any(|n| n.contains(l.source.ip()))),
+            Matcher::Sip(set) => f.lan.is_some_and(|l| set.contains(l.source.ip())),
             Matcher::Sport(ranges) => f.lan.is_some_and(|l| in_ranges(ranges, l.source.port())),
             Matcher::Mac(macs) => f.lan.is_some_and(|l| macs.contains(&l.mac)),
             Matcher::Dscp(values) => f.lan.is_some_and(|l| values.contains(&l.dscp)),
@@ -200,7 +200,7 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DomainPattern, RoutingRule};
+    use crate::config::{DomainPattern, IpNet, RoutingRule};
 
     fn rule(conditions: Vec<(bool, RoutingMatcher)>, outbound: Outbound) -> RoutingRule {
         RoutingRule {
@@ -232,7 +232,10 @@ mod tests {
         let routing = Routing {
             rules: vec![
                 rule(
-                    vec![(false, RoutingMatcher::Dip(vec![net("192.0.2.0", 24)]))],
+                    vec![(
+                        false,
+                        RoutingMatcher::Dip(vec![net("192.0.2.0", 24)].into()),
+                    )],
                     Outbound::Direct,
                 ),
                 rule(
@@ -254,7 +257,7 @@ mod tests {
                 // About LAN clients: never holds for our own dials, so its
                 // negation always does.
                 rule(
-                    vec![(true, RoutingMatcher::Sip(vec![net("192.0.2.1", 32)]))],
+                    vec![(true, RoutingMatcher::Sip(vec![net("192.0.2.1", 32)].into()))],
                     Outbound::Group("proxy".into()),
                 ),
             ],
