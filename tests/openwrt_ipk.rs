@@ -5,6 +5,8 @@
 //! (the feed CI's check) and the package Makefile agree with it.
 
 mod common;
+#[path = "openwrt/packages.rs"]
+mod packages;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,69 +14,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::TempDir;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn cargo_version() -> String {
-    let toml = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    toml.lines()
-        .find_map(|l| l.strip_prefix("version = \""))
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap()
-        .to_string()
-}
-
-fn makefile_var(name: &str) -> String {
-    let mk = std::fs::read_to_string(repo().join("openwrt/Makefile")).unwrap();
-    mk.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:=")))
-        .unwrap_or_else(|| panic!("{name} in openwrt/Makefile"))
-        .trim()
-        .to_string()
-}
-
-/// A real TC object (little-endian), compiled here into `dir`.
-fn tc_object(dir: &Path) -> PathBuf {
-    let out = dir.join("dae_tc.o");
-    let multiarch = Command::new("gcc")
-        .arg("-dumpmachine")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "x86_64-linux-gnu".into());
-    let ok = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpfel"])
-        .arg(format!("-I/usr/include/{multiarch}"))
-        .arg("-I")
-        .arg(repo().join("ebpf"))
-        .arg("-c")
-        .arg(repo().join("ebpf/dae_tc.c"))
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .expect("clang (apt-get install clang libbpf-dev)");
-    assert!(ok.success(), "compiling the TC program");
-    out
-}
-
-/// The test build of dae without its debug info (as a router's is: the
-/// test binary is ~90 MB with it, which only makes gzip slow).
-fn stripped_dae(dir: &Path) -> PathBuf {
-    let out = dir.join("dae");
-    let ok = Command::new("strip")
-        .arg("-o")
-        .arg(&out)
-        .arg(env!("CARGO_BIN_EXE_dae"))
-        .status()
-        .expect("strip (binutils)");
-    assert!(ok.success());
-    out
-}
+use packages::{cargo_version, makefile_var, read, repo, stripped_dae, tc_object, untar};
 
 struct Built {
     ipk: PathBuf,
@@ -154,18 +94,6 @@ fn listing(archive: &Path) -> Vec<(String, String, u64, String)> {
             )
         })
         .collect()
-}
-
-fn untar(archive: &Path, into: &Path) {
-    std::fs::create_dir_all(into).unwrap();
-    let ok = Command::new("tar")
-        .arg("-xzf")
-        .arg(archive)
-        .arg("-C")
-        .arg(into)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "tar -xzf {}", archive.display());
 }
 
 fn control_fields(text: &str) -> BTreeMap<String, String> {

@@ -1,4 +1,5 @@
-//! Shared by the package tests (tests/openwrt_apk.rs, tests/openwrt_luci.rs):
+//! Shared by the package tests (tests/openwrt_ipk.rs, tests/openwrt_apk.rs,
+//! tests/openwrt_luci.rs):
 //! builds the packages with `openwrt/build-ipk.sh` from the test build of
 //! dae, and makes scratch roots that stand for a router: busybox as the
 //! shell and tools, our own minimal /lib/functions.sh, /etc/rc.common and
@@ -33,17 +34,36 @@ pub fn cargo_version() -> String {
         .to_string()
 }
 
-pub fn makefile_release() -> String {
+/// `NAME:=value` of openwrt/Makefile.
+pub fn makefile_var(name: &str) -> String {
     let mk = std::fs::read_to_string(repo().join("openwrt/Makefile")).unwrap();
     mk.lines()
-        .find_map(|l| l.strip_prefix("PKG_RELEASE:="))
-        .expect("PKG_RELEASE in openwrt/Makefile")
+        .find_map(|l| l.strip_prefix(&format!("{name}:=")))
+        .unwrap_or_else(|| panic!("{name} in openwrt/Makefile"))
         .trim()
         .to_string()
 }
 
+pub fn makefile_release() -> String {
+    makefile_var("PKG_RELEASE")
+}
+
+/// The test build of dae without its debug info (as a router's is: the
+/// test binary is ~90 MB with it, which only makes gzip slow).
+pub fn stripped_dae(dir: &Path) -> PathBuf {
+    let out = dir.join("dae");
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(env!("CARGO_BIN_EXE_dae"))
+        .status()
+        .expect("strip (binutils)");
+    assert!(ok.success());
+    out
+}
+
 /// A real TC object (little-endian), compiled here into `dir`.
-fn tc_object(dir: &Path) -> PathBuf {
+pub fn tc_object(dir: &Path) -> PathBuf {
     let out = dir.join("dae_tc.o");
     let multiarch = Command::new("gcc")
         .arg("-dumpmachine")
@@ -71,14 +91,7 @@ pub fn build_packages(dir: &Path, apk: bool) -> PathBuf {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
     let bpf = tc_object(dir);
-    let binary = dir.join("dae");
-    let ok = Command::new("strip")
-        .arg("-o")
-        .arg(&binary)
-        .arg(env!("CARGO_BIN_EXE_dae"))
-        .status()
-        .expect("strip (binutils)");
-    assert!(ok.success());
+    let binary = stripped_dae(dir);
     let out = dir.join("out");
     let mut cmd = Command::new(repo().join("openwrt/build-ipk.sh"));
     cmd.arg("--binary")
