@@ -204,6 +204,38 @@ fn lan(f: &TestFlow) -> Lan {
     }
 }
 
+/// Runs the program on `f` and checks its verdict is the userspace
+/// evaluator's, with the name `learned` for its destination if any; the
+/// verdict and the program's return code.
+fn agree(
+    prog: &mut Program,
+    rules: &Rules,
+    learned: &[(&str, &str)],
+    f: &TestFlow,
+) -> (Target, u32) {
+    let domain = learned
+        .iter()
+        .find(|(ip, _)| ip.parse::<IpAddr>().unwrap() == f.dst.ip())
+        .map(|(_, n)| *n);
+    let expect = rules.decide(&Flow {
+        remote: f.dst,
+        l4: L4::Tcp,
+        domain,
+        lan: Some(lan(f)),
+    });
+    let (rc, verdict) = prog.run(f);
+    assert_eq!(
+        verdict,
+        Some(target_code(expect)),
+        "flow {} -> {} mac {:02x?} dscp {} domain {domain:?}: kernel {verdict:?}, userspace {expect:?}",
+        f.src,
+        f.dst,
+        f.mac,
+        f.dscp
+    );
+    (expect, rc)
+}
+
 #[test]
 fn the_program_decides_as_the_userspace_evaluator_on_random_flows() {
     if !is_root() {
@@ -282,26 +314,7 @@ fn the_program_decides_as_the_userspace_evaluator_on_random_flows() {
             dscp: *rng.pick(&dscps),
             syn: true,
         };
-        let domain = learned
-            .iter()
-            .find(|(ip, _)| ip.parse::<IpAddr>().unwrap() == f.dst.ip())
-            .map(|(_, n)| *n);
-        let expect = rules.decide(&Flow {
-            remote: f.dst,
-            l4: L4::Tcp,
-            domain,
-            lan: Some(lan(&f)),
-        });
-        let (rc, verdict) = prog.run(&f);
-        assert_eq!(
-            verdict,
-            Some(target_code(expect)),
-            "flow {} -> {} mac {:02x?} dscp {} domain {domain:?}: kernel {verdict:?}, userspace {expect:?}",
-            f.src,
-            f.dst,
-            f.mac,
-            f.dscp
-        );
+        let (expect, rc) = agree(&mut prog, &rules, learned, &f);
         let want_rc = if expect == Target::Block {
             TC_ACT_SHOT
         } else {
@@ -501,24 +514,7 @@ fn rule_sets_decide_in_the_kernel_as_in_userspace() {
             dscp: 0,
             syn: true,
         };
-        let domain = learned
-            .iter()
-            .find(|(a, _)| a.parse::<IpAddr>().unwrap() == f.dst.ip())
-            .map(|(_, n)| *n);
-        let expect = rules.decide(&Flow {
-            remote: f.dst,
-            l4: L4::Tcp,
-            domain,
-            lan: Some(lan(&f)),
-        });
-        let (_, verdict) = prog.run(&f);
-        assert_eq!(
-            verdict,
-            Some(target_code(expect)),
-            "{} -> {} domain {domain:?}: kernel {verdict:?}, userspace {expect:?}",
-            f.src,
-            f.dst
-        );
+        let (expect, _) = agree(&mut prog, &rules, learned, &f);
         seen.insert(format!("{expect:?}"));
     }
     for t in ["Direct", "Block", "Group(0)", "Group(1)"] {
