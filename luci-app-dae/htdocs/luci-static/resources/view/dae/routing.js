@@ -20,7 +20,7 @@ return view.extend({
 		var m, s, o;
 
 		m = new form.Map('dae', _('Routing'),
-			_('Which traffic goes direct, is blocked, or goes through a group of proxy nodes. dae checks and keeps these rules; they take effect with the proxy support of a later dae release.'));
+			_('Which traffic goes direct, is blocked, or goes through a group of proxy nodes. The rules route the LAN\'s TCP connections in the kernel (direct ones never reach dae) and dae\'s own upstream and health-check connections; UDP other than DNS passes untouched for now.'));
 
 		s = m.section(form.TypedSection, 'routing', _('Routing rules'));
 		s.anonymous = true;
