@@ -80,6 +80,11 @@ return view.extend({
 		o.placeholder = '/lib/bpf/dae_tc.o';
 		o.validate = tools.validator('path');
 
+		o = s.taboption('advanced', form.Value, 'geodata_dir', _('Rule set folder'),
+			_('Where geosite.dat and geoip.dat are, for geosite:NAME and geoip:NAME in rules (the v2ray-geosite and v2ray-geoip packages put them here).'));
+		o.placeholder = '/usr/share/v2ray';
+		o.validate = tools.validator('path');
+
 		o = s.taboption('advanced', form.Value, 'ca_file', _('CA certificates'),
 			_('The certificates that tls://, https:// and quic:// upstreams are checked against (installed by the ca-bundle package).'));
 		o.placeholder = '/etc/ssl/certs/ca-certificates.crt';
