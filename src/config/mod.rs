@@ -13,7 +13,7 @@
 
 pub mod check;
 pub mod model;
-mod quoting;
+pub(crate) mod quoting;
 pub mod rule;
 pub mod schema;
 mod uci;

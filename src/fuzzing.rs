@@ -1,0 +1,773 @@
+//! Fuzzing harnesses: one `pub fn TARGET(data: &[u8])` per parser that
+//! reads bytes or text from outside (clients, upstreams, proxy servers, the
+//! config file), each feeding `data` to that parser the way the daemon
+//! does and checking what must hold whatever the input.
+//!
+//! Two callers share them: the libFuzzer targets in `fuzz/` (a crate of its
+//! own, each `fuzz_targets/TARGET.rs` one call to the function here), and
+//! `tests/fuzz_corpus.rs`, which replays the seed corpus in
+//! `fuzz/corpus/TARGET/` as an ordinary test. They live in the library,
+//! not in `fuzz/`, because many parsers are private to their modules; those
+//! are reached here through `pub(crate)` items, so the only public item is
+//! this module, hidden from the docs: it is not part of dae's API.
+//!
+//! A harness panics only on a defect: a panic inside a parser, or a
+//! property broken (named in the panic message). Errors the parsers return
+//! for bad input are the expected outcome and are dropped.
+//!
+//! Nothing here sends a packet anywhere but to loopback: the controller
+//! harness's upstream is a socket on 127.0.0.1, and the proxy protocols
+//! talk over in-memory `tokio::io::duplex` pipes.
+//!
+//! Neighbours: every module with a parser (`wire`, `controller`, `config`,
+//! `dialer`, `forwarder`).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::net::UdpSocket;
+
+use crate::config::{self, Config};
+use crate::controller::{Client, Controller, Step, Transport};
+use crate::dialer::link::{Auth, SsConfig, SsMethod, VmessConfig, VmessSecurity};
+use crate::dialer::{self, BoxStream};
+use crate::wire::{self, flag, QueryError};
+
+/// A harness: panics on a defect, returns on anything else.
+pub type Harness = fn(&[u8]);
+
+/// Every target, by the name of its corpus directory and fuzz target.
+pub const TARGETS: &[(&str, Harness)] = &[
+    ("wire_query", wire_query),
+    ("wire_response", wire_response),
+    ("controller", controller),
+    ("uci", uci),
+    ("rule", rule),
+    ("link", link),
+    ("socks5", socks5),
+    ("http_proxy", http_proxy),
+    ("shadowsocks_stream", shadowsocks_stream),
+    ("shadowsocks_packet", shadowsocks_packet),
+    ("trojan", trojan),
+    ("vless", vless),
+    ("vmess", vmess),
+    ("doh_doq", doh_doq),
+];
+
+/// How long a harness waits on anything before calling it a hang.
+const HANG: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// One runtime for every run on this thread (a runtime per input
+    /// would cost more than most parsers).
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread tokio runtime");
+}
+
+/// Runs `f` to its end on this thread's runtime, in a fresh `LocalSet`
+/// (the daemon's tasks are `spawn_local`), which is dropped with whatever
+/// it still holds.
+fn block_on<F: Future>(f: F) -> F::Output {
+    RUNTIME.with(|rt| tokio::task::LocalSet::new().block_on(rt, f))
+}
+
+/// `f`, or a panic if it takes longer than `HANG`.
+async fn no_hang<F: Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(HANG, f).await {
+        Ok(out) => out,
+        Err(_) => panic!("{what}: no progress in {HANG:?} (a hang)"),
+    }
+}
+
+/// A little reader over `data`, for harnesses that take several fields.
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn byte(&mut self) -> u8 {
+        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        b
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.byte(), self.byte()])
+    }
+
+    /// The next `n` bytes (fewer at the end).
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.0.split_at(n.min(self.0.len()));
+        self.0 = b;
+        a
+    }
+
+    fn rest(self) -> &'a [u8] {
+        self.0
+    }
+}
+
+// ---------------------------------------------------------------- DNS
+
+/// A client's query: `wire::parse_query` and everything the controller
+/// builds from a query it accepted.
+pub fn wire_query(data: &[u8]) {
+    let info = match wire::parse_query(data) {
+        Ok(info) => info,
+        Err(QueryError::Drop(_)) => return,
+        Err(QueryError::Reply(code, _)) => {
+            let mut out = Vec::new();
+            wire::header_only_reply(data, code, &mut out);
+            assert_eq!(out.len(), wire::HEADER_LEN);
+            assert_eq!(wire::id(&out), wire::id(data));
+            return;
+        }
+    };
+    assert!(info.question_end <= data.len());
+    let mut text = String::new();
+    wire::name_to_text(info.qname(data), &mut text);
+    let _ = wire::NameText(info.qname(data)).to_string();
+    let mut out = Vec::new();
+    wire::empty_reply(data, &info, wire::rcode::SERVFAIL, &mut out);
+    assert!(
+        wire::response_matches(&out, info.id, data, &info),
+        "an empty reply answers its query"
+    );
+    assert!(out.len() <= info.udp_limit(), "an empty reply fits UDP");
+    let mut big = out.clone();
+    big.resize(70_000, 0);
+    wire::fit_udp(&mut big, data, &info);
+    assert!(big.len() <= info.udp_limit(), "fit_udp fits");
+    assert_ne!(wire::flags(&big) & flag::TC, 0, "a cut reply says TC");
+    let (q, qi) = wire::with_qtype(data, &info, wire::rtype::AAAA);
+    assert_eq!(wire::parse_query(&q).map(|i| i.qtype), Ok(qi.qtype));
+}
+
+/// An upstream's answer: `wire::scan_response`, and the TTL patching the
+/// cache does with what it found.
+pub fn wire_response(data: &[u8]) {
+    let Ok(scan) = wire::scan_response(data) else {
+        return;
+    };
+    let mut copy = data.to_vec();
+    for &at in &scan.ttl_offsets {
+        wire::set_ttl(&mut copy, usize::from(at), 7);
+    }
+    if let Some(at) = scan.soa_ttl_at {
+        wire::set_ttl(&mut copy, usize::from(at), 7);
+    }
+    // TTLs are record fields, not structure: the answer reads the same.
+    let again = wire::scan_response(&copy).expect("patched TTLs keep the answer readable");
+    assert_eq!(again.answer_count, scan.answer_count);
+    assert_eq!(again.answer_ips, scan.answer_ips);
+    assert_eq!(again.ttl_offsets, scan.ttl_offsets);
+    // As a stored answer replayed to a query for its own question.
+    if let Ok(info) = wire::parse_query(&query_of(data)) {
+        let query = query_of(data);
+        let mut out = Vec::new();
+        wire::patch_answer(
+            data,
+            scan.ttl_offsets.iter().copied(),
+            &query,
+            &info,
+            |t| t / 2,
+            &mut out,
+        );
+        assert_eq!(out.len(), data.len());
+    }
+}
+
+/// The query `response` answers: its header (as a query, no records but
+/// the question) and first question.
+fn query_of(response: &[u8]) -> Vec<u8> {
+    let mut q = response.to_vec();
+    if q.len() >= wire::HEADER_LEN {
+        q[2] &= !0x80;
+        q[6..12].fill(0);
+    }
+    q
+}
+
+/// The config of the controller harness, its upstream on `upstream`:
+/// request and response rules of each kind, two upstreams on the same
+/// socket (so a response rule can send an answer on), and, in the second,
+/// `ipversion_prefer` (two resolutions per A/AAAA query).
+fn controller_configs(upstream: SocketAddr) -> Vec<Config> {
+    let base = format!(
+        "config dns 'dns'\n\
+         \tlist dns_listen '127.0.0.1:0'\n\
+         \toption upstream_timeout '2'\n\
+         \tlist request_rule 'qname(suffix: reject.example) -> reject'\n\
+         \tlist request_rule 'qname(suffix: asis.example) -> asis'\n\
+         \tlist request_rule 'qtype(mx) -> b'\n\
+         \toption request_fallback 'a'\n\
+         \tlist response_rule 'upstream(a) && ip(192.0.2.0/24) -> b'\n\
+         \tlist response_rule 'qname(full: gone.example) && qtype(a) -> reject'\n\
+         \tlist response_rule 'upstream(a) && ip(2001:db8::/32) -> reject'\n\
+         \toption response_fallback 'accept'\n\
+         \tlist fixed_domain_ttl 'fixed.example:30'\n\
+         config upstream 'a'\n\toption address 'udp://{upstream}'\n\
+         config upstream 'b'\n\toption address 'udp://{upstream}'\n"
+    );
+    let prefer = base.replace(
+        "\toption upstream_timeout",
+        "\toption ipversion_prefer '4'\n\toption upstream_timeout",
+    );
+    [base, prefer]
+        .iter()
+        .map(|text| config::parse_str(text).expect("the controller harness's config"))
+        .collect()
+}
+
+/// The socket the controller harness's upstreams send to, and the
+/// configs naming it, made once per thread.
+struct Upstream {
+    socket: UdpSocket,
+    configs: Vec<Config>,
+}
+
+thread_local! {
+    static UPSTREAM: RefCell<Option<Rc<Upstream>>> = const { RefCell::new(None) };
+}
+
+async fn upstream() -> Rc<Upstream> {
+    if let Some(u) = UPSTREAM.with(|u| u.borrow().clone()) {
+        return u;
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback UDP socket");
+    let configs = controller_configs(socket.local_addr().expect("its address"));
+    let u = Rc::new(Upstream { socket, configs });
+    UPSTREAM.with(|slot| *slot.borrow_mut() = Some(u.clone()));
+    u
+}
+
+/// The controller on a raw client packet, with its cache in front:
+/// `data` is a flags byte, a 2-byte query length, the query, then the
+/// upstream's answer. The query goes through `Controller::handle`; a miss
+/// goes upstream (`pursue`, as the listener does) to a loopback socket that
+/// answers with the fuzzed answer (its id and question made those of the
+/// query it got, unless flags bit 2 says raw) followed by a SERVFAIL that
+/// ends the exchange if the fuzzed one is refused; then the same query
+/// comes again and meets the cache.
+///
+/// Flags: bit 0 TCP client, bit 1 the client asked the upstream itself
+/// (for `asis`), bit 2 raw answer, bit 3 `ipversion_prefer`.
+pub fn controller(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.byte();
+    let qlen = usize::from(input.u16());
+    let query = input.take(qlen);
+    let answer = input.rest();
+    block_on(async {
+        let upstream = upstream().await;
+        // Whatever an earlier run left on the socket.
+        let mut scratch = vec![0u8; 65536];
+        while upstream.socket.try_recv_from(&mut scratch).is_ok() {}
+        let config = &upstream.configs[usize::from(flags & 8 != 0)];
+        let controller = Controller::new(config).expect("a controller");
+        let client = Client {
+            transport: if flags & 1 != 0 {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            },
+            addr: "127.0.0.1:5353".parse().expect("an address"),
+            asked: (flags & 2 != 0).then(|| upstream.socket.local_addr().expect("its address")),
+        };
+        for round in 0..2 {
+            let mut out = Vec::new();
+            let pending = match controller.handle(query, &client, &mut out) {
+                Step::Dropped => return,
+                Step::Replied => None,
+                Step::Pending(p) => Some(p),
+            };
+            if let Some(p) = pending {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                controller.pursue(p, client, move |reply| {
+                    let _ = tx.send(reply.to_vec());
+                    None
+                });
+                let serve = serve_upstream(&upstream.socket, answer, flags & 4 != 0);
+                out = no_hang("a query sent upstream", async {
+                    tokio::select! {
+                        reply = rx => reply.expect("the controller answers every pending query"),
+                        _ = serve => unreachable!("the upstream serves until the answer comes"),
+                    }
+                })
+                .await;
+            }
+            check_client_reply(query, &client, &out, round);
+        }
+    });
+}
+
+/// Answers every query on `socket` with `answer` (see `controller`), then
+/// a SERVFAIL for the same question.
+async fn serve_upstream(socket: &UdpSocket, answer: &[u8], raw: bool) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let sent = &buf[..n];
+        let Ok(info) = wire::parse_query(sent) else {
+            panic!("the controller sent upstream a query it cannot read itself: {sent:02x?}");
+        };
+        let question = &sent[wire::HEADER_LEN..info.question_end];
+        let mut reply = Vec::with_capacity(answer.len() + question.len());
+        if raw {
+            reply.extend_from_slice(answer);
+            if reply.len() >= 2 {
+                reply[..2].copy_from_slice(&sent[..2]);
+            }
+        } else {
+            let mut header = [0u8; wire::HEADER_LEN];
+            let head = &answer[..answer.len().min(wire::HEADER_LEN)];
+            header[..head.len()].copy_from_slice(head);
+            header[..2].copy_from_slice(&sent[..2]);
+            reply.extend_from_slice(&header);
+            reply.extend_from_slice(question);
+            reply.extend_from_slice(answer.get(wire::HEADER_LEN..).unwrap_or_default());
+        }
+        let _ = socket.send_to(&reply, from).await;
+        let mut servfail = sent[..info.question_end].to_vec();
+        wire::set_flags(&mut servfail, flag::QR | flag::RD | flag::RA | 2);
+        servfail[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        let _ = socket.send_to(&servfail, from).await;
+    }
+}
+
+/// What every reply to a client must be.
+fn check_client_reply(query: &[u8], client: &Client, out: &[u8], round: usize) {
+    assert!(
+        out.len() >= wire::HEADER_LEN,
+        "round {round}: a {}-byte reply",
+        out.len()
+    );
+    assert_eq!(
+        wire::id(out),
+        wire::id(query),
+        "round {round}: the client's id"
+    );
+    assert_ne!(wire::flags(out) & flag::QR, 0, "round {round}: QR set");
+    if let Ok(info) = wire::parse_query(query) {
+        if client.transport == Transport::Udp {
+            assert!(
+                out.len() <= info.udp_limit(),
+                "round {round}: a {}-byte UDP reply for a client taking {}",
+                out.len(),
+                info.udp_limit()
+            );
+        }
+        assert!(
+            out.len() < wire::HEADER_LEN + 4
+                || wire::read_u16(out, 4) == Some(0)
+                || out.get(wire::HEADER_LEN..info.question_end)
+                    == Some(&query[wire::HEADER_LEN..info.question_end]),
+            "round {round}: the reply's question is the client's, as the client wrote it"
+        );
+    }
+}
+
+// ------------------------------------------------------------- config
+
+/// UCI text: the whole reader (quoting, `uci_rs`, the checks), and the
+/// quoting on its own: what it writes, it reads back the same. (Only
+/// without backslashes: its output is for `uci_rs`, which keeps them
+/// inside double quotes, where libuci's reading, which `normalize` does,
+/// takes them as escapes.)
+pub fn uci(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let (false, Ok(normal)) = (text.contains('\\'), config::quoting::normalize(text)) {
+        let again = config::quoting::normalize(&normal).expect("normalized text reads again");
+        assert_eq!(again, normal, "normalizing is idempotent");
+    }
+    if let Ok(config) = config::parse_str(text) {
+        let _ = config::warnings(&config);
+    }
+}
+
+/// A rule line (`request_rule`, `response_rule`, routing `rule`).
+pub fn rule(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = config::rule::parse(text);
+    // And inside a config, where it is checked against its section.
+    if !text.contains(['\n', '\'']) {
+        for opt in ["request_rule", "response_rule"] {
+            let _ = config::parse_str(&format!(
+                "config dns 'dns'\n\tlist {opt} '{text}'\n\
+                 config upstream 'a'\n\toption address 'udp://192.0.2.53'\n"
+            ));
+        }
+        let _ = config::parse_str(&format!("config routing 'routing'\n\tlist rule '{text}'\n"));
+    }
+}
+
+/// A share link.
+pub fn link(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = dialer::link::parse(text);
+}
+
+// ---------------------------------------------------- proxy protocols
+
+/// A stream whose reads return at most `max` bytes each (the state
+/// machines must cope with a reply cut anywhere).
+struct Trickle {
+    inner: DuplexStream,
+    max: usize,
+}
+
+impl AsyncRead for Trickle {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let max = self.max.min(buf.remaining());
+        let mut part = buf.take(max);
+        let r = Pin::new(&mut self.inner).poll_read(cx, &mut part);
+        let n = part.filled().len();
+        // SAFETY: `part` wrote `n` initialized bytes into `buf`'s unfilled part.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
+        r
+    }
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A stream to a "server" that has sent `reply` and closed its side; what
+/// the client writes is kept (room for all of it) and never read. Reads
+/// return at most `max` bytes (at least 1).
+async fn server_sent(reply: &[u8], max: u8) -> (BoxStream, DuplexStream) {
+    let (client, mut server) = tokio::io::duplex(reply.len() + 256 * 1024);
+    server.write_all(reply).await.expect("room for the reply");
+    server.shutdown().await.expect("the server's side closes");
+    let max = if max == 0 {
+        usize::MAX
+    } else {
+        usize::from(max)
+    };
+    (Box::new(Trickle { inner: client, max }), server)
+}
+
+/// Reads a proxied stream to its end (bounded: the reply is all there is).
+async fn drain(stream: &mut BoxStream) {
+    let mut buf = [0u8; 4096];
+    let mut total = 0usize;
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        total += n;
+        assert!(total <= 1 << 20, "more bytes out than went in");
+    }
+}
+
+/// Receives datagrams until the path fails (it must: the reply ends).
+async fn drain_packets(rx: &mut dyn dialer::PacketRx) {
+    for _ in 0..100_000 {
+        if rx.recv().await.is_err() {
+            return;
+        }
+    }
+    panic!("100000 datagrams out of one finite reply");
+}
+
+fn target(v6: bool) -> SocketAddr {
+    if v6 {
+        "[2001:db8::53]:53".parse().expect("an address")
+    } else {
+        "192.0.2.53:53".parse().expect("an address")
+    }
+}
+
+fn auth() -> Auth {
+    Auth {
+        user: "user".into(),
+        password: "password".into(),
+    }
+}
+
+/// A SOCKS5 server's replies (method, authentication, CONNECT), and a
+/// datagram from its UDP relay. `data`: flags (bit 0 IPv6 target, bit 1
+/// with a user and password), the read size, the server's bytes.
+pub fn socks5(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.byte();
+    let max = input.byte();
+    let reply = input.rest();
+    let target = target(flags & 1 != 0);
+    if let Some(payload) = dialer::socks5::from_target(reply, target) {
+        assert!(payload.len() <= reply.len().saturating_sub(10));
+    }
+    let auth = (flags & 2 != 0).then(auth);
+    block_on(no_hang("socks5", async {
+        let (stream, _server) = server_sent(reply, max).await;
+        if let Ok(mut s) = dialer::socks5::connect(stream, auth.as_ref(), target).await {
+            drain(&mut s).await;
+        }
+    }));
+}
+
+/// An HTTP proxy's reply to CONNECT. `data`: flags (bit 1 with a user and
+/// password), the read size, the proxy's bytes.
+pub fn http_proxy(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.byte();
+    let max = input.byte();
+    let reply = input.rest();
+    let auth = (flags & 2 != 0).then(auth);
+    block_on(no_hang("http proxy", async {
+        let (stream, _server) = server_sent(reply, max).await;
+        if let Ok(mut s) = dialer::http::connect(stream, auth.as_ref(), target(false)).await {
+            drain(&mut s).await;
+        }
+    }));
+}
+
+fn ss_config(selector: u8) -> SsConfig {
+    SsConfig {
+        method: match selector % 3 {
+            0 => SsMethod::Aes128Gcm,
+            1 => SsMethod::Aes256Gcm,
+            _ => SsMethod::Chacha20IetfPoly1305,
+        },
+        password: "fuzz".into(),
+    }
+}
+
+/// A Shadowsocks server's stream, two ways. Raw (flags bit 7 set): the
+/// bytes themselves (a wrong key, garbage). Sealed: the rest of `data` is
+/// cut into chunks (a length byte, then that many bytes) that a server
+/// with our key seals; then the sealed stream is cut at a fuzzed length
+/// and a fuzzed byte flipped (when those are inside it). `data`: flags
+/// (bits 0-1 cipher), read size, cut (2 bytes), flip (2 bytes), the rest.
+pub fn shadowsocks_stream(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.byte();
+    let max = input.byte();
+    let cut = usize::from(input.u16());
+    let flip = usize::from(input.u16());
+    let rest = input.rest();
+    let config = ss_config(flags);
+    block_on(no_hang("shadowsocks stream", async {
+        let wire = if flags & 0x80 != 0 {
+            rest.to_vec()
+        } else {
+            let mut wire = sealed_by_server(&config, rest).await;
+            if cut > 0 && cut < wire.len() {
+                wire.truncate(cut);
+            }
+            if let Some(b) = wire.get_mut(flip) {
+                *b ^= 0x01;
+            }
+            wire
+        };
+        let (stream, _server) = server_sent(&wire, max).await;
+        let target = target(false);
+        if let Ok(mut s) = dialer::shadowsocks::connect(stream, &config, target).await {
+            drain(&mut s).await;
+        }
+    }));
+}
+
+/// What a Shadowsocks server with `config`'s key sends when it writes
+/// each chunk of `chunks` (length byte, bytes) in a write of its own.
+async fn sealed_by_server(config: &SsConfig, chunks: &[u8]) -> Vec<u8> {
+    let (ours, mut theirs) = tokio::io::duplex(4 * chunks.len() + 64 * 1024);
+    let mut server = dialer::shadowsocks::connect(Box::new(ours), config, target(false))
+        .await
+        .expect("a shadowsocks stream");
+    let mut input = Input(chunks);
+    while !input.0.is_empty() {
+        let n = usize::from(input.byte());
+        let chunk = input.take(n);
+        server.write_all(chunk).await.expect("room for the chunk");
+    }
+    server.flush().await.expect("room for the stream");
+    drop(server);
+    let mut wire = Vec::new();
+    theirs
+        .read_to_end(&mut wire)
+        .await
+        .expect("the sealed stream");
+    wire
+}
+
+/// A datagram from a Shadowsocks server's UDP relay, raw (flags bit 7) or
+/// sealed with our key around the fuzzed plaintext (address header and
+/// payload), as the server seals it: a salt, then the plaintext under the
+/// salt's subkey with nonce zero. `data`: flags (bits 0-1 cipher, bit 2
+/// IPv6 target), the rest.
+pub fn shadowsocks_packet(data: &[u8]) {
+    use dialer::shadowsocks::{open_datagram, Cipher};
+    use ring::aead::{Aad, Nonce};
+    let mut input = Input(data);
+    let flags = input.byte();
+    let rest = input.rest();
+    let cipher = Cipher::new(&ss_config(flags));
+    let target = target(flags & 4 != 0);
+    let mut datagram = if flags & 0x80 != 0 {
+        rest.to_vec()
+    } else {
+        let salt = [7u8; 32];
+        let salt = &salt[..cipher.key_len()];
+        let mut out = salt.to_vec();
+        out.extend_from_slice(rest);
+        let tag = cipher
+            .session_key(salt)
+            .expect("a subkey")
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0; 12]),
+                Aad::empty(),
+                &mut out[salt.len()..],
+            )
+            .expect("sealing a datagram");
+        out.extend_from_slice(tag.as_ref());
+        out
+    };
+    let len = datagram.len();
+    if let Ok(payload) = open_datagram(&cipher, target, &mut datagram) {
+        assert!(payload.start <= payload.end && payload.end <= len);
+    }
+}
+
+/// A trojan server's bytes after our request: the stream as is, or UDP
+/// frames. `data`: flags (bit 0 IPv6 target, bit 1 UDP), read size, the
+/// server's bytes.
+pub fn trojan(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.byte();
+    let max = input.byte();
+    let reply = input.rest();
+    let target = target(flags & 1 != 0);
+    block_on(no_hang("trojan", async {
+        let (stream, _server) = server_sent(reply, max).await;
+        if flags & 2 != 0 {
+            let mut p = dialer::trojan::packets(stream, "password", target)
+                .await
+                .expect("a trojan datagram path");
+            let _ = p.tx.send(b"query").await;
+            drain_packets(&mut *p.rx).await;
+        } else {
+            let mut s = dialer::trojan::connect(stream, "password", target)
+                .await
+                .expect("a trojan stream");
+            drain(&mut s).await;
+        }
+    }));
+}
+
+/// A VLESS server's response header and what follows: the stream, or UDP
+/// frames. `data` as for `trojan`.
+pub fn vless(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.byte();
+    let max = input.byte();
+    let reply = input.rest();
+    let target = target(flags & 1 != 0);
+    let uuid = [0x5a; 16];
+    block_on(no_hang("vless", async {
+        let (stream, _server) = server_sent(reply, max).await;
+        if flags & 2 != 0 {
+            let mut p = dialer::vless::packets(stream, &uuid, target)
+                .await
+                .expect("a vless datagram path");
+            let _ = p.tx.send(b"query").await;
+            drain_packets(&mut *p.rx).await;
+        } else {
+            let mut s = dialer::vless::connect(stream, &uuid, target)
+                .await
+                .expect("a vless stream");
+            let _ = s.write_all(b"query").await;
+            drain(&mut s).await;
+        }
+    }));
+}
+
+/// A VMess server's bytes: the sealed response header length comes first,
+/// under keys only the real server knows, so random bytes stop there; the
+/// harness checks that every such reply is an error, never a panic or a
+/// hang. `data` as for `trojan`.
+pub fn vmess(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.byte();
+    let max = input.byte();
+    let reply = input.rest();
+    let target = target(flags & 1 != 0);
+    let config = VmessConfig {
+        uuid: [0x5a; 16],
+        security: if flags & 4 != 0 {
+            VmessSecurity::Chacha20Poly1305
+        } else {
+            VmessSecurity::Aes128Gcm
+        },
+    };
+    block_on(no_hang("vmess", async {
+        let (stream, _server) = server_sent(reply, max).await;
+        if flags & 2 != 0 {
+            let mut p = dialer::vmess::packets(stream, &config, target)
+                .await
+                .expect("a vmess datagram path");
+            let _ = p.tx.send(b"query").await;
+            drain_packets(&mut *p.rx).await;
+        } else {
+            let mut s = dialer::vmess::connect(stream, &config, target)
+                .await
+                .expect("a vmess stream");
+            let _ = s.write_all(b"query").await;
+            drain(&mut s).await;
+        }
+    }));
+}
+
+// ------------------------------------------------------ DoH and DoQ
+
+/// What DoH and DoQ take from a reply: a DoQ stream's 2-byte length
+/// framing, a DoH body's checks, and the match against the question.
+pub fn doh_doq(data: &[u8]) {
+    #[cfg(feature = "doq")]
+    if let Ok(message) = crate::forwarder::quic::unframe(data) {
+        assert_eq!(message.len() + 2, data.len());
+    }
+    #[cfg(any(feature = "doh", feature = "doh3"))]
+    if crate::forwarder::doh::check_body(data).is_ok() {
+        assert!(data.len() >= wire::HEADER_LEN);
+        if let Ok(info) = wire::parse_query(&query_of(data)) {
+            let _ = wire::response_matches(data, 0, &query_of(data), &info);
+        }
+    }
+}
