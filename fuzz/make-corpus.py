@@ -275,10 +275,21 @@ def trojan_vless_vmess_seeds():
     put("vless", "udp", bytes([2, 0]) + b"\x00\x00" + struct.pack(">H", len(dns)) + dns)
     put("vless", "udp-trickle", bytes([3, 1]) + b"\x00\x00" + struct.pack(">H", 3) + b"abc" + struct.pack(">H", 0))
     put("vless", "bad-version", bytes([0, 0]) + b"\x01\x00")
-    put("vmess", "stream", bytes([0, 0]) + os.urandom(18 + 38))
-    put("vmess", "udp", bytes([2, 3]) + os.urandom(40))
-    put("vmess", "chacha", bytes([4, 0]) + os.urandom(18))
-    put("vmess", "empty", bytes([0, 0]))
+    # flags, read size, cut, flip, header length, n + header, chunk specs
+    # (see fuzzing::vmess; the harness seals them as the server would)
+    plan = lambda cut, flip, hl, hdr, *cs: struct.pack(">HHH", cut, flip, hl) + bytes([len(hdr)]) + hdr + chunks(*cs)
+    for sec in range(3):
+        f = sec << 2
+        put("vmess", f"stream-{sec}", bytes([f | 0x10, 0]) + plan(0, 0xFFFF, 0, b"\0\0\0", b"hello", b" world"))
+        put("vmess", f"udp-{sec}", bytes([f | 2, 0]) + plan(0, 0xFFFF, 0, b"\0\0\0", dns))
+        put("vmess", f"trickle-{sec}", bytes([f | 0x11, 3]) + plan(0, 0xFFFF, 0, b"\0\0\0", b"abc", b"", b"def"))
+        put("vmess", f"cut-{sec}", bytes([f, 0]) + plan(60, 0xFFFF, 0, b"\0\0\0", b"abc", b"def"))
+        put("vmess", f"flip-{sec}", bytes([f | 2, 0]) + plan(0, 70, 0, b"\0\0\0", b"abc"))
+    put("vmess", "command", bytes([0x10, 0]) + plan(0, 0xFFFF, 0, b"\0\1\2\x04\0\0\0\0", b"x"))
+    put("vmess", "bad-header-len", bytes([0x20, 0]) + plan(0, 0xFFFF, 2, b"\0\0\0", b"x"))
+    put("vmess", "raw", bytes([0x80, 0]) + os.urandom(18 + 38))
+    put("vmess", "raw-udp", bytes([0x82, 3]) + os.urandom(40))
+    put("vmess", "raw-empty", bytes([0x80, 0]))
 
 
 # ------------------------------------------------------------- config

@@ -718,40 +718,152 @@ pub fn vless(data: &[u8]) {
     }));
 }
 
-/// A VMess server's bytes: the sealed response header length comes first,
-/// under keys only the real server knows, so random bytes stop there; the
-/// harness checks that every such reply is an error, never a panic or a
-/// hang. `data` as for `trojan`.
+/// A VMess server's reply, two ways. Raw (flags bit 7): the bytes as
+/// they are (a server with other keys, garbage: the sealed header length
+/// must fail, never panic). Sealed: the harness plays the server: it opens
+/// our request as a VMess server does, and answers under the response
+/// keys with a header and body chunks built from the fuzzed plan; then
+/// the reply is cut at a fuzzed length and a fuzzed byte flipped (when
+/// inside it).
+///
+/// `data`: flags (bit 0 IPv6 target, bit 1 UDP, bits 2-3 security: AES,
+/// ChaCha20, none; bit 4 an end chunk after the rest; bit 5 a fuzzed
+/// header length; bit 7 raw), read size, cut (2 bytes), flip (2 bytes),
+/// then: the header length (2 bytes, used with bit 5), a byte n and n
+/// bytes of header after the echoed auth byte, and chunk specs (a length
+/// byte, those bytes) to the end. Raw: the server's bytes after flags and
+/// read size.
 pub fn vmess(data: &[u8]) {
     let mut input = Input(data);
     let flags = input.byte();
     let max = input.byte();
-    let reply = input.rest();
     let target = target(flags & 1 != 0);
     let config = VmessConfig {
         uuid: [0x5a; 16],
-        security: if flags & 4 != 0 {
-            VmessSecurity::Chacha20Poly1305
-        } else {
-            VmessSecurity::Aes128Gcm
+        security: match (flags >> 2) & 3 {
+            0 => VmessSecurity::Aes128Gcm,
+            1 => VmessSecurity::Chacha20Poly1305,
+            _ => VmessSecurity::None,
         },
     };
     block_on(no_hang("vmess", async {
-        let (stream, _server) = server_sent(reply, max).await;
-        if flags & 2 != 0 {
-            let mut p = dialer::vmess::packets(stream, &config, target)
-                .await
-                .expect("a vmess datagram path");
-            let _ = p.tx.send(b"query").await;
-            drain_packets(&mut *p.rx).await;
-        } else {
-            let mut s = dialer::vmess::connect(stream, &config, target)
-                .await
-                .expect("a vmess stream");
-            let _ = s.write_all(b"query").await;
-            drain(&mut s).await;
-        }
+        let (ours, theirs) = tokio::io::duplex(data.len() * 4 + 256 * 1024);
+        let ours: BoxStream = Box::new(Trickle {
+            inner: ours,
+            max: if max == 0 {
+                usize::MAX
+            } else {
+                usize::from(max)
+            },
+        });
+        let server = async {
+            let mut theirs = theirs;
+            let reply = if flags & 0x80 != 0 {
+                input.rest().to_vec()
+            } else {
+                vmess_server_reply(&mut theirs, &config, flags, input).await
+            };
+            theirs.write_all(&reply).await.expect("room for the reply");
+            theirs.shutdown().await.expect("the server's side closes");
+            theirs
+        };
+        let client = async {
+            if flags & 2 != 0 {
+                let mut p = dialer::vmess::packets(ours, &config, target)
+                    .await
+                    .expect("a vmess datagram path");
+                p.tx.send(b"query").await.expect("room for the query");
+                drain_packets(&mut *p.rx).await;
+            } else {
+                let mut s = dialer::vmess::connect(ours, &config, target)
+                    .await
+                    .expect("a vmess stream");
+                s.write_all(b"query").await.expect("room for the query");
+                s.flush().await.expect("room for the query");
+                drain(&mut s).await;
+            }
+        };
+        // The server's end lives until the client is done with it.
+        let (_theirs, ()) = tokio::join!(server, client);
     }));
+}
+
+/// Reads our VMess request off `from` as the server does, and returns
+/// the reply `plan` describes (see `vmess`).
+async fn vmess_server_reply(
+    from: &mut DuplexStream,
+    config: &VmessConfig,
+    flags: u8,
+    mut plan: Input<'_>,
+) -> Vec<u8> {
+    use dialer::vmess::{cmd_key, gcm_seal, kdf, kdf16, sha256_16, BodyCipher};
+    use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+    let open = |key: &[u8; 16], iv: &[u8], aad: &[u8], sealed: &mut Vec<u8>| {
+        let key = LessSafeKey::new(UnboundKey::new(&aead::AES_128_GCM, key).expect("a key"));
+        let nonce = Nonce::try_assume_unique_for_key(&iv[..12]).expect("a nonce");
+        let n = key
+            .open_in_place(nonce, Aad::from(aad), sealed)
+            .expect("our request opens with our keys")
+            .len();
+        sealed.truncate(n);
+    };
+    let cmd = cmd_key(&config.uuid);
+    let mut head = [0u8; 16 + 18 + 8];
+    from.read_exact(&mut head).await.expect("a request");
+    let (id, rest) = head.split_at(16);
+    let (sealed_len, nonce) = rest.split_at(18);
+    let mut len = sealed_len.to_vec();
+    let key = kdf16(&cmd, &[b"VMess Header AEAD Key_Length", id, nonce]);
+    let iv = kdf(&cmd, &[b"VMess Header AEAD Nonce_Length", id, nonce]);
+    open(&key, &iv, id, &mut len);
+    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let mut header = vec![0u8; len + 16];
+    from.read_exact(&mut header)
+        .await
+        .expect("a request header");
+    let key = kdf16(&cmd, &[b"VMess Header AEAD Key", id, nonce]);
+    let iv = kdf(&cmd, &[b"VMess Header AEAD Nonce", id, nonce]);
+    open(&key, &iv, id, &mut header);
+    let body_iv: [u8; 16] = header[1..17].try_into().expect("16 bytes");
+    let body_key: [u8; 16] = header[17..33].try_into().expect("16 bytes");
+    let auth_v = header[33];
+
+    let cut = usize::from(plan.u16());
+    let flip = usize::from(plan.u16());
+    let fuzzed_len = plan.u16();
+    let n = usize::from(plan.byte());
+    let mut resp_header = vec![auth_v];
+    resp_header.extend_from_slice(plan.take(n));
+    let resp_key = sha256_16(&body_key);
+    let resp_iv = sha256_16(&body_iv);
+    let header_len = if flags & 0x20 != 0 {
+        fuzzed_len
+    } else {
+        resp_header.len() as u16
+    };
+    let mut reply = Vec::new();
+    let key = kdf16(&resp_key, &[b"AEAD Resp Header Len Key"]);
+    let iv = kdf(&resp_iv, &[b"AEAD Resp Header Len IV"]);
+    gcm_seal(&key, &iv[..12], &[], &header_len.to_be_bytes(), &mut reply).expect("sealing");
+    let key = kdf16(&resp_key, &[b"AEAD Resp Header Key"]);
+    let iv = kdf(&resp_iv, &[b"AEAD Resp Header IV"]);
+    gcm_seal(&key, &iv[..12], &[], &resp_header, &mut reply).expect("sealing");
+    let mut body = BodyCipher::new(config.security, &resp_key, resp_iv).expect("a body cipher");
+    while !plan.0.is_empty() {
+        let n = usize::from(plan.byte());
+        body.seal_chunk(plan.take(n), &mut reply)
+            .expect("sealing a chunk");
+    }
+    if flags & 0x10 != 0 {
+        body.seal_chunk(&[], &mut reply).expect("sealing the end");
+    }
+    if cut > 0 && cut < reply.len() {
+        reply.truncate(cut);
+    }
+    if let Some(b) = reply.get_mut(flip) {
+        *b ^= 0x01;
+    }
+    reply
 }
 
 // ------------------------------------------------------ DoH and DoQ
