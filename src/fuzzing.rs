@@ -32,7 +32,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 
 use crate::config::{self, Config};
 use crate::controller::{Client, Controller, Step, Transport};
@@ -195,11 +195,12 @@ fn query_of(response: &[u8]) -> Vec<u8> {
     q
 }
 
-/// The config of the controller harness, its upstream on `upstream`:
-/// request and response rules of each kind, two upstreams on the same
-/// socket (so a response rule can send an answer on), and, in the second,
+/// The config of the controller harness, its upstreams all on `port` of
+/// 127.0.0.1 (UDP and TCP): request and response rules of each kind,
+/// upstreams over UDP, TCP and TCP+UDP (so answers come in both framings,
+/// and a response rule can send an answer on), and, in the second,
 /// `ipversion_prefer` (two resolutions per A/AAAA query).
-fn controller_configs(upstream: SocketAddr) -> Vec<Config> {
+fn controller_configs(port: u16) -> Vec<Config> {
     let base = format!(
         "config dns 'dns'\n\
          \tlist dns_listen '127.0.0.1:0'\n\
@@ -207,14 +208,16 @@ fn controller_configs(upstream: SocketAddr) -> Vec<Config> {
          \tlist request_rule 'qname(suffix: reject.example) -> reject'\n\
          \tlist request_rule 'qname(suffix: asis.example) -> asis'\n\
          \tlist request_rule 'qtype(mx) -> b'\n\
+         \tlist request_rule 'qtype(txt) -> c'\n\
          \toption request_fallback 'a'\n\
          \tlist response_rule 'upstream(a) && ip(192.0.2.0/24) -> b'\n\
          \tlist response_rule 'qname(full: gone.example) && qtype(a) -> reject'\n\
          \tlist response_rule 'upstream(a) && ip(2001:db8::/32) -> reject'\n\
          \toption response_fallback 'accept'\n\
          \tlist fixed_domain_ttl 'fixed.example:30'\n\
-         config upstream 'a'\n\toption address 'udp://{upstream}'\n\
-         config upstream 'b'\n\toption address 'udp://{upstream}'\n"
+         config upstream 'a'\n\toption address 'udp://127.0.0.1:{port}'\n\
+         config upstream 'b'\n\toption address 'tcp://127.0.0.1:{port}'\n\
+         config upstream 'c'\n\toption address 'tcp+udp://127.0.0.1:{port}'\n"
     );
     let prefer = base.replace(
         "\toption upstream_timeout",
@@ -226,10 +229,11 @@ fn controller_configs(upstream: SocketAddr) -> Vec<Config> {
         .collect()
 }
 
-/// The socket the controller harness's upstreams send to, and the
-/// configs naming it, made once per thread.
+/// The sockets the controller harness's upstreams send to (UDP and TCP
+/// on one port), and the configs naming them, made once per thread.
 struct Upstream {
-    socket: UdpSocket,
+    udp: UdpSocket,
+    tcp: TcpListener,
     configs: Vec<Config>,
 }
 
@@ -241,11 +245,21 @@ async fn upstream() -> Rc<Upstream> {
     if let Some(u) = UPSTREAM.with(|u| u.borrow().clone()) {
         return u;
     }
-    let socket = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback UDP socket");
-    let configs = controller_configs(socket.local_addr().expect("its address"));
-    let u = Rc::new(Upstream { socket, configs });
+    // A UDP port whose TCP twin is free too.
+    let (udp, tcp) = 'bound: {
+        for _ in 0..100 {
+            let udp = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback UDP socket");
+            let at = udp.local_addr().expect("its address");
+            if let Ok(tcp) = TcpListener::bind(at).await {
+                break 'bound (udp, tcp);
+            }
+        }
+        panic!("no loopback port free for both UDP and TCP");
+    };
+    let configs = controller_configs(udp.local_addr().expect("its address").port());
+    let u = Rc::new(Upstream { udp, tcp, configs });
     UPSTREAM.with(|slot| *slot.borrow_mut() = Some(u.clone()));
     u
 }
@@ -253,25 +267,27 @@ async fn upstream() -> Rc<Upstream> {
 /// The controller on a raw client packet, with its cache in front:
 /// `data` is a flags byte, a 2-byte query length, the query, then the
 /// upstream's answer. The query goes through `Controller::handle`; a miss
-/// goes upstream (`pursue`, as the listener does) to a loopback socket that
-/// answers with the fuzzed answer (its id and question made those of the
-/// query it got, unless flags bit 2 says raw) followed by a SERVFAIL that
-/// ends the exchange if the fuzzed one is refused; then the same query
-/// comes again and meets the cache.
+/// goes upstream (`pursue`, as the listener does) to loopback sockets that
+/// answer with the fuzzed answer (its id and question made those of the
+/// query they got, unless flags bit 2 says raw) followed, over UDP, by a
+/// SERVFAIL that ends the exchange if the fuzzed one is refused; then the
+/// same query comes again and meets the cache.
 ///
 /// Flags: bit 0 TCP client, bit 1 the client asked the upstream itself
-/// (for `asis`), bit 2 raw answer, bit 3 `ipversion_prefer`.
+/// (for `asis`), bit 2 raw answer (over TCP: raw bytes, no length
+/// prefix), bit 3 `ipversion_prefer`.
 pub fn controller(data: &[u8]) {
     let mut input = Input(data);
     let flags = input.byte();
     let qlen = usize::from(input.u16());
     let query = input.take(qlen);
     let answer = input.rest();
+    let raw = flags & 4 != 0;
     block_on(async {
         let upstream = upstream().await;
         // Whatever an earlier run left on the socket.
         let mut scratch = vec![0u8; 65536];
-        while upstream.socket.try_recv_from(&mut scratch).is_ok() {}
+        while upstream.udp.try_recv_from(&mut scratch).is_ok() {}
         let config = &upstream.configs[usize::from(flags & 8 != 0)];
         let controller = Controller::new(config).expect("a controller");
         let client = Client {
@@ -281,7 +297,7 @@ pub fn controller(data: &[u8]) {
                 Transport::Udp
             },
             addr: "127.0.0.1:5353".parse().expect("an address"),
-            asked: (flags & 2 != 0).then(|| upstream.socket.local_addr().expect("its address")),
+            asked: (flags & 2 != 0).then(|| upstream.udp.local_addr().expect("its address")),
         };
         for round in 0..2 {
             let mut out = Vec::new();
@@ -296,11 +312,13 @@ pub fn controller(data: &[u8]) {
                     let _ = tx.send(reply.to_vec());
                     None
                 });
-                let serve = serve_upstream(&upstream.socket, answer, flags & 4 != 0);
+                let udp = serve_udp(&upstream.udp, answer, raw);
+                let tcp = serve_tcp(&upstream.tcp, answer, raw);
                 out = no_hang("a query sent upstream", async {
                     tokio::select! {
                         reply = rx => reply.expect("the controller answers every pending query"),
-                        _ = serve => unreachable!("the upstream serves until the answer comes"),
+                        _ = udp => unreachable!("the upstream serves until the answer comes"),
+                        _ = tcp => unreachable!("the upstream serves until the answer comes"),
                     }
                 })
                 .await;
@@ -310,39 +328,84 @@ pub fn controller(data: &[u8]) {
     });
 }
 
-/// Answers every query on `socket` with `answer` (see `controller`), then
-/// a SERVFAIL for the same question.
-async fn serve_upstream(socket: &UdpSocket, answer: &[u8], raw: bool) {
+/// The fuzzed `answer` as the answer to `sent` (see `controller`): raw,
+/// with only the id made `sent`'s; or with `sent`'s id and question in
+/// place of its own (when its own can be found).
+fn answer_to(sent: &[u8], answer: &[u8], raw: bool) -> Vec<u8> {
+    let Ok(info) = wire::parse_query(sent) else {
+        panic!("the controller sent upstream a query it cannot read itself: {sent:02x?}");
+    };
+    let mut reply = answer.to_vec();
+    if reply.len() >= 2 {
+        reply[..2].copy_from_slice(&sent[..2]);
+    }
+    // The end of the answer's own first question.
+    let mut at = wire::HEADER_LEN;
+    let own_end = loop {
+        match answer.get(at) {
+            None => break None,
+            Some(0) => break Some(at + 1 + 4),
+            Some(&len) if len & 0xc0 != 0 => break Some(at + 2 + 4),
+            Some(&len) => at += 1 + usize::from(len),
+        }
+    };
+    match own_end {
+        Some(end) if !raw && end <= answer.len() => {
+            reply.truncate(wire::HEADER_LEN);
+            reply.extend_from_slice(&sent[wire::HEADER_LEN..info.question_end]);
+            reply.extend_from_slice(&answer[end..]);
+            reply
+        }
+        _ => reply,
+    }
+}
+
+/// Answers every query on `socket` with the fuzzed answer, then a
+/// SERVFAIL for the same question.
+async fn serve_udp(socket: &UdpSocket, answer: &[u8], raw: bool) {
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, from)) = socket.recv_from(&mut buf).await else {
             continue;
         };
         let sent = &buf[..n];
-        let Ok(info) = wire::parse_query(sent) else {
-            panic!("the controller sent upstream a query it cannot read itself: {sent:02x?}");
-        };
-        let question = &sent[wire::HEADER_LEN..info.question_end];
-        let mut reply = Vec::with_capacity(answer.len() + question.len());
-        if raw {
-            reply.extend_from_slice(answer);
-            if reply.len() >= 2 {
-                reply[..2].copy_from_slice(&sent[..2]);
-            }
-        } else {
-            let mut header = [0u8; wire::HEADER_LEN];
-            let head = &answer[..answer.len().min(wire::HEADER_LEN)];
-            header[..head.len()].copy_from_slice(head);
-            header[..2].copy_from_slice(&sent[..2]);
-            reply.extend_from_slice(&header);
-            reply.extend_from_slice(question);
-            reply.extend_from_slice(answer.get(wire::HEADER_LEN..).unwrap_or_default());
-        }
-        let _ = socket.send_to(&reply, from).await;
+        let _ = socket.send_to(&answer_to(sent, answer, raw), from).await;
+        let info = wire::parse_query(sent).expect("read by answer_to");
         let mut servfail = sent[..info.question_end].to_vec();
         wire::set_flags(&mut servfail, flag::QR | flag::RD | flag::RA | 2);
         servfail[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         let _ = socket.send_to(&servfail, from).await;
+    }
+}
+
+/// Answers every query on each connection to `listener` with the fuzzed
+/// answer behind its length (raw: the bytes alone, and the connection
+/// closed).
+async fn serve_tcp(listener: &TcpListener, answer: &[u8], raw: bool) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let answer = answer.to_vec();
+        connections.spawn_local(async move {
+            let mut len = [0u8; 2];
+            while conn.read_exact(&mut len).await.is_ok() {
+                let mut sent = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if conn.read_exact(&mut sent).await.is_err() {
+                    return;
+                }
+                let reply = answer_to(&sent, &answer, raw);
+                let mut framed = Vec::with_capacity(reply.len() + 2);
+                if !raw {
+                    framed.extend_from_slice(&(reply.len().min(65535) as u16).to_be_bytes());
+                }
+                framed.extend_from_slice(&reply);
+                if conn.write_all(&framed).await.is_err() || raw {
+                    return;
+                }
+            }
+        });
     }
 }
 
