@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs every fuzz target (or those named) for SECONDS each, one after the
 # other, at the lowest CPU priority, and prints one line of figures per
-# target (runs, seconds, coverage, features, corpus, crashes).
+# target (runs, wall and CPU seconds, coverage, features, corpus, crashes).
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]      (default: 3600 s, all targets)
 #
@@ -23,7 +23,9 @@ for t in $targets; do
     log="$work/$t.log"
     before=$(find "artifacts/$t" -type f | wc -l)
     # libFuzzer exits non-zero on a crash; the figures are still wanted.
-    nice -n 19 cargo fuzz run -O -a "$t" "$work/$t" "corpus/$t" -- \
+    # CPU seconds (user + system, the fuzzer included) by GNU time.
+    nice -n 19 /usr/bin/time -f '%U %S' -o "$work/$t.time" \
+        cargo fuzz run -O -a "$t" "$work/$t" "corpus/$t" -- \
         -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1 || true
     after=$(find "artifacts/$t" -type f | wc -l)
@@ -33,5 +35,6 @@ for t in $targets; do
     cov=$(echo "$last" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
     ft=$(echo "$last" | sed -n 's/.*ft: \([0-9]*\).*/\1/p')
     corp=$(echo "$last" | sed -n 's/.*corp: \([0-9]*\).*/\1/p')
-    echo "$t runs=${runs:-?} seconds=${secs:-?} cov=${cov:-?} ft=${ft:-?} corpus=${corp:-?} crashes=$((after - before))"
+    cpu=$(awk '{printf "%d", $1 + $2}' "$work/$t.time" 2>/dev/null || true)
+    echo "$t runs=${runs:-?} seconds=${secs:-?} cpu_seconds=${cpu:-?} cov=${cov:-?} ft=${ft:-?} corpus=${corp:-?} crashes=$((after - before))"
 done
