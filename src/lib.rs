@@ -19,6 +19,9 @@ pub mod daemon;
 pub mod dialer;
 pub mod ebpf;
 pub mod forwarder;
+// Fuzzing harnesses, shared by `fuzz/` and `tests/fuzz_corpus.rs`; not API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod geodata;
 pub mod listener;
 pub mod logging;

@@ -14,7 +14,7 @@
 pub mod check;
 pub mod link;
 pub mod model;
-mod quoting;
+pub(crate) mod quoting;
 pub mod rule;
 pub mod schema;
 mod uci;

@@ -107,13 +107,13 @@ fn decrypt_error() -> io::Error {
 
 /// The AEAD algorithm and the master key from the password.
 #[derive(Clone)]
-struct Cipher {
+pub(crate) struct Cipher {
     alg: &'static aead::Algorithm,
     key: [u8; MAX_KEY_LEN],
 }
 
 impl Cipher {
-    fn new(config: &SsConfig) -> Cipher {
+    pub(crate) fn new(config: &SsConfig) -> Cipher {
         let alg = match config.method {
             SsMethod::Aes128Gcm => &aead::AES_128_GCM,
             SsMethod::Aes256Gcm => &aead::AES_256_GCM,
@@ -125,12 +125,12 @@ impl Cipher {
     }
 
     /// Key length, and salt length too.
-    fn key_len(&self) -> usize {
+    pub(crate) fn key_len(&self) -> usize {
         self.alg.key_len()
     }
 
     /// The subkey of the session (or datagram) that starts with `salt`.
-    fn session_key(&self, salt: &[u8]) -> io::Result<LessSafeKey> {
+    pub(crate) fn session_key(&self, salt: &[u8]) -> io::Result<LessSafeKey> {
         let len = self.key_len();
         let mut subkey = [0u8; MAX_KEY_LEN];
         hkdf_sha1(salt, &self.key[..len], b"ss-subkey", &mut subkey[..len])?;
@@ -594,7 +594,7 @@ fn seal_datagram(
 
 /// Decrypts a datagram in place; returns where its payload is, after
 /// checking that it comes from `target`.
-fn open_datagram(
+pub(crate) fn open_datagram(
     cipher: &Cipher,
     target: SocketAddr,
     datagram: &mut [u8],

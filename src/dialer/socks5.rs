@@ -320,7 +320,7 @@ impl PacketRx for UdpRx {
 }
 
 /// The data of a relayed datagram if it is whole (FRAG 0) and from `target`.
-fn from_target(packet: &[u8], target: SocketAddr) -> Option<&[u8]> {
+pub(crate) fn from_target(packet: &[u8], target: SocketAddr) -> Option<&[u8]> {
     let (&[0, 0, 0, atyp], rest) = packet.split_first_chunk::<4>()? else {
         return None;
     };

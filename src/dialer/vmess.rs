@@ -170,7 +170,7 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn sha256_16(data: &[u8]) -> [u8; 16] {
+pub(crate) fn sha256_16(data: &[u8]) -> [u8; 16] {
     let d = digest::digest(&digest::SHA256, data);
     let mut out = [0u8; 16];
     out.copy_from_slice(&d.as_ref()[..16]);
@@ -186,7 +186,7 @@ fn md5(parts: &[&[u8]]) -> [u8; 16] {
 }
 
 /// cmdKey = MD5(uuid ++ magic).
-fn cmd_key(uuid: &[u8; 16]) -> [u8; 16] {
+pub(crate) fn cmd_key(uuid: &[u8; 16]) -> [u8; 16] {
     md5(&[uuid, CMD_KEY_MAGIC])
 }
 
@@ -223,7 +223,7 @@ fn nested_hash(keys: &[&[u8]], msg: &[&[u8]]) -> [u8; 32] {
 
 /// KDF(key, path...): the nested HMAC tower rooted at "VMess AEAD KDF",
 /// one level per path element, over `key`.
-fn kdf(key: &[u8], path: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn kdf(key: &[u8], path: &[&[u8]]) -> [u8; 32] {
     let mut keys: [&[u8]; 4] = [KDF_ROOT; 4];
     debug_assert!(path.len() <= 3);
     let n = path.len().min(3);
@@ -231,7 +231,7 @@ fn kdf(key: &[u8], path: &[&[u8]]) -> [u8; 32] {
     nested_hash(&keys[..=n], &[key])
 }
 
-fn kdf16(key: &[u8], path: &[&[u8]]) -> [u8; 16] {
+pub(crate) fn kdf16(key: &[u8], path: &[&[u8]]) -> [u8; 16] {
     let mut out = [0u8; 16];
     out.copy_from_slice(&kdf(key, path)[..16]);
     out
@@ -278,7 +278,7 @@ fn aead_key(alg: &'static aead::Algorithm, key: &[u8]) -> io::Result<LessSafeKey
 }
 
 /// Appends AES-128-GCM of `plain` (with its tag) to `out`.
-fn gcm_seal(
+pub(crate) fn gcm_seal(
     key: &[u8],
     nonce: &[u8],
     aad: &[u8],
@@ -367,7 +367,7 @@ fn seal_request_header(
 
 /// The body's protection in one direction: an AEAD (or none) and its chunk
 /// counter.
-struct BodyCipher {
+pub(crate) struct BodyCipher {
     /// `None` for security "none".
     key: Option<LessSafeKey>,
     iv: [u8; 16],
@@ -376,7 +376,11 @@ struct BodyCipher {
 }
 
 impl BodyCipher {
-    fn new(security: VmessSecurity, key: &[u8; 16], iv: [u8; 16]) -> io::Result<BodyCipher> {
+    pub(crate) fn new(
+        security: VmessSecurity,
+        key: &[u8; 16],
+        iv: [u8; 16],
+    ) -> io::Result<BodyCipher> {
         let key = match security {
             VmessSecurity::Aes128Gcm => Some(aead_key(&aead::AES_128_GCM, key)?),
             VmessSecurity::Chacha20Poly1305 => {
@@ -408,7 +412,7 @@ impl BodyCipher {
     }
 
     /// Appends one chunk carrying `data` (empty: the end of the stream).
-    fn seal_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    pub(crate) fn seal_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         let len = u16::try_from(data.len() + self.overhead())
             .map_err(|_| invalid("vmess: chunk too large"))?;
         out.extend_from_slice(&len.to_be_bytes());

@@ -41,7 +41,7 @@
 //! routing), `wire`.
 
 #[cfg(any(feature = "doh", feature = "doh3"))]
-mod doh;
+pub(crate) mod doh;
 #[cfg(feature = "doh3")]
 mod h3;
 #[cfg(feature = "doh")]
@@ -49,7 +49,7 @@ mod https;
 pub mod lookup;
 mod pipeline;
 #[cfg(feature = "doq")]
-mod quic;
+pub(crate) mod quic;
 mod slot;
 pub mod tls;
 mod udp;

@@ -231,7 +231,7 @@ fn alive(c: &quinn::Connection) -> bool {
     c.close_reason().is_none()
 }
 
-fn unframe(framed: &[u8]) -> Result<&[u8], ForwardError> {
+pub(crate) fn unframe(framed: &[u8]) -> Result<&[u8], ForwardError> {
     let bad = || ForwardError::Quic(format!("{}-byte stream is no DNS message", framed.len()));
     if framed.len() < 2 + wire::HEADER_LEN {
         return Err(bad());

@@ -1,0 +1,4 @@
+#![no_main]
+//! libFuzzer target: `dae::fuzzing::trojan` (the harness, shared with
+//! tests/fuzz_corpus.rs, is documented there).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dae::fuzzing::trojan(data));
