@@ -413,7 +413,8 @@ struct Reader {
     session: Option<Session>,
     state: ReadState,
     /// Bytes from the server: `buf[start..end]` not yet decrypted;
-    /// `buf[plain]` decrypted and not yet given to the caller.
+    /// `buf[plain]` decrypted and not yet given to the caller. Empty while
+    /// nothing is in hand.
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -426,10 +427,23 @@ impl Reader {
             cipher,
             session: None,
             state: ReadState::Salt,
-            buf: vec![0; READ_BUF_LEN],
+            // Taken when a read starts, freed when it waits with nothing.
+            buf: Vec::new(),
             start: 0,
             end: 0,
             plain: 0..0,
+        }
+    }
+
+    /// Frees the buffer while it holds nothing: a stream waiting for the
+    /// server keeps no 16 KiB per connection (a thousand idle relays would
+    /// hold 16 MiB), as the relay's own buffers.
+    fn release_if_empty(&mut self) {
+        if self.start == self.end && self.plain.is_empty() {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+            self.plain = 0..0;
         }
     }
 
@@ -517,14 +531,23 @@ impl AsyncRead for SsStream {
             }
             // More bytes from the server; first make room for the whole
             // piece (nothing decrypted is pending here).
+            if r.buf.is_empty() {
+                r.buf = vec![0; READ_BUF_LEN];
+            }
             if r.buf.len() - r.start < need {
                 r.buf.copy_within(r.start..r.end, 0);
                 r.end -= r.start;
                 r.start = 0;
             }
             let mut rb = ReadBuf::new(&mut r.buf[r.end..]);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
-            let got = rb.filled().len();
+            let got = match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => rb.filled().len(),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    r.release_if_empty();
+                    return Poll::Pending;
+                }
+            };
             if got == 0 {
                 // Between chunks (or before any reply) it is a clean end.
                 if r.start == r.end && matches!(r.state, ReadState::Salt | ReadState::Length) {
@@ -862,6 +885,36 @@ mod tests {
         let mut got = [0u8; 7];
         server.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [1, 192, 0, 2, 1, 0, 53]);
+    }
+
+    /// A stream waiting for the server holds no read buffer (a thousand
+    /// idle relays would hold 16 KiB each); one waiting in the middle of a
+    /// chunk keeps what it has.
+    #[tokio::test]
+    async fn a_waiting_stream_holds_no_read_buffer() {
+        let conf = config(SsMethod::Aes256Gcm, "idle");
+        let wire = server_bytes(&conf, &[b"hello"]);
+        let (a, mut b) = tokio::io::duplex(4096);
+        let target = "127.0.0.1:1".parse().unwrap();
+        let mut client = SsStream::new(Box::new(a), Cipher::new(&conf), &[1; 32], target).unwrap();
+        let mut out = [0u8; 64];
+        let mut poll_once = |client: &mut SsStream| {
+            let mut rb = ReadBuf::new(&mut out);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match Pin::new(client).poll_read(&mut cx, &mut rb) {
+                Poll::Ready(r) => Some(r.map(|()| rb.filled().to_vec())),
+                Poll::Pending => None,
+            }
+        };
+        assert!(poll_once(&mut client).is_none());
+        assert_eq!(client.r.buf.capacity(), 0, "waiting before any byte");
+        b.write_all(&wire[..wire.len() - 3]).await.unwrap();
+        assert!(poll_once(&mut client).is_none());
+        assert!(!client.r.buf.is_empty(), "half a chunk is kept");
+        b.write_all(&wire[wire.len() - 3..]).await.unwrap();
+        assert_eq!(poll_once(&mut client).unwrap().unwrap(), b"hello");
+        assert!(poll_once(&mut client).is_none());
+        assert_eq!(client.r.buf.capacity(), 0, "waiting after a chunk");
     }
 
     /// Sealed server bytes, as a client would receive them.
