@@ -36,6 +36,8 @@
 # relay counters moved for (c) and not for (b)).
 #
 # Usage (as root on Debian 12): bench/proxy.sh   (ROUNDS=2 DURATION=10 IDLE=1000)
+# PERF=1 also records each proxy's profile during its runs (perf record -g)
+# into bench/out/perf-ROW-STREAMS-DIR.data.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -306,7 +308,17 @@ throughput() {
     [ -n "$proxy_pid" ] && p0=$(cpu_ticks "$proxy_pid")
     n0=$(cpu_ticks "$node_pid")
     out="$work/iperf3-$row-$streams-$dir.json"
+    local perf=''
+    if [ -n "${PERF:-}" ] && [ -n "$proxy_pid" ]; then
+      mkdir -p "$here/out"
+      perf record -q -g -p "$proxy_pid" -o "$here/out/perf-$row-$streams-$dir.data" > /dev/null 2>&1 &
+      perf=$!
+    fi
     "${in_client[@]}" taskset -c 1 iperf3 "${args[@]}" > "$out"
+    if [ -n "$perf" ]; then
+      kill -INT "$perf"
+      wait "$perf" || true
+    fi
     [ -n "$proxy_pid" ] && p1=$(cpu_ticks "$proxy_pid")
     n1=$(cpu_ticks "$node_pid")
     python3 - "$out" "$row" "$streams" "$dir" $((p1 - p0)) $((n1 - n0)) >> "$results" <<'EOF'
