@@ -37,7 +37,8 @@
 #
 # Usage (as root on Debian 12): bench/proxy.sh   (ROUNDS=2 DURATION=10 IDLE=1000)
 # PERF=1 also records each proxy's profile during its runs (perf record -g)
-# into bench/out/perf-ROW-STREAMS-DIR.data.
+# into bench/out/perf-ROW-STREAMS-DIR.data; STRACE=1 counts their system
+# calls instead (strace -c; slows them, so their figures are not for ranking).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -312,6 +313,10 @@ throughput() {
     if [ -n "${PERF:-}" ] && [ -n "$proxy_pid" ]; then
       mkdir -p "$here/out"
       perf record -q -g -p "$proxy_pid" -o "$here/out/perf-$row-$streams-$dir.data" > /dev/null 2>&1 &
+      perf=$!
+    elif [ -n "${STRACE:-}" ] && [ -n "$proxy_pid" ]; then
+      mkdir -p "$here/out"
+      strace -c -f -p "$proxy_pid" -o "$here/out/strace-$row-$streams-$dir.txt" > /dev/null 2>&1 &
       perf=$!
     fi
     "${in_client[@]}" taskset -c 1 iperf3 "${args[@]}" > "$out"
