@@ -78,15 +78,20 @@ fi
 
 prefix="pb$$"
 work=$(mktemp -d /tmp/dae-benchproxy.XXXXXX)
+# The kernel's run time of BPF programs (what dae's TC program costs in
+# (b)): counted only while kernel.bpf_stats_enabled is on; put back after.
+bpf_stats_was=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo '')
 cleanup() {
   # Every process this script started lives in one of the lab's
   # namespaces; tests/lab.sh down kills them with it.
   "$repo/tests/lab.sh" down "$prefix"
+  [ -z "$bpf_stats_was" ] || sysctl -qw kernel.bpf_stats_enabled="$bpf_stats_was" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 "$repo/tests/lab.sh" up "$prefix"
+[ -z "$bpf_stats_was" ] || sysctl -qw kernel.bpf_stats_enabled=1 || true
 router="$prefix-router"
 in_router=(ip netns exec "$router")
 in_client=(ip netns exec "$prefix-client")
@@ -182,7 +187,7 @@ cat > "$work/v2ray.json" <<EOF
 EOF
 
 dae_status() {
-  "$dae_bin" status --json -s "$work/dae.sock" 2>/dev/null
+  "$dae_bin" status --json -s "$work/dae.sock" 2>/dev/null || echo '{}'
 }
 # relayed WAY: how many connections dae relayed by WAY (a node, or direct).
 relayed() {
@@ -191,7 +196,35 @@ print(json.load(sys.stdin).get("relay", {}).get("tcp", {}).get(sys.argv[1], {}).
 }
 dae_node_alive() {
   dae_status | python3 -c 'import json, sys
-sys.exit(0 if json.load(sys.stdin)["groups"][0]["nodes"][0]["tcp4"]["alive"] is True else 1)'
+try:
+    alive = json.load(sys.stdin)["groups"][0]["nodes"][0]["tcp4"]["alive"]
+except (KeyError, IndexError, ValueError):
+    alive = False
+sys.exit(0 if alive is True else 1)'
+}
+
+# prog_stats: the run time (ns) and runs, summed, of the BPF programs on
+# the router's br-lan (dae's), from the kernel's BPF statistics.
+prog_stats() {
+  ip netns exec "$router" bpftool net show dev br-lan -j 2>/dev/null | python3 -c '
+import json, subprocess, sys
+ids = set()
+def walk(v):
+    if isinstance(v, dict):
+        if "id" in v:
+            ids.add(v["id"])
+        for x in v.values():
+            walk(x)
+    elif isinstance(v, list):
+        for x in v:
+            walk(x)
+walk(json.load(sys.stdin))
+ns = runs = 0
+for i in ids:
+    p = json.loads(subprocess.run(["bpftool", "prog", "show", "id", str(i), "-j"], capture_output=True).stdout or b"{}")
+    ns += p.get("run_time_ns", 0)
+    runs += p.get("run_cnt", 0)
+print(ns, runs)'
 }
 
 proxy_pid=''
@@ -298,9 +331,9 @@ idle_rss() {
 }
 
 # throughput ROW PORT: the iperf3 runs of one row; one result line per run:
-# tput ROW STREAMS DIR BITS_PER_S BYTES PROXY_TICKS NODE_TICKS.
+# tput ROW STREAMS DIR BITS_PER_S BYTES PROXY_TICKS NODE_TICKS PROG_NS PROG_RUNS.
 throughput() {
-  local row=$1 port=$2 spec streams dir args p0 p1 n0 n1 out
+  local row=$1 port=$2 spec streams dir args p0 p1 n0 n1 out b0 b1 r0 r1
   for spec in "1 up" "4 up" "1 down"; do
     read -r streams dir <<< "$spec"
     args=(-c "$SERVER" -p "$port" -t "$DURATION" -P "$streams" -J)
@@ -308,6 +341,7 @@ throughput() {
     p0=0 p1=0
     [ -n "$proxy_pid" ] && p0=$(cpu_ticks "$proxy_pid")
     n0=$(cpu_ticks "$node_pid")
+    read -r b0 r0 < <(prog_stats)
     out="$work/iperf3-$row-$streams-$dir.json"
     local perf=''
     if [ -n "${PERF:-}" ] && [ -n "$proxy_pid" ]; then
@@ -326,19 +360,22 @@ throughput() {
     fi
     [ -n "$proxy_pid" ] && p1=$(cpu_ticks "$proxy_pid")
     n1=$(cpu_ticks "$node_pid")
-    python3 - "$out" "$row" "$streams" "$dir" $((p1 - p0)) $((n1 - n0)) >> "$results" <<'EOF'
+    read -r b1 r1 < <(prog_stats)
+    python3 - "$out" "$row" "$streams" "$dir" $((p1 - p0)) $((n1 - n0)) $((b1 - b0)) $((r1 - r0)) >> "$results" <<'EOF'
 import json, sys
-path, row, streams, way, proxy, node = sys.argv[1:]
+path, row, streams, way, proxy, node, prog_ns, prog_runs = sys.argv[1:]
 doc = json.load(open(path))
 if "error" in doc:
     sys.exit(f"iperf3 ({row}, {streams} {way}): {doc['error']}")
 got = doc["end"]["sum_received"]
-print(f"tput\t{row}\t{streams}\t{way}\t{got['bits_per_second']:.0f}\t{got['bytes']}\t{proxy}\t{node}")
+print(f"tput\t{row}\t{streams}\t{way}\t{got['bits_per_second']:.0f}\t{got['bytes']}\t{proxy}\t{node}\t{prog_ns}\t{prog_runs}")
 EOF
     tail -n 1 "$results" | awk -F'\t' -v tck="$ticks" '{
       printf "  %-10s %s stream(s) %-4s %6.2f Gbit/s", $2, $3, $4, $5 / 1e9
       if ($2 != "forward" && $2 != "dae-direct") printf "  proxy %.2f CPU s/GB", $7 / tck / ($6 / 1e9)
-      printf "  node %.2f CPU s\n", $8 / tck }'
+      printf "  node %.2f CPU s", $8 / tck
+      if ($10 > 0) printf "  TC program %.0f ns x %d", $9 / $10, $10
+      printf "\n" }'
     # Each row went the way it should: through the node or not at all.
     local node_s
     node_s=$(tail -n 1 "$results" | cut -f 8)

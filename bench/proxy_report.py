@@ -3,7 +3,7 @@ run, the proxies' CPU time per GB and memory per idle connection, and the
 ratios the targets are about. Standard library only.
 
 Input lines (tab-separated):
-  tput  ROW STREAMS DIR BITS_PER_S BYTES PROXY_TICKS NODE_TICKS
+  tput  ROW STREAMS DIR BITS_PER_S BYTES PROXY_TICKS NODE_TICKS PROG_NS PROG_RUNS
   idle  ROW RSS_BEFORE_KIB RSS_WITH_KIB CONNECTIONS
 ROW: forward (a), dae-direct (b), dae, ss-redir, v2ray (c).
 """
@@ -20,8 +20,11 @@ with open(path) as f:
         parts = line.rstrip("\n").split("\t")
         if parts[0] == "tput":
             row, streams, way = parts[1:4]
-            bps, moved, proxy, node = (float(x) for x in parts[4:8])
-            tput[(row, streams, way)].append((bps, proxy / ticks / (moved / 1e9), node / ticks / (moved / 1e9)))
+            bps, moved, proxy, node, prog_ns, prog_runs = (float(x) for x in parts[4:10])
+            gb = moved / 1e9
+            tput[(row, streams, way)].append(
+                (bps, proxy / ticks / gb, node / ticks / gb, prog_ns / max(prog_runs, 1), prog_ns / 1e6 / gb, prog_runs / gb)
+            )
         elif parts[0] == "idle":
             before, with_, n = (int(x) for x in parts[2:5])
             idle[parts[1]].append((before, with_, (with_ - before) / n, n))
@@ -52,11 +55,22 @@ for row, tag in ROWS:
 print("  (a) and (b): the work is the kernel's softirq time, which no process owns;")
 print("  only their throughput is reported.")
 print()
+print("dae's TC program on br-lan (the kernel's BPF statistics, kernel.bpf_stats_enabled):")
+print(f"  {'row':<16}{'run':<12}{'ns per packet':>14}{'packets per GB':>16}{'CPU ms per GB':>15}")
+for row, tag in ROWS[1:3]:
+    for streams, way in RUNS:
+        if (row, streams, way) in tput and med(row, streams, way, 5) > 0:
+            print(f"  {tag + ' ' + row:<16}{streams + ' ' + way:<12}{med(row, streams, way, 3):>14.0f}"
+                  f"{med(row, streams, way, 5):>16.0f}{med(row, streams, way, 4):>15.2f}")
+print("  (packets as the program sees them: veth hands over GSO packets of up to 64 KB)")
+print()
 print("ratios:")
 for streams, way in RUNS:
     run = f"{streams} stream(s) {way}"
     b_a = med("dae-direct", streams, way, 0) / med("forward", streams, way, 0)
-    print(f"  {run:<18} (b)/(a) throughput          {b_a:5.2f}  (target >= 0.97)")
+    pairs = zip(tput.get(("dae-direct", streams, way), []), tput.get(("forward", streams, way), []))
+    each = " ".join(f"{b[0] / a[0]:.2f}" for b, a in pairs)
+    print(f"  {run:<18} (b)/(a) throughput          {b_a:5.2f}  (target >= 0.97; round by round: {each})")
     for peer, target in (("ss-redir", "<= 1"), ("v2ray", "<= 0.5")):
         cpu = med("dae", streams, way, 1) / med(peer, streams, way, 1)
         bps = med("dae", streams, way, 0) / med(peer, streams, way, 0)
