@@ -9,7 +9,8 @@
 //!   they leave by (socket mark, proxy nodes); `routing`: the rules that
 //!   pick the way out;
 //! - `config`: the UCI file in; `daemon`: start, signals, reload;
-//!   `logging`: syslog or stderr; `status`: `dae status`;
+//!   `logging`: syslog or stderr; `status`: `dae status`; `netif`: the
+//!   router's own addresses;
 //! - `sniff`: the domain a LAN flow is for, from its first bytes (TLS SNI,
 //!   HTTP Host, QUIC Initial).
 
@@ -25,6 +26,7 @@ pub mod fuzzing;
 pub mod geodata;
 pub mod listener;
 pub mod logging;
+pub mod netif;
 pub mod rand;
 pub mod relay;
 pub mod routing;

@@ -147,23 +147,15 @@ struct Addr {
 /// The subnets `policy` counts as local, from the interfaces' addresses
 /// now.
 fn local_subnets(policy: &Policy) -> std::io::Result<Vec<IpNet>> {
-    let mut addrs = Vec::new();
-    for a in nix::ifaddrs::getifaddrs()? {
-        let (Some(address), Some(mask)) = (a.address, a.netmask) else {
-            continue;
-        };
-        let net = if let (Some(ip), Some(m)) = (address.as_sockaddr_in(), mask.as_sockaddr_in()) {
-            subnet(IpAddr::V4(ip.ip()), u32::from(m.ip()).count_ones())
-        } else if let (Some(ip), Some(m)) = (address.as_sockaddr_in6(), mask.as_sockaddr_in6()) {
-            subnet(IpAddr::V6(ip.ip()), u128::from(m.ip()).count_ones())
-        } else {
-            continue;
-        };
-        addrs.push(Addr {
-            interface: a.interface_name,
-            net,
-        });
-    }
+    let addrs: Vec<Addr> = crate::netif::addresses()?
+        .into_iter()
+        .filter_map(|a| {
+            Some(Addr {
+                net: subnet(a.addr, u32::from(a.prefix?)),
+                interface: a.interface,
+            })
+        })
+        .collect();
     let defaults = default_route_interfaces();
     Ok(choose(&addrs, policy, &defaults))
 }

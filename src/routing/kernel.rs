@@ -445,34 +445,19 @@ pub fn bypass_prefixes(lan_interfaces: &[String]) -> Vec<IpNet> {
             })
         })
         .collect();
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+    let Ok(addrs) = crate::netif::addresses() else {
         return out;
     };
     for a in addrs {
-        let (Some(addr), netmask) = (a.address, a.netmask) else {
-            continue;
-        };
-        let (ip, width, mask) = if let Some(v4) = addr.as_sockaddr_in() {
-            let mask = netmask
-                .and_then(|m| m.as_sockaddr_in().map(|m| u32::from(m.ip()).count_ones()))
-                .unwrap_or(32);
-            (IpAddr::V4(v4.ip()), 32, mask as u8)
-        } else if let Some(v6) = addr.as_sockaddr_in6() {
-            let mask = netmask
-                .and_then(|m| m.as_sockaddr_in6().map(|m| u128::from(m.ip()).count_ones()))
-                .unwrap_or(128);
-            (IpAddr::V6(v6.ip()), 128, mask as u8)
-        } else {
-            continue;
-        };
+        let width = if a.addr.is_ipv4() { 32 } else { 128 };
         out.push(IpNet {
-            addr: ip,
+            addr: a.addr,
             prefix: width,
         });
-        if lan_interfaces.contains(&a.interface_name) {
+        if lan_interfaces.contains(&a.interface) {
             out.push(IpNet {
-                addr: ip,
-                prefix: mask,
+                addr: a.addr,
+                prefix: a.prefix.unwrap_or(width),
             });
         }
     }
