@@ -509,17 +509,21 @@ pub fn response_matches(resp: &[u8], id: u16, query: &[u8], info: &QueryInfo) ->
     response_answers(resp, id, &query[HEADER_LEN..info.question_end])
 }
 
+/// Whether `resp`'s header makes it a response (QR) to a standard query
+/// (opcode 0) of id `id`, with one question: what any answer must be before
+/// its question is compared.
+pub fn is_response_to(resp: &[u8], id: u16) -> bool {
+    resp.len() >= HEADER_LEN
+        && self::id(resp) == id
+        && flags(resp) & (flag::QR | flag::OPCODE) == flag::QR
+        && read_u16(resp, 4) == Some(1)
+}
+
 /// `response_matches` with the question given as its wire bytes (name,
 /// type, class).
 pub fn response_answers(resp: &[u8], id: u16, question: &[u8]) -> bool {
     let qend = HEADER_LEN + question.len();
-    if resp.len() < qend
-        || self::id(resp) != id
-        || flags(resp) & (flag::QR | flag::OPCODE) != flag::QR
-    {
-        return false;
-    }
-    if read_u16(resp, 4) != Some(1) {
+    if resp.len() < qend || !is_response_to(resp, id) {
         return false;
     }
     // Upstreams echo the question as sent; the case-blind compare is for

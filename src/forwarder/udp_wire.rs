@@ -95,15 +95,11 @@ pub enum Echo {
 
 /// Compares `resp` with the query of id `id` whose question (name, type,
 /// class in wire form) is `question`: only a response (QR) to a standard
-/// query (opcode 0) with that id and one question can answer it (as
-/// `wire::response_matches` for the stream transports).
+/// query (opcode 0) with that id and one question can answer it
+/// (`wire::is_response_to`, as for the stream transports).
 pub fn echo(resp: &[u8], id: u16, question: &[u8]) -> Echo {
     let qend = HEADER_LEN + question.len();
-    if resp.len() < qend
-        || wire::id(resp) != id
-        || wire::flags(resp) & (wire::flag::QR | wire::flag::OPCODE) != wire::flag::QR
-        || wire::read_u16(resp, 4) != Some(1)
-    {
+    if resp.len() < qend || !wire::is_response_to(resp, id) {
         return Echo::No;
     }
     let echoed = &resp[HEADER_LEN..qend];
