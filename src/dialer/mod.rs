@@ -15,7 +15,12 @@
 //!   proxy server looks up) and how the protocols write it.
 //!
 //! A proxied stream is a `BoxStream`; a proxied datagram path is a
-//! `Packets` pair (one DNS message per packet, both ways). `Via` is what a
+//! `Packets` pair (one DNS message per packet, both ways, one fixed
+//! target). The UDP relay's path through a node is a `ConePackets` pair:
+//! each datagram names its own target and each reply says where it came
+//! from, so one path serves a LAN socket's every remote (full cone) where
+//! the protocol writes an address per datagram (SOCKS5, Shadowsocks,
+//! Trojan); VLESS and VMess carry one target per path. `Via` is what a
 //! forwarder holds: direct, or one node.
 //!
 //! Neighbours: `forwarder` (asks for streams and packet paths to an
@@ -101,6 +106,35 @@ impl<T: FrameTx> PacketTx for T {
     fn send_more<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
         self.write_frame(datagram)
     }
+}
+
+/// The sending half of a relayed UDP flow's path through a node: each
+/// datagram goes to its own target (an address, or a name the node's
+/// server resolves).
+pub trait ConeTx {
+    /// Sends one datagram to `to`. A path that carries one target only
+    /// (`ConePackets::full_cone` false) refuses any other with
+    /// `ErrorKind::Unsupported`.
+    fn send_to<'a>(
+        &'a mut self,
+        datagram: &'a [u8],
+        to: &'a Target,
+    ) -> LocalFuture<'a, io::Result<()>>;
+}
+
+/// The receiving half: each datagram with the address the node's server
+/// says it came from. An error means the path is gone.
+pub trait ConeRx {
+    fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>>;
+}
+
+/// A relayed UDP flow's path through a node.
+pub struct ConePackets {
+    pub tx: Box<dyn ConeTx>,
+    pub rx: Box<dyn ConeRx>,
+    /// Datagrams may go to any target and replies come from any remote;
+    /// false: only to the target the path was opened for.
+    pub full_cone: bool,
 }
 
 /// A datagram path to one target through a proxy node.
