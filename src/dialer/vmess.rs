@@ -21,7 +21,7 @@
 //! (SHA-256 of the body key and IV, first 16 bytes), then body chunks as
 //! above under the response key and IV. A UDP datagram is one chunk.
 //!
-//! Neighbours: `node` calls `connect` and `packets` on a stream already
+//! Neighbours: `node` calls `connect` and `cone` on a stream already
 //! connected to the server (TLS on it when the link asks); `link` describes
 //! the node (`VmessConfig`).
 
@@ -39,7 +39,9 @@ use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
-use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets, Target};
+use super::{
+    only_target, reply_source, BoxStream, ConePackets, ConeRx, FrameTx, LocalFuture, Target,
+};
 use crate::config::link::{VmessConfig, VmessSecurity};
 
 /// Appended to the uuid to make the command key.
@@ -77,18 +79,23 @@ pub async fn connect(
 }
 
 /// A datagram path to `target` (UDP) through the VMess server: each
-/// datagram is one body chunk, both ways. The request header goes out with
-/// the first datagram.
-pub async fn packets(
-    stream: BoxStream,
-    config: &VmessConfig,
-    target: SocketAddr,
-) -> io::Result<Packets> {
-    let (write, read) = prepare(config, &Target::Addr(target), COMMAND_UDP)?;
+/// datagram is one body chunk, both ways, so one target only (not full
+/// cone). The request header goes out with the first datagram.
+pub fn cone(stream: BoxStream, config: &VmessConfig, target: &Target) -> io::Result<ConePackets> {
+    let (write, read) = prepare(config, target, COMMAND_UDP)?;
     let (r, w) = tokio::io::split(stream);
-    Ok(Packets {
-        tx: Box::new(VmessTx { io: w, write }),
-        rx: Box::new(VmessRx { io: r, read }),
+    Ok(ConePackets {
+        tx: Box::new(VmessTx {
+            io: w,
+            write,
+            target: target.clone(),
+        }),
+        rx: Box::new(VmessRx {
+            io: r,
+            read,
+            from: reply_source(target),
+        }),
+        full_cone: false,
     })
 }
 
@@ -750,15 +757,18 @@ impl AsyncWrite for VmessStream {
     }
 }
 
-/// The sending half of `packets`.
+/// The sending half of `cone`.
 struct VmessTx {
     io: WriteHalf<BoxStream>,
     write: WriteSide,
+    /// The one target, named in the request.
+    target: Target,
 }
 
 impl VmessTx {
-    /// Writes one datagram as one chunk, unflushed.
-    async fn write(&mut self, datagram: &[u8]) -> io::Result<()> {
+    /// Writes one datagram to `to` as one chunk, unflushed.
+    async fn write(&mut self, datagram: &[u8], to: &Target) -> io::Result<()> {
+        only_target("vmess", &self.target, to)?;
         if datagram.is_empty() {
             // An empty chunk would end the path.
             return Err(invalid("vmess: cannot send an empty datagram"));
@@ -774,8 +784,12 @@ impl VmessTx {
 }
 
 impl FrameTx for VmessTx {
-    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram))
+    fn write_frame<'a>(
+        &'a mut self,
+        datagram: &'a [u8],
+        to: &'a Target,
+    ) -> LocalFuture<'a, io::Result<()>> {
+        Box::pin(self.write(datagram, to))
     }
 
     fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
@@ -783,17 +797,19 @@ impl FrameTx for VmessTx {
     }
 }
 
-/// The receiving half of `packets`.
+/// The receiving half of `cone`.
 struct VmessRx {
     io: ReadHalf<BoxStream>,
     read: ReadSide,
+    /// Where every reply comes from (see `ConeRx`).
+    from: SocketAddr,
 }
 
-impl PacketRx for VmessRx {
-    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+impl ConeRx for VmessRx {
+    fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>> {
         Box::pin(async move {
             match poll_fn(|cx| self.read.poll_chunk(&mut self.io, cx)).await? {
-                Some(range) => Ok(self.read.buf[range].to_vec()),
+                Some(range) => Ok((self.read.buf[range].to_vec(), self.from)),
                 None => Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "vmess: the server ended the datagram path",
