@@ -153,6 +153,32 @@ pub fn render(v: &Value) -> String {
                 n(relay, &["blocked"])
             ));
         }
+        let udp = &relay["udp"];
+        if udp.is_object() {
+            out.push_str(&format!(
+                "udp relay: {}/{} endpoints, {} expired, {} evicted, {} sniffed (QUIC), {} blocked, {} refused (no live node), {} datagrams dropped\n",
+                n(udp, &["endpoints"]),
+                n(udp, &["capacity"]),
+                n(udp, &["expired"]),
+                n(udp, &["evicted"]),
+                n(udp, &["sniffed"]),
+                n(udp, &["blocked"]),
+                n(udp, &["refused_no_node"]),
+                n(udp, &["dropped"])
+            ));
+            for (name, w) in udp["ways"].as_object().into_iter().flatten() {
+                out.push_str(&format!(
+                    "udp relay via {name}: {} endpoints, {} in all, {} failed, {} datagrams / {} bytes up, {} / {} down\n",
+                    n(w, &["endpoints"]),
+                    n(w, &["total"]),
+                    n(w, &["failed"]),
+                    n(w, &["datagrams_up"]),
+                    n(w, &["bytes_up"]),
+                    n(w, &["datagrams_down"]),
+                    n(w, &["bytes_down"])
+                ));
+            }
+        }
     }
     let listen: Vec<&str> = v["dns_listen"]
         .as_array()
@@ -280,6 +306,20 @@ mod tests {
             text.contains(
                 "rule set geosite:cn (/usr/share/v2ray/geosite.dat): 100000 entries, 2765 KiB"
             ),
+            "{text}"
+        );
+        let relay = json!({"interfaces": ["br-lan"], "relay": {"tcp": {},
+            "udp": {"endpoints": 3, "capacity": 4096, "expired": 4, "evicted": 5, "sniffed": 6,
+                "blocked": 7, "refused_no_node": 8, "dropped": 9,
+                "ways": {"ss1": {"endpoints": 3, "total": 10, "failed": 1, "datagrams_up": 20,
+                    "bytes_up": 2000, "datagrams_down": 30, "bytes_down": 3000}}}}});
+        let text = super::render(&relay);
+        assert!(
+            text.contains("udp relay: 3/4096 endpoints, 4 expired, 5 evicted, 6 sniffed (QUIC), 7 blocked, 8 refused (no live node), 9 datagrams dropped"),
+            "{text}"
+        );
+        assert!(
+            text.contains("udp relay via ss1: 3 endpoints, 10 in all, 1 failed, 20 datagrams / 2000 bytes up, 30 / 3000 down"),
             "{text}"
         );
         let text = super::render(&with_group);

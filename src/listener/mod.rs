@@ -180,6 +180,7 @@ impl PlainListeners {
                 controller.clone(),
                 None,
                 acl.clone(),
+                None,
             ));
             let t = tokio::task::spawn_local(tcp::serve(tcp, controller.clone(), false, acl, None));
             log::info!("listening for DNS on {addr} (udp, tcp)");

@@ -1,5 +1,5 @@
 //! The transparent listeners: where the TC program hands LAN port-53 traffic
-//! and the TCP flows it routed to a group (those go on to `relay`).
+//! and the TCP and UDP flows it routed to a group (those go on to `relay`).
 //!
 //! UDP and TCP sockets on `tproxy_port` (IPv4 and IPv6) with IP_TRANSPARENT.
 //! A datagram arrives with the client's own source and, in a control
@@ -30,10 +30,15 @@ use super::{bind, open, Role};
 use crate::controller::Controller;
 use crate::relay::Relay;
 
-/// A reply socket unused this long is closed.
+/// A reply socket unused this long is closed: a remote silent for a
+/// minute has likely gone, and reopening one costs four system calls.
 const ANYFROM_IDLE: Duration = Duration::from_secs(60);
-/// At most this many reply sockets (one per address clients ask).
-const ANYFROM_MAX: usize = 512;
+/// At most this many reply sockets (one per address clients ask, and one
+/// per remote that answers a relayed UDP flow: a full-cone endpoint may
+/// hear from many, a DHT node from hundreds). Past it the least recently
+/// used goes. A socket that has only relayed UDP holds no reply batch, so
+/// each costs a descriptor, a kernel socket and about 200 bytes here.
+const ANYFROM_MAX: usize = 2048;
 
 /// Reply sockets by the local address they send from, each with its queue
 /// of answers for the serving loops to send in batches.
@@ -60,6 +65,19 @@ impl AnyFrom {
             used.push(q.clone());
         }
         Some(q)
+    }
+
+    /// The socket that sends from `from`, opened if needed, for a relayed
+    /// UDP reply sent at once (not queued for the next batch); `None`
+    /// (logged) if it cannot be opened.
+    pub fn sender(&self, from: SocketAddr) -> Option<Rc<UdpSocket>> {
+        match self.open(from) {
+            Ok(q) => Some(q.sock.clone()),
+            Err(e) => {
+                log::warn!("cannot reply from {from}: {e}");
+                None
+            }
+        }
     }
 
     fn open(&self, from: SocketAddr) -> io::Result<Rc<ReplyQueue>> {
@@ -117,8 +135,8 @@ pub struct TproxyListeners {
 impl TproxyListeners {
     /// Binds UDP and TCP on `port` for IPv4 and IPv6 (IPv6 is skipped with a
     /// warning where the kernel has none) and starts serving.
-    /// `relay` takes the TCP connections that are not DNS (the flows the
-    /// TC program routed to a group).
+    /// `relay` takes the TCP connections and the UDP datagrams that are
+    /// not DNS (the flows the TC program routed to a group).
     pub fn start(
         port: u16,
         controller: &Rc<Controller>,
@@ -149,6 +167,7 @@ impl TproxyListeners {
                 controller.clone(),
                 Some(anyfrom.clone()),
                 None,
+                relay.clone(),
             )));
             tasks.push(tokio::task::spawn_local(super::tcp::serve(
                 tcp,

@@ -8,11 +8,13 @@
 //! with one `sendmmsg` each time it wakes. On a plain listener that is the
 //! listener's own socket. On a transparent listener each datagram carries
 //! the address the client asked, and the answer leaves from that address,
-//! by the reply socket `tproxy::AnyFrom` keeps for it.
+//! by the reply socket `tproxy::AnyFrom` keeps for it. A transparent
+//! datagram to a port other than 53 is no DNS query: it is a LAN flow the
+//! TC program routed to a group, and goes to the relay (`relay::udp`).
 //!
 //! Neighbours: `listener` (binds the socket), `mmsg` (batched I/O),
 //! `tproxy` (reply sockets), `acl` (who a plain listener answers),
-//! `controller` (decides).
+//! `controller` (decides), `relay` (the other LAN datagrams).
 
 use std::cell::RefCell;
 use std::io;
@@ -28,6 +30,10 @@ use super::acl::LocalOnly;
 use super::mmsg::{RecvBatch, SendBatch, BATCH};
 use super::tproxy::AnyFrom;
 use crate::controller::{Client, Controller, Sending, Step, Transport};
+use crate::relay::Relay;
+
+/// The port of DNS: a transparent datagram to any other goes to the relay.
+const DNS_PORT: u16 = 53;
 
 /// Answers queued at most for one `sendmmsg`, as many as one receive
 /// batch brings. A full queue is sent at once, without waiting, when an
@@ -37,23 +43,32 @@ const REPLY_BATCH: usize = BATCH;
 /// Answers waiting for one socket's next `sendmmsg`.
 pub struct ReplyQueue {
     pub sock: Rc<UdpSocket>,
-    batch: RefCell<SendBatch>,
+    /// Made at the first answer queued: a reply socket that only sends
+    /// relayed UDP (at once, `AnyFrom::sender`) never needs one.
+    batch: RefCell<Option<SendBatch>>,
 }
 
 impl ReplyQueue {
     pub fn new(sock: Rc<UdpSocket>) -> ReplyQueue {
         ReplyQueue {
             sock,
-            batch: RefCell::new(SendBatch::with_capacity(REPLY_BATCH)),
+            batch: RefCell::new(None),
         }
+    }
+
+    /// The batch, made if it is not yet.
+    fn batch(&self) -> std::cell::RefMut<'_, SendBatch> {
+        std::cell::RefMut::map(self.batch.borrow_mut(), |b| {
+            b.get_or_insert_with(|| SendBatch::with_capacity(REPLY_BATCH))
+        })
     }
 
     /// Queues an answer, sending the queue first (waiting for room in the
     /// socket buffer if need be) when it is full.
     async fn push(&self, reply: &[u8], to: SocketAddr) {
-        if !self.batch.borrow_mut().push(reply, to) {
+        if !self.batch().push(reply, to) {
             self.flush().await;
-            self.batch.borrow_mut().push(reply, to);
+            self.batch().push(reply, to);
         }
     }
 
@@ -61,15 +76,19 @@ impl ReplyQueue {
     /// it is sent first, without waiting. False if there is still no room
     /// (the socket buffer is full).
     fn push_or_send(&self, reply: &[u8], to: SocketAddr) -> bool {
-        let mut batch = self.batch.borrow_mut();
+        let mut batch = self.batch();
         batch.push(reply, to) || (send_now(&self.sock, &mut batch) && batch.push(reply, to))
     }
 
     /// Sends every queued answer, waiting for room in the socket buffer if
     /// needed (the batch is never borrowed across a wait).
     pub async fn flush(&self) {
-        while !send_now(&self.sock, &mut self.batch.borrow_mut()) {
-            if self.sock.writable().await.is_err() {
+        loop {
+            let sent = match &mut *self.batch.borrow_mut() {
+                Some(batch) => send_now(&self.sock, batch),
+                None => true,
+            };
+            if sent || self.sock.writable().await.is_err() {
                 return;
             }
         }
@@ -103,13 +122,15 @@ impl Out {
 }
 
 /// Serves one socket. With `anyfrom`, the socket is transparent: queries
-/// carry their original destination and answers leave from it. With `acl`,
+/// carry their original destination and answers leave from it, and
+/// `relay` takes the datagrams to other ports than 53. With `acl`,
 /// datagrams from sources it refuses are dropped.
 pub async fn serve(
     sock: Rc<UdpSocket>,
     controller: Rc<Controller>,
     anyfrom: Option<Rc<AnyFrom>>,
     acl: Option<Rc<LocalOnly>>,
+    relay: Option<Rc<Relay>>,
 ) {
     let fd = sock.as_raw_fd();
     let local = sock.local_addr().ok();
@@ -159,6 +180,13 @@ pub async fn serve(
                 };
                 if acl.as_ref().is_some_and(|acl| !acl.allows(from.ip())) {
                     continue;
+                }
+                if let (Some(relay), Out::Transparent(anyfrom), Some(dst)) = (&relay, &*out, asked)
+                {
+                    if dst.port() != DNS_PORT {
+                        relay.udp(query, from, dst, anyfrom);
+                        continue;
+                    }
                 }
                 let client = Client {
                     transport: Transport::Udp,

@@ -9,7 +9,8 @@
 //! facts could send a proxied flow direct.
 //!
 //! - `tcp`: one TCP connection, from accept to close;
-//! - `splice`: the two-way copy with pooled buffers.
+//! - `splice`: the two-way copy with pooled buffers;
+//! - `udp`: LAN datagrams, through the bounded pool of UDP endpoints.
 //!
 //! Neighbours: `listener::tproxy` (accepts and hands over), `routing`
 //! (verdicts), `sniff`, `dialer`, `daemon` (builds it, follows reloads),
@@ -17,6 +18,7 @@
 
 pub mod splice;
 pub mod tcp;
+pub mod udp;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -107,8 +109,10 @@ pub struct Relay {
     in_force: RefCell<Option<(u32, Rc<Compiled>)>>,
     outbounds: RefCell<Rc<Outbounds>>,
     stats: RefCell<Stats>,
-    /// Groups warned about having no live node, and when.
-    warned: RefCell<Vec<(String, Instant)>>,
+    /// Groups warned about having no live node (for TCP or UDP), and when.
+    warned: RefCell<Vec<(String, L4, Instant)>>,
+    /// The UDP endpoints and their counters.
+    udp: udp::Pool,
 }
 
 /// The program's key of a TCP or UDP flow from `peer` to `dst`.
@@ -154,6 +158,7 @@ impl Relay {
             outbounds: RefCell::new(outbounds),
             stats: RefCell::default(),
             warned: RefCell::default(),
+            udp: udp::Pool::default(),
         }
     }
 
@@ -167,12 +172,14 @@ impl Relay {
     /// Follows an install of the rules into routing slot `slot`.
     pub fn follow(&self, routing: &KernelRouting, slot: u32) {
         *self.in_force.borrow_mut() = routing.compiled().map(|c| (slot, c.clone()));
+        self.udp.reloaded();
     }
 
     /// Follows the outbounds of a reload (the groups the rules' indexes
     /// name).
     pub fn set_outbounds(&self, outbounds: Rc<Outbounds>) {
         *self.outbounds.borrow_mut() = outbounds;
+        self.udp.reloaded();
     }
 
     fn outbounds(&self) -> Rc<Outbounds> {
@@ -245,6 +252,10 @@ impl Relay {
         Some(Open(self))
     }
 
+    fn count_no_node(&self) {
+        self.stats.borrow_mut().no_node += 1;
+    }
+
     fn count_blocked(&self) {
         self.stats.borrow_mut().blocked += 1;
     }
@@ -256,16 +267,21 @@ impl Relay {
         w.failed += 1;
     }
 
-    fn warn_no_node(&self, group: &str) {
-        self.stats.borrow_mut().no_node += 1;
+    /// Warns (once a minute per group and protocol) that `group` has no
+    /// live node for `l4`.
+    fn warn_no_node(&self, group: &str, l4: L4) {
         let now = Instant::now();
         let mut warned = self.warned.borrow_mut();
-        match warned.iter_mut().find(|(g, _)| g == group) {
-            Some((_, at)) if now.duration_since(*at) < Duration::from_secs(60) => return,
-            Some((_, at)) => *at = now,
-            None => warned.push((group.to_string(), now)),
+        match warned.iter_mut().find(|(g, l, _)| g == group && *l == l4) {
+            Some((_, _, at)) if now.duration_since(*at) < Duration::from_secs(60) => return,
+            Some((_, _, at)) => *at = now,
+            None => warned.push((group.to_string(), l4, now)),
         }
-        log::warn!("group '{group}' has no live node: its TCP flows are refused");
+        let what = match l4 {
+            L4::Tcp => "TCP flows are refused",
+            L4::Udp => "UDP flows are dropped (no live node carries UDP)",
+        };
+        log::warn!("group '{group}' has no live node: its {what}");
     }
 
     fn opened(&self, via: &str) -> String {
@@ -315,6 +331,7 @@ impl Relay {
             "open": s.open,
             "refused_full": s.full,
             "pooled_buffers": splice::pooled(),
+            "udp": self.udp.report(),
         })
     }
 }

@@ -140,7 +140,8 @@ impl Relay {
                     return reset(client);
                 };
                 let Some(node) = group.pick(L4::Tcp, dst.is_ipv6()) else {
-                    self.warn_no_node(&group.name);
+                    self.count_no_node();
+                    self.warn_no_node(&group.name, L4::Tcp);
                     return reset(client);
                 };
                 let target = match &domain {
