@@ -75,6 +75,7 @@ pub fn validate(path: &Path) -> i32 {
 pub fn run(path: &Path, use_syslog: bool, attach: AttachMode) -> i32 {
     crate::logging::init(use_syslog);
     tune_allocator();
+    raise_fd_limit();
     let config = match load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -398,6 +399,24 @@ impl Running {
             i.stop();
         }
         self.plain.stop_all();
+    }
+}
+
+/// Lifts the soft limit on open files to the hard one (as Go's runtime
+/// does for dae): each relayed UDP endpoint and TCP connection holds
+/// sockets, and the soft default (1024) is below what the relays' bounds
+/// allow.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit to fill, then to read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 

@@ -549,7 +549,10 @@ impl Relay {
         s.timer.abort();
         if let Some(d) = &domain {
             self.udp.counters.borrow_mut().sniffed += 1;
-            log::debug!("udp {client} -> {dst}: QUIC for {d}");
+            log::debug!(
+                "udp {client} -> {dst}: QUIC for {d} (after {} datagrams)",
+                s.held.len()
+            );
         }
         let way = self.way(&s.verdict, domain.as_deref());
         let held: Vec<&[u8]> = s.held.iter().map(Vec::as_slice).collect();
