@@ -86,17 +86,14 @@ pub trait PacketRx {
 
 /// The sending half of UDP carried inside a stream (Trojan, VLESS, VMess):
 /// each protocol only writes one datagram's frame; a run of datagrams is
-/// flushed once, at its end.
-pub trait FrameTx {
+/// flushed once, at its end. Plain `async fn`s (never a trait object):
+/// the one boxed future per datagram is `ConeTx`'s.
+pub(crate) trait FrameTx {
     /// Writes one datagram's frame to `to` into the stream, unflushed.
-    fn write_frame<'a>(
-        &'a mut self,
-        datagram: &'a [u8],
-        to: &'a Target,
-    ) -> LocalFuture<'a, io::Result<()>>;
+    async fn write_frame(&mut self, datagram: &[u8], to: &Target) -> io::Result<()>;
 
     /// Pushes what was written out.
-    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>>;
+    async fn flush_frames(&mut self) -> io::Result<()>;
 }
 
 impl<T: FrameTx> ConeTx for T {
@@ -116,7 +113,7 @@ impl<T: FrameTx> ConeTx for T {
         datagram: &'a [u8],
         to: &'a Target,
     ) -> LocalFuture<'a, io::Result<()>> {
-        self.write_frame(datagram, to)
+        Box::pin(self.write_frame(datagram, to))
     }
 }
 
