@@ -11,6 +11,7 @@
 //!   policy that picks one; `check`: the health checks;
 //! - `outbound`: the nodes and groups, and the choice of node for a dial
 //!   once the routing rules (`routing`) have sent it to a group;
+//! - `scratch`: the datagram buffers the UDP paths share;
 //! - `target`: where a proxied stream goes (an address, or a name the
 //!   proxy server looks up) and how the protocols write it.
 //!
@@ -33,6 +34,7 @@ pub mod health;
 pub mod http;
 pub mod node;
 pub mod outbound;
+mod scratch;
 pub mod shadowsocks;
 pub mod socks5;
 pub mod target;
