@@ -15,14 +15,15 @@
 //! - `target`: where a proxied stream goes (an address, or a name the
 //!   proxy server looks up) and how the protocols write it.
 //!
-//! A proxied stream is a `BoxStream`; a proxied datagram path is a
+//! A proxied stream is a `BoxStream`. The UDP relay's path through a node
+//! is a `ConePackets` pair: each datagram names its own target and each
+//! reply says where it came from, so one path serves a LAN socket's every
+//! remote (full cone) where the protocol writes an address per datagram
+//! (SOCKS5, Shadowsocks, Trojan); VLESS and VMess carry one target per
+//! path. The DNS forwarders' and health checks' datagram path is a
 //! `Packets` pair (one DNS message per packet, both ways, one fixed
-//! target). The UDP relay's path through a node is a `ConePackets` pair:
-//! each datagram names its own target and each reply says where it came
-//! from, so one path serves a LAN socket's every remote (full cone) where
-//! the protocol writes an address per datagram (SOCKS5, Shadowsocks,
-//! Trojan); VLESS and VMess carry one target per path. `Via` is what a
-//! forwarder holds: direct, or one node.
+//! target): `ConePackets::to_target`, the same protocol code held to one
+//! target. `Via` is what a forwarder holds: direct, or one node.
 //!
 //! Neighbours: `forwarder` (asks for streams and packet paths to an
 //! upstream), `config` (nodes, groups, routing).
