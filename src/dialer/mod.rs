@@ -11,17 +11,19 @@
 //!   policy that picks one; `check`: the health checks;
 //! - `outbound`: the nodes and groups, and the choice of node for a dial
 //!   once the routing rules (`routing`) have sent it to a group;
+//! - `scratch`: the datagram buffers the UDP paths share;
 //! - `target`: where a proxied stream goes (an address, or a name the
 //!   proxy server looks up) and how the protocols write it.
 //!
-//! A proxied stream is a `BoxStream`; a proxied datagram path is a
+//! A proxied stream is a `BoxStream`. The UDP relay's path through a node
+//! is a `ConePackets` pair: each datagram names its own target and each
+//! reply says where it came from, so one path serves a LAN socket's every
+//! remote (full cone) where the protocol writes an address per datagram
+//! (SOCKS5, Shadowsocks, Trojan); VLESS and VMess carry one target per
+//! path. The DNS forwarders' and health checks' datagram path is a
 //! `Packets` pair (one DNS message per packet, both ways, one fixed
-//! target). The UDP relay's path through a node is a `ConePackets` pair:
-//! each datagram names its own target and each reply says where it came
-//! from, so one path serves a LAN socket's every remote (full cone) where
-//! the protocol writes an address per datagram (SOCKS5, Shadowsocks,
-//! Trojan); VLESS and VMess carry one target per path. `Via` is what a
-//! forwarder holds: direct, or one node.
+//! target): `ConePackets::to_target`, the same protocol code held to one
+//! target. `Via` is what a forwarder holds: direct, or one node.
 //!
 //! Neighbours: `forwarder` (asks for streams and packet paths to an
 //! upstream), `config` (nodes, groups, routing).
@@ -33,6 +35,7 @@ pub mod health;
 pub mod http;
 pub mod node;
 pub mod outbound;
+mod scratch;
 pub mod shadowsocks;
 pub mod socks5;
 pub mod target;
@@ -86,17 +89,14 @@ pub trait PacketRx {
 
 /// The sending half of UDP carried inside a stream (Trojan, VLESS, VMess):
 /// each protocol only writes one datagram's frame; a run of datagrams is
-/// flushed once, at its end.
-pub trait FrameTx {
+/// flushed once, at its end. Plain `async fn`s (never a trait object):
+/// the one boxed future per datagram is `ConeTx`'s.
+pub(crate) trait FrameTx {
     /// Writes one datagram's frame to `to` into the stream, unflushed.
-    fn write_frame<'a>(
-        &'a mut self,
-        datagram: &'a [u8],
-        to: &'a Target,
-    ) -> LocalFuture<'a, io::Result<()>>;
+    async fn write_frame(&mut self, datagram: &[u8], to: &Target) -> io::Result<()>;
 
     /// Pushes what was written out.
-    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>>;
+    async fn flush_frames(&mut self) -> io::Result<()>;
 }
 
 impl<T: FrameTx> ConeTx for T {
@@ -116,7 +116,7 @@ impl<T: FrameTx> ConeTx for T {
         datagram: &'a [u8],
         to: &'a Target,
     ) -> LocalFuture<'a, io::Result<()>> {
-        self.write_frame(datagram, to)
+        Box::pin(self.write_frame(datagram, to))
     }
 }
 

@@ -35,7 +35,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 
-use super::{BoxStream, ConePackets, ConeRx, ConeTx, LocalFuture, Target};
+use super::{scratch, BoxStream, ConePackets, ConeRx, ConeTx, LocalFuture, Target};
 use crate::config::link::{SsConfig, SsMethod};
 
 const TAG_LEN: usize = 16;
@@ -82,13 +82,8 @@ pub fn cone(socket: UdpSocket, config: &SsConfig) -> ConePackets {
         tx: Box::new(DatagramTx {
             socket: socket.clone(),
             cipher: cipher.clone(),
-            buf: Vec::new(),
         }),
-        rx: Box::new(DatagramRx {
-            socket,
-            cipher,
-            buf: vec![0; MAX_DATAGRAM],
-        }),
+        rx: Box::new(DatagramRx { socket, cipher }),
         full_cone: true,
     }
 }
@@ -673,8 +668,6 @@ pub(crate) fn open_datagram(
 struct DatagramTx {
     socket: Rc<UdpSocket>,
     cipher: Cipher,
-    /// The datagram being sealed, reused.
-    buf: Vec<u8>,
 }
 
 impl ConeTx for DatagramTx {
@@ -684,17 +677,28 @@ impl ConeTx for DatagramTx {
         to: &'a Target,
     ) -> LocalFuture<'a, io::Result<()>> {
         Box::pin(async move {
-            let mut salt = [0u8; MAX_KEY_LEN];
-            let salt = &mut salt[..self.cipher.key_len()];
-            random(salt)?;
-            seal_datagram(&self.cipher, salt, to, datagram, &mut self.buf)?;
-            let sent = self.socket.send(&self.buf).await?;
-            if sent != self.buf.len() {
-                return Err(io::Error::other(
-                    "shadowsocks: a datagram went out cut short",
-                ));
+            loop {
+                self.socket.writable().await?;
+                // Sealed anew after a spurious wake: the buffer is shared.
+                let sent = scratch::tx(|buf| {
+                    let mut salt = [0u8; MAX_KEY_LEN];
+                    let salt = &mut salt[..self.cipher.key_len()];
+                    random(salt)?;
+                    seal_datagram(&self.cipher, salt, to, datagram, buf)?;
+                    let sent = self.socket.try_send(buf)?;
+                    Ok::<bool, io::Error>(sent == buf.len())
+                });
+                match sent {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {
+                        return Err(io::Error::other(
+                            "shadowsocks: a datagram went out cut short",
+                        ))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
             }
-            Ok(())
         })
     }
 }
@@ -703,18 +707,28 @@ impl ConeTx for DatagramTx {
 struct DatagramRx {
     socket: Rc<UdpSocket>,
     cipher: Cipher,
-    /// One datagram, reused.
-    buf: Vec<u8>,
 }
 
 impl ConeRx for DatagramRx {
     fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>> {
         Box::pin(async move {
             loop {
-                let n = self.socket.recv(&mut self.buf).await?;
-                match open_datagram(&self.cipher, &mut self.buf[..n]) {
-                    Ok((from, payload)) => return Ok((self.buf[payload].to_vec(), from)),
-                    Err(e) => log::debug!("{e}; datagram dropped"),
+                self.socket.readable().await?;
+                let got = scratch::rx(|buf| {
+                    let n = self.socket.try_recv(buf)?;
+                    Ok::<_, io::Error>(match open_datagram(&self.cipher, &mut buf[..n]) {
+                        Ok((from, payload)) => Some((buf[payload].to_vec(), from)),
+                        Err(e) => {
+                            log::debug!("{e}; datagram dropped");
+                            None
+                        }
+                    })
+                });
+                match got {
+                    Ok(Some(reply)) => return Ok(reply),
+                    Ok(None) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
                 }
             }
         })

@@ -28,7 +28,7 @@ use std::rc::Rc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
-use super::{BoxStream, ConePackets, ConeRx, ConeTx, Direct, LocalFuture, Target};
+use super::{scratch, BoxStream, ConePackets, ConeRx, ConeTx, Direct, LocalFuture, Target};
 use crate::config::link::Auth;
 
 const VERSION: u8 = 5;
@@ -41,9 +41,6 @@ const ATYP_IPV4: u8 = 0x01;
 const ATYP_NAME: u8 = 0x03;
 const ATYP_IPV6: u8 = 0x04;
 
-/// The largest UDP header received: IPv6 (a name is dropped before its
-/// length is trusted).
-const MAX_UDP_HEADER: usize = 4 + 16 + 2;
 /// The largest datagram we carry: a DNS message.
 const MAX_DATAGRAM: usize = 65535;
 
@@ -101,13 +98,8 @@ pub async fn associate(
     Ok(ConePackets {
         tx: Box::new(UdpTx {
             socket: socket.clone(),
-            buf: Vec::new(),
         }),
-        rx: Box::new(UdpRx {
-            socket,
-            control,
-            buf: vec![0; MAX_UDP_HEADER + MAX_DATAGRAM],
-        }),
+        rx: Box::new(UdpRx { socket, control }),
         full_cone: true,
     })
 }
@@ -256,8 +248,6 @@ async fn read(stream: &mut BoxStream, buf: &mut [u8]) -> io::Result<()> {
 /// Sends datagrams to the relay, each with its target's UDP header.
 struct UdpTx {
     socket: Rc<UdpSocket>,
-    /// `00 00 00 atyp addr port data` being sent, reused.
-    buf: Vec<u8>,
 }
 
 impl ConeTx for UdpTx {
@@ -270,17 +260,26 @@ impl ConeTx for UdpTx {
             if datagram.len() > MAX_DATAGRAM {
                 return Err(error("socks5: a datagram longer than 65535 bytes"));
             }
-            self.buf.clear();
-            self.buf.extend_from_slice(&[0, 0, 0]);
-            to.put_socks(&mut self.buf)?;
-            self.buf.extend_from_slice(datagram);
-            self.socket
-                .send(&self.buf)
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("socks5: UDP relay: {e}")))?;
-            Ok(())
+            loop {
+                self.socket.writable().await.map_err(relay_error)?;
+                // Built anew after a spurious wake: the buffer is shared.
+                let sent = scratch::tx(|buf| {
+                    buf.extend_from_slice(&[0, 0, 0]);
+                    to.put_socks(buf)?;
+                    buf.extend_from_slice(datagram);
+                    self.socket.try_send(buf).map_err(relay_error)
+                });
+                match sent {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    other => return other.map(|_| ()),
+                }
+            }
         })
     }
+}
+
+fn relay_error(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("socks5: UDP relay: {e}"))
 }
 
 /// Datagrams from the relay; holds the control connection, whose end is the
@@ -288,7 +287,6 @@ impl ConeTx for UdpTx {
 struct UdpRx {
     socket: Rc<UdpSocket>,
     control: BoxStream,
-    buf: Vec<u8>,
 }
 
 impl ConeRx for UdpRx {
@@ -297,14 +295,18 @@ impl ConeRx for UdpRx {
             let mut byte = [0u8; 1];
             loop {
                 tokio::select! {
-                    r = self.socket.recv(&mut self.buf) => {
-                        let n = r.map_err(|e| {
-                            io::Error::new(e.kind(), format!("socks5: UDP relay: {e}"))
-                        })?;
-                        if let Some((from, data)) = parse_udp(&self.buf[..n]) {
-                            return Ok((data.to_vec(), from));
+                    r = self.socket.readable() => {
+                        r.map_err(relay_error)?;
+                        let got = scratch::rx(|buf| {
+                            let n = self.socket.try_recv(buf)?;
+                            Ok::<_, io::Error>(parse_udp(&buf[..n]).map(|(from, data)| (data.to_vec(), from)))
+                        });
+                        match got {
+                            Ok(Some(reply)) => return Ok(reply),
+                            Ok(None) => log::debug!("socks5: dropped a datagram from the relay (a fragment, from a host name, or garbled)"),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) => return Err(relay_error(e)),
                         }
-                        log::debug!("socks5: dropped a datagram from the relay (a fragment, from a host name, or garbled)");
                     }
                     r = self.control.read(&mut byte) => match r {
                         // The server should send nothing more; ignore it if it does.

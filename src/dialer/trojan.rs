@@ -135,16 +135,12 @@ impl HeaderFirstTx {
 }
 
 impl FrameTx for HeaderFirstTx {
-    fn write_frame<'a>(
-        &'a mut self,
-        datagram: &'a [u8],
-        to: &'a Target,
-    ) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram, to))
+    async fn write_frame(&mut self, datagram: &[u8], to: &Target) -> io::Result<()> {
+        self.write(datagram, to).await
     }
 
-    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
-        Box::pin(self.writer.flush())
+    async fn flush_frames(&mut self) -> io::Result<()> {
+        self.writer.flush().await
     }
 }
 

@@ -784,16 +784,12 @@ impl VmessTx {
 }
 
 impl FrameTx for VmessTx {
-    fn write_frame<'a>(
-        &'a mut self,
-        datagram: &'a [u8],
-        to: &'a Target,
-    ) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram, to))
+    async fn write_frame(&mut self, datagram: &[u8], to: &Target) -> io::Result<()> {
+        self.write(datagram, to).await
     }
 
-    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
-        Box::pin(poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)))
+    async fn flush_frames(&mut self) -> io::Result<()> {
+        poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
     }
 }
 
@@ -893,6 +889,30 @@ mod tests {
         assert_eq!(block[..8], 1_700_000_000u64.to_be_bytes());
         assert_eq!(block[8..12], [1, 2, 3, 4]);
         assert_eq!(block[12..], crc32(&block[..12]).to_be_bytes());
+    }
+
+    /// One target per path: another is refused before a byte goes out,
+    /// and the path still carries the first.
+    #[tokio::test]
+    async fn udp_carries_one_target() {
+        use super::super::trojan::tests::mock;
+        let (stream, writes) = mock(b"");
+        let config = VmessConfig {
+            uuid: UUID,
+            security: VmessSecurity::Aes128Gcm,
+        };
+        let first = Target::Name("a.example".into(), 443);
+        let mut p = cone(stream, &config, &first).unwrap();
+        assert!(!p.full_cone);
+        let other = Target::Addr("192.0.2.1:443".parse().unwrap());
+        let e = p.tx.send_to(b"q", &other).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("vmess"), "{e}");
+        assert!(writes.borrow().is_empty());
+        p.tx.send_to(b"q", &first).await.unwrap();
+        assert!(!writes.borrow().is_empty());
+        // The server said nothing: the path ends.
+        assert!(p.rx.recv_from().await.is_err());
     }
 
     #[test]
