@@ -738,9 +738,10 @@ impl Relay {
             match path {
                 Path::Direct(sock) => direct_replies(&ep, &sock, &anyfrom).await,
                 Path::Node(node, direct, first) => {
+                    // Boxed: the dial's state is freed once the path is open.
                     let opened = tokio::time::timeout(
                         DIAL_TIMEOUT,
-                        node.cone(&direct, &first, DIAL_TIMEOUT),
+                        Box::pin(node.cone(&direct, &first, DIAL_TIMEOUT)),
                     )
                     .await
                     .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")));
