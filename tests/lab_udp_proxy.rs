@@ -16,7 +16,8 @@
 //! never resolved the name through dae (also with a ClientHello spanning
 //! two Initial packets), garbage to UDP 443 relayed by address, and a
 //! flood of distinct source ports that keeps the endpoints at their bound
-//! (dae's memory is printed). The NAT timeouts' expiry is shown by the
+//! (dae's memory is printed), and a group whose node is down drops the
+//! flow (counted, warned) and never sends it direct. The NAT timeouts' expiry is shown by the
 //! pool's unit tests (src/relay/udp.rs) on paused time: the config has no
 //! timeout to shorten.
 //!
@@ -86,7 +87,7 @@ struct World {
     _dns: LabUpstream,
     echo: Server,
     quic: Server,
-    _node: Server,
+    node: Server,
     _ca: TestCa,
     _names: NetnsEtc,
 }
@@ -154,7 +155,7 @@ fn world() -> Option<World> {
         _dns: dns,
         echo,
         quic,
-        _node: node,
+        node,
         _ca: ca,
         _names: names,
     })
@@ -377,4 +378,30 @@ fn a_flood_of_source_ports_keeps_the_endpoints_at_their_bound() {
     // Still serving.
     let got = exchange(&w, ECHO, PORT, &[b"after"], 1);
     assert_eq!(got.len(), 1, "{s}");
+}
+
+#[test]
+fn a_group_without_a_live_udp_node_drops_and_never_goes_direct() {
+    let Some(mut w) = world() else { return };
+    let dae = start(&w);
+    w.node.stop();
+    let down = wait_until(Duration::from_secs(20), || {
+        dae.status()["groups"][0]["nodes"][0]["udp4"]["alive"] == false
+    });
+    assert!(down, "{}", dae.status());
+    let got = exchange(&w, ECHO, PORT, &[b"dead node"], 1);
+    assert!(got.is_empty(), "answered without a node: {got:?}");
+    assert!(
+        !w.echo.log().contains(&format!("peer={ROUTER_WAN_V4}")),
+        "the flow went direct: {}",
+        w.echo.log()
+    );
+    let s = udp(&dae);
+    assert!(s["refused_no_node"].as_u64() >= Some(1), "{s}");
+    assert!(
+        dae.log()
+            .contains("group 'proxy' has no live node: its UDP flows are dropped"),
+        "{}",
+        dae.log()
+    );
 }
