@@ -325,6 +325,15 @@ fn lan_udp_is_relayed_through_the_node_full_cone_and_by_quic_sni() {
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("udp relay via ss1:"), "{text}");
+
+    // New rules apply to new flows at once.
+    dae.reload(&config().replace(
+        &format!("dip({ECHO}, {GARBAGE}) -> proxy"),
+        &format!("dip({ECHO}, {GARBAGE}) -> direct"),
+    ));
+    let got = exchange(&w, ECHO, PORT, &[b"after reload"], 1);
+    assert_eq!(got.len(), 1, "{}", dae.log());
+    assert_eq!(peer_ip(&got[0].0), ROUTER_WAN_V4, "{got:?}");
 }
 
 #[test]

@@ -471,6 +471,12 @@ impl Relay {
         }
         // The slow path: the kernel's verdict, perhaps a sniffed name.
         let verdict = self.verdict(L4::Udp, client, dst);
+        // A flow named by its sniffed domain keeps the name across a
+        // reload (its later datagrams name nothing).
+        if let Some(Target::Name(domain, _)) = pair.as_ref().and_then(|ep| ep.named.clone()) {
+            let way = self.way(&verdict, Some(&domain));
+            return self.udp_route(&[datagram], client, dst, way, Some(domain), anyfrom);
+        }
         // Only QUIC names its domain in UDP, and only flows to its port
         // are handed over to sniff (as the TC program does).
         if dst.port() == QUIC_PORT
