@@ -35,7 +35,16 @@
 # should (the node's CPU time moved for (c) and not for (a)/(b); dae's
 # relay counters moved for (c) and not for (b)).
 #
+# MODE=udp measures LAN UDP instead (issue 18): iperf3 -u at a fixed rate
+# (RATE, datagrams of 1,200 bytes, as QUIC sends) one stream up and one
+# down; the node is ss-server -u; ss-redir -u and v2ray get the client's
+# UDP by nftables TPROXY. Figures: loss, the proxy's CPU time per GB
+# received, and memory with ENDPOINTS live UDP endpoints (one datagram
+# from each of ENDPOINTS client ports, bench/udp_endpoints.py) instead of
+# the idle TCP connections. dae's health check asks a dnsmasq on CHECK.
+#
 # Usage (as root on Debian 12): bench/proxy.sh   (ROUNDS=2 DURATION=10 IDLE=1000)
+#        MODE=udp bench/proxy.sh               (RATE=200M ENDPOINTS=4000)
 # PERF=1 also records each proxy's profile during its runs (perf record -g)
 # into bench/out/perf-ROW-STREAMS-DIR.data; STRACE=1 counts their system
 # calls instead (strace -c; slows them, so their figures are not for ranking).
@@ -46,6 +55,15 @@ repo=$(cd "$here/.." && pwd)
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10}
 IDLE=${IDLE:-1000}
+MODE=${MODE:-tcp}
+RATE=${RATE:-200M}
+# Below dae's bound (relay::udp::MAX_ENDPOINTS, 4,096), so none is evicted.
+ENDPOINTS=${ENDPOINTS:-4000}
+case "$MODE" in
+  tcp) ss_udp=() ;;
+  udp) ss_udp=(-u) IDLE=$ENDPOINTS ;;
+  *) echo "MODE is tcp or udp" >&2; exit 1 ;;
+esac
 
 # The lab's addresses (documentation ranges only), in the upstream namespace.
 NODE=203.0.113.80   # ss-server
@@ -63,7 +81,7 @@ V2RAY_PORT=12347
 # shellcheck source=bench/common.sh
 . "$here/common.sh"
 need_root
-install_packages "${DAE_TEST_PACKAGES[@]}" iperf3 util-linux python3
+install_packages "${DAE_TEST_PACKAGES[@]}" iperf3 util-linux python3 dnsmasq
 ensure_rust
 
 build_dae
@@ -132,11 +150,15 @@ for p in 5201 5202; do
   "${in_up[@]}" taskset -c 1 iperf3 -s -B "$SERVER" -p "$p" > "$work/iperf3-$p.log" 2>&1 &
 done
 "${in_up[@]}" taskset -c 1 python3 "$here/idle_conns.py" serve "$SERVER" 7000 > "$work/idle-server.log" 2>&1 &
-"${in_up[@]}" taskset -c 1 ss-server -s "$NODE" -p "$SS_PORT" -k "$SECRET" -m "$METHOD" > "$work/ss-server.log" 2>&1 &
+"${in_up[@]}" taskset -c 1 python3 "$here/udp_endpoints.py" sink "$SERVER" 7001 > "$work/udp-sink.log" 2>&1 &
+"${in_up[@]}" taskset -c 1 ss-server -s "$NODE" -p "$SS_PORT" -k "$SECRET" -m "$METHOD" "${ss_udp[@]}" > "$work/ss-server.log" 2>&1 &
 node_pid=$!
 mkdir -p "$work/www"
 echo ok > "$work/www/check"
 "${in_up[@]}" taskset -c 1 busybox httpd -f -p "$CHECK:80" -h "$work/www" &
+# What dae's UDP health check asks through the node.
+"${in_up[@]}" taskset -c 1 dnsmasq -k -C /dev/null --no-resolv --no-hosts --bind-interfaces \
+  --listen-address="$CHECK" --port=53 --address=/#/198.51.100.9 --pid-file= > "$work/dnsmasq.log" 2>&1 &
 for p in 5201 5202 7000 "$SS_PORT" 80; do wait_listen "$prefix-up" "$p"; done
 
 # --- the proxies on the router
@@ -176,7 +198,7 @@ cat > "$work/v2ray.json" <<EOF
     "listen": "0.0.0.0",
     "port": $V2RAY_PORT,
     "protocol": "dokodemo-door",
-    "settings": {"network": "tcp", "followRedirect": true},
+    "settings": {"network": "tcp,udp", "followRedirect": true},
     "streamSettings": {"sockopt": {"tproxy": "tproxy"}}
   }],
   "outbounds": [{
@@ -189,18 +211,21 @@ EOF
 dae_status() {
   "$dae_bin" status --json -s "$work/dae.sock" 2>/dev/null || echo '{}'
 }
-# relayed WAY: how many connections dae relayed by WAY (a node, or direct).
+# relayed WAY: how many connections (UDP: endpoints) dae relayed by WAY
+# (a node, or direct).
 relayed() {
   dae_status | python3 -c 'import json, sys
-print(json.load(sys.stdin).get("relay", {}).get("tcp", {}).get(sys.argv[1], {}).get("total", 0))' "$1"
+relay = json.load(sys.stdin).get("relay", {})
+ways = relay.get("udp", {}).get("ways", {}) if sys.argv[2] == "udp" else relay.get("tcp", {})
+print(ways.get(sys.argv[1], {}).get("total", 0))' "$1" "$MODE"
 }
 dae_node_alive() {
   dae_status | python3 -c 'import json, sys
 try:
-    alive = json.load(sys.stdin)["groups"][0]["nodes"][0]["tcp4"]["alive"]
+    alive = json.load(sys.stdin)["groups"][0]["nodes"][0][sys.argv[1] + "4"]["alive"]
 except (KeyError, IndexError, ValueError):
     alive = False
-sys.exit(0 if alive is True else 1)'
+sys.exit(0 if alive is True else 1)' "$MODE"
 }
 
 # prog_stats: the run time (ns) and runs, summed, of the BPF programs on
@@ -246,9 +271,10 @@ start_setup() {
       ;;
     ss-redir)
       "${in_router[@]}" taskset -c 0 ss-redir -s "$NODE" -p "$SS_PORT" -b 0.0.0.0 -l "$REDIR_PORT" \
-        -k "$SECRET" -m "$METHOD" >> "$work/ss-redir.log" 2>&1 &
+        -k "$SECRET" -m "$METHOD" "${ss_udp[@]}" >> "$work/ss-redir.log" 2>&1 &
       proxy_pid=$!
       wait_listen "$router" "$REDIR_PORT"
+      if [ "$MODE" = udp ]; then tproxy_udp "$REDIR_PORT"; fi
       "${in_router[@]}" nft -f - <<EOF
 table ip benchredir {
   chain pre {
@@ -268,7 +294,7 @@ EOF
 table ip benchtproxy {
   chain pre {
     type filter hook prerouting priority mangle; policy accept;
-    iifname "br-lan" ip daddr 203.0.113.0/24 meta l4proto tcp meta mark set 1 tproxy to 127.0.0.1:$V2RAY_PORT accept
+    iifname "br-lan" ip daddr 203.0.113.0/24 meta l4proto $MODE meta mark set 1 tproxy to 127.0.0.1:$V2RAY_PORT accept
   }
 }
 EOF
@@ -276,9 +302,31 @@ EOF
   esac
 }
 
+# tproxy_udp PORT: the client's UDP to the upstream goes to the router's
+# transparent UDP socket on PORT (ss-redir -u), as OpenWrt's setups do.
+tproxy_udp() {
+  ip -n "$router" rule add fwmark 1 table 100
+  ip -n "$router" route add local 0.0.0.0/0 dev lo table 100
+  "${in_router[@]}" nft -f - <<EOF
+table ip benchtproxy {
+  chain pre {
+    type filter hook prerouting priority mangle; policy accept;
+    iifname "br-lan" ip daddr 203.0.113.0/24 meta l4proto udp meta mark set 1 tproxy to 127.0.0.1:$1 accept
+  }
+}
+EOF
+}
+
 stop_setup() {
   case "$1" in
-    ss-redir) "${in_router[@]}" nft delete table ip benchredir ;;
+    ss-redir)
+      "${in_router[@]}" nft delete table ip benchredir
+      if [ "$MODE" = udp ]; then
+        "${in_router[@]}" nft delete table ip benchtproxy
+        ip -n "$router" route del local 0.0.0.0/0 dev lo table 100
+        ip -n "$router" rule del fwmark 1 table 100
+      fi
+      ;;
     v2ray)
       "${in_router[@]}" nft delete table ip benchtproxy
       ip -n "$router" route del local 0.0.0.0/0 dev lo table 100
@@ -297,7 +345,11 @@ stop_setup() {
 opener=''
 open_idle() {
   local i
-  "${in_client[@]}" taskset -c 1 python3 "$here/idle_conns.py" open "$SERVER" 7000 "$2" > "$work/idle.out" 2>&1 &
+  if [ "$MODE" = udp ]; then
+    "${in_client[@]}" taskset -c 1 python3 "$here/udp_endpoints.py" open "$SERVER" 7001 "$2" > "$work/idle.out" 2>&1 &
+  else
+    "${in_client[@]}" taskset -c 1 python3 "$here/idle_conns.py" open "$SERVER" 7000 "$2" > "$work/idle.out" 2>&1 &
+  fi
   opener=$!
   for i in $(seq 1 600); do
     if grep -q '^open' "$work/idle.out"; then return 0; fi
@@ -334,9 +386,12 @@ idle_rss() {
 # tput ROW STREAMS DIR BITS_PER_S BYTES PROXY_TICKS NODE_TICKS PROG_NS PROG_RUNS.
 throughput() {
   local row=$1 port=$2 spec streams dir args p0 p1 n0 n1 out b0 b1 r0 r1
-  for spec in "1 up" "4 up" "1 down"; do
+  local specs=("1 up" "4 up" "1 down")
+  [ "$MODE" = udp ] && specs=("1 up" "1 down")
+  for spec in "${specs[@]}"; do
     read -r streams dir <<< "$spec"
     args=(-c "$SERVER" -p "$port" -t "$DURATION" -P "$streams" -J)
+    [ "$MODE" = udp ] && args+=(-u -b "$RATE" -l 1200)
     [ "$dir" = down ] && args+=(-R)
     p0=0 p1=0
     [ -n "$proxy_pid" ] && p0=$(cpu_ticks "$proxy_pid")
@@ -367,11 +422,19 @@ path, row, streams, way, proxy, node, prog_ns, prog_runs = sys.argv[1:]
 doc = json.load(open(path))
 if "error" in doc:
     sys.exit(f"iperf3 ({row}, {streams} {way}): {doc['error']}")
-got = doc["end"]["sum_received"]
-print(f"tput\t{row}\t{streams}\t{way}\t{got['bits_per_second']:.0f}\t{got['bytes']}\t{proxy}\t{node}\t{prog_ns}\t{prog_runs}")
+if "sum_received" in doc["end"]:
+    got = doc["end"]["sum_received"]
+    bps, received, loss = got["bits_per_second"], got["bytes"], 0.0
+else:
+    # UDP: what was sent, and the share the receiver lost.
+    got = doc["end"]["sum"]
+    loss = got.get("lost_percent", 0.0)
+    bps, received = got["bits_per_second"] * (1 - loss / 100), int(got["bytes"] * (1 - loss / 100))
+print(f"tput\t{row}\t{streams}\t{way}\t{bps:.0f}\t{received}\t{proxy}\t{node}\t{prog_ns}\t{prog_runs}\t{loss:.2f}")
 EOF
     tail -n 1 "$results" | awk -F'\t' -v tck="$ticks" '{
       printf "  %-10s %s stream(s) %-4s %6.2f Gbit/s", $2, $3, $4, $5 / 1e9
+      if ($11 > 0) printf "  loss %.2f%%", $11
       if ($2 != "forward" && $2 != "dae-direct") printf "  proxy %.2f CPU s/GB", $7 / tck / ($6 / 1e9)
       printf "  node %.2f CPU s", $8 / tck
       if ($10 > 0) printf "  TC program %.0f ns x %d", $9 / $10, $10
@@ -424,8 +487,11 @@ load=$(uptime)
 mkdir -p "$here/out"
 report="$here/out/proxy-report-$(date -u +%Y%m%d-%H%M%S).txt"
 {
-  echo "namespace lab: iperf3 from the LAN client through the router; proxies relay through ss-server ($METHOD)"
-  python3 "$here/proxy_report.py" "$results" "$ROUNDS" "$DURATION" "$ticks"
+  echo "namespace lab ($MODE): iperf3 from the LAN client through the router; proxies relay through ss-server ($METHOD)"
+  if [ "$MODE" = udp ]; then
+    echo "UDP at $RATE, 1,200-byte datagrams; the memory rows are $ENDPOINTS live UDP endpoints, not idle connections"
+  fi
+  python3 "$here/proxy_report.py" "$results" "$ROUNDS" "$DURATION" "$ticks" "$MODE"
   echo "load after: $load"
 } | tee "$report"
 echo "(saved to $report)"

@@ -3,8 +3,10 @@ run, the proxies' CPU time per GB and memory per idle connection, and the
 ratios the targets are about. Standard library only.
 
 Input lines (tab-separated):
-  tput  ROW STREAMS DIR BITS_PER_S BYTES PROXY_TICKS NODE_TICKS PROG_NS PROG_RUNS
+  tput  ROW STREAMS DIR BITS_PER_S BYTES PROXY_TICKS NODE_TICKS PROG_NS PROG_RUNS [LOSS_PERCENT]
   idle  ROW RSS_BEFORE_KIB RSS_WITH_KIB CONNECTIONS
+With MODE udp (the fifth argument), BYTES is what the receiver got, LOSS
+the share it lost, and the idle rows are live UDP endpoints.
 ROW: forward (a), dae-direct (b), dae, ss-redir, v2ray (c).
 """
 import statistics
@@ -12,6 +14,8 @@ import sys
 from collections import defaultdict
 
 path, rounds, duration, ticks = sys.argv[1:5]
+mode = sys.argv[5] if len(sys.argv) > 5 else "tcp"
+loss = defaultdict(list)
 ticks = float(ticks)
 tput = defaultdict(list)
 idle = defaultdict(list)
@@ -21,6 +25,8 @@ with open(path) as f:
         if parts[0] == "tput":
             row, streams, way = parts[1:4]
             bps, moved, proxy, node, prog_ns, prog_runs = (float(x) for x in parts[4:10])
+            if len(parts) > 10:
+                loss[(row, streams, way)].append(float(parts[10]))
             gb = moved / 1e9
             tput[(row, streams, way)].append(
                 (bps, proxy / ticks / gb, node / ticks / gb, prog_ns / max(prog_runs, 1), prog_ns / 1e6 / gb, prog_runs / gb)
@@ -51,7 +57,9 @@ for row, tag in ROWS:
         bps = med(row, streams, way, 0) / 1e9
         cpu = f"{med(row, streams, way, 1):.2f}" if row in PROXIED else "n/a"
         node = med(row, streams, way, 2)
-        print(f"  {tag + ' ' + row:<16}{streams + ' ' + way:<12}{bps:>8.2f}{cpu:>16}{node:>15.2f}")
+        lost = loss.get((row, streams, way))
+        lost = f"  loss {statistics.median(lost):.2f}%" if lost else ""
+        print(f"  {tag + ' ' + row:<16}{streams + ' ' + way:<12}{bps:>8.2f}{cpu:>16}{node:>15.2f}{lost}")
 print("  (a) and (b): the work is the kernel's softirq time, which no process owns;")
 print("  only their throughput is reported.")
 print()
@@ -66,6 +74,8 @@ print("  (packets as the program sees them: veth hands over GSO packets of up to
 print()
 print("ratios:")
 for streams, way in RUNS:
+    if ("dae", streams, way) not in tput:
+        continue
     run = f"{streams} stream(s) {way}"
     b_a = med("dae-direct", streams, way, 0) / med("forward", streams, way, 0)
     pairs = zip(tput.get(("dae-direct", streams, way), []), tput.get(("forward", streams, way), []))
@@ -76,8 +86,9 @@ for streams, way in RUNS:
         bps = med("dae", streams, way, 0) / med(peer, streams, way, 0)
         print(f"  {run:<18} dae / {peer:<8} CPU per GB  {cpu:5.2f}  (target {target})   throughput {bps:5.2f}")
 print()
-print("memory with idle proxied connections (VmRSS; a warm-up of 20 connections first):")
-print(f"  {'proxy':<10}{'idle KiB':>10}{'with KiB':>10}{'connections':>13}{'KiB each':>10}")
+what = "live UDP endpoints" if mode == "udp" else "connections"
+print(f"memory with idle proxied {what} (VmRSS; a warm-up of 20 first):")
+print(f"  {'proxy':<10}{'idle KiB':>10}{'with KiB':>10}{what.split()[-1]:>13}{'KiB each':>10}")
 for row in ("dae", "ss-redir", "v2ray"):
     if row in idle:
         before = statistics.median(x[0] for x in idle[row])
@@ -87,7 +98,10 @@ for row in ("dae", "ss-redir", "v2ray"):
         print(f"  {row:<10}{before:>10.0f}{with_:>10.0f}{n:>13}{each:>10.2f}")
 if "dae" in idle:
     each = statistics.median(x[2] for x in idle["dae"])
-    print(f"  dae per idle proxied connection {each:.2f} KiB (target <= 8)")
+    if mode == "udp":
+        print(f"  dae per live UDP endpoint {each:.2f} KiB (target <= 1 plus the node's own state)")
+    else:
+        print(f"  dae per idle proxied connection {each:.2f} KiB (target <= 8)")
     for peer in ("ss-redir", "v2ray"):
         if peer in idle:
             other = statistics.median(x[2] for x in idle[peer])
