@@ -422,14 +422,10 @@ path, row, streams, way, proxy, node, prog_ns, prog_runs = sys.argv[1:]
 doc = json.load(open(path))
 if "error" in doc:
     sys.exit(f"iperf3 ({row}, {streams} {way}): {doc['error']}")
-if "sum_received" in doc["end"]:
-    got = doc["end"]["sum_received"]
-    bps, received, loss = got["bits_per_second"], got["bytes"], 0.0
-else:
-    # UDP: what was sent, and the share the receiver lost.
-    got = doc["end"]["sum"]
-    loss = got.get("lost_percent", 0.0)
-    bps, received = got["bits_per_second"] * (1 - loss / 100), int(got["bytes"] * (1 - loss / 100))
+got = doc["end"]["sum_received"]
+bps, received = got["bits_per_second"], got["bytes"]
+# UDP: the share of the datagrams the receiver lost.
+loss = doc["end"].get("sum", {}).get("lost_percent", 0.0) if doc["start"]["test_start"]["protocol"] == "UDP" else 0.0
 print(f"tput\t{row}\t{streams}\t{way}\t{bps:.0f}\t{received}\t{proxy}\t{node}\t{prog_ns}\t{prog_runs}\t{loss:.2f}")
 EOF
     tail -n 1 "$results" | awk -F'\t' -v tck="$ticks" '{
@@ -473,6 +469,13 @@ for r in $(seq 1 "$ROUNDS"); do
         fi
         throughput dae 5202
         [ "$(relayed ss1)" -gt "$node_before" ] || { echo "dae: nothing relayed by the node" >&2; exit 1; }
+        if [ "$MODE" = udp ]; then
+          # Where a lost datagram went: dae's own drops (a node's queue
+          # full), and the router's UDP receive-buffer overflows.
+          dae_status | python3 -c 'import json, sys
+print("  dae dropped", json.load(sys.stdin)["relay"]["udp"]["dropped"], "datagrams itself")'
+          "${in_router[@]}" nstat -az UdpRcvbufErrors | awk '/UdpRcvbufErrors/ {print "  router UdpRcvbufErrors", $2}'
+        fi
         ;;
       *)
         idle_rss "$s"

@@ -225,6 +225,10 @@ pub async fn serve(
                 break;
             }
             out.flush().await;
+            // A full batch: more are waiting. Let the other tasks run
+            // first (the relay's endpoints carry what this loop queued for
+            // them; held back, their queues and sockets overflow).
+            tokio::task::yield_now().await;
         }
         out.flush().await;
     }

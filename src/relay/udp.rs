@@ -79,8 +79,9 @@ const MAX_SNIFFING: usize = 256;
 const HELD_BYTES: usize = 16 * 1024;
 /// Datagrams queued for a node path (while it is dialed, or when the
 /// client sends faster than the node takes); past this they are dropped,
-/// as a full socket buffer drops them.
-const QUEUE_MAX: usize = 64;
+/// as a full socket buffer drops them. Four of the listener's receive
+/// batches: the endpoint's task drains its queue between two batches.
+const QUEUE_MAX: usize = 128;
 /// Destinations a full-cone endpoint remembers as already decided.
 const RECENT: usize = 4;
 /// A node's path that takes longer than this to open fails.
