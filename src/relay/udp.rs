@@ -69,8 +69,8 @@ use crate::sniff::{quic, QuicSniffer, Sniffed};
 /// Endpoints at once. A LAN socket needs one however many remotes it
 /// talks to (full cone), so even a busy home LAN (a BitTorrent client's
 /// DHT is one socket) stays in the hundreds; 4,096 leaves room for a game
-/// console's port scan of STUN servers and bounds the memory (about 1 KiB
-/// each in dae, one socket each in the kernel).
+/// console's port scan of STUN servers and bounds the memory (3 KiB each
+/// with a Shadowsocks path, bench/README.md; a socket each in the kernel).
 pub const MAX_ENDPOINTS: usize = 4096;
 /// Flows being sniffed at once; past this a flow is routed by address.
 const MAX_SNIFFING: usize = 256;
