@@ -120,7 +120,7 @@ pub fn render(v: &Value) -> String {
             n(d, &["assign_failed"])
         ));
         out.push_str(&format!(
-            "lan tcp flows: {} direct, {} proxied, {} sniffed, {} blocked, {} bypassed, {} without relay\n",
+            "lan flows (tcp, udp): {} direct, {} proxied, {} sniffed, {} blocked, {} bypassed, {} without relay\n",
             n(d, &["flows_direct"]),
             n(d, &["flows_proxied"]),
             n(d, &["flows_sniffed"]),

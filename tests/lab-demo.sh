@@ -300,7 +300,7 @@ else
   fail "curl www.direct.example: not direct: $line"
 fi
 
-caption "router: dae status. 'lan tcp flows' are the kernel's verdicts; 'relay via hk1' is the
+caption "router: dae status. 'lan flows' are the kernel's verdicts; 'relay via hk1' is the
    one connection dae carried (the direct one never reached it)."
 status=$("$dae" status -s "$work/dae.sock" 2>&1) || true
 indent <<<"$status"
