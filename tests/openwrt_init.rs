@@ -332,6 +332,7 @@ fn expected_instance(conf: &str, netdevs: &[&str]) -> Vec<Call> {
         call("procd_set_param", &["respawn", "3600", "5", "5"]),
         call("procd_set_param", &["term_timeout", "15"]),
         call("procd_set_param", &["reload_signal", "HUP"]),
+        call("procd_set_param", &["limits", "nofile=32768 32768"]),
         call("procd_set_param", &["file", conf]),
         call("procd_set_param", &["stdout", "1"]),
         call("procd_set_param", &["stderr", "1"]),
