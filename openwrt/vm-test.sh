@@ -128,6 +128,17 @@ if [ ! -f "$kernel" ]; then
 		exit 1
 	}
 	echo "== building the $target kernel (linux $src_version) in $kdir (log: $kdir/build.log)"
+	# From the newest build of this target, if any: make then rebuilds only
+	# what the changed options touch (minutes instead of half an hour).
+	seed=$(find "$cache" -maxdepth 1 -name "kernel-$target-*" -type d -printf '%T@ %p\n' |
+		sort -n | tail -n 1 | cut -d' ' -f2-)
+	if [ -n "$seed" ] && [ -f "$seed/.config" ]; then
+		echo "   (starting from $seed)"
+		rm -rf "$kdir.part"
+		cp -a "$seed" "$kdir.part"
+		rm -f "$kdir.part/$kimage"
+		mv "$kdir.part" "$kdir"
+	fi
 	mkdir -p "$kdir"
 	# allnoconfig plus the fragment; the =n lines only document.
 	grep -v '=n$' "$frag" >"$kdir/fragment.config"
@@ -189,9 +200,10 @@ echo "== $target: linux $kversion ($kernel), dae $(stat -c %s "$dae") bytes, ini
 fails=0
 for jit in "${jits[@]}"; do
 	log=$tmp/console-jit$jit.log
+	: >"$log"
 	"${qemu[@]}" -kernel "$kernel" -initrd "$tmp/initramfs.gz" \
 		-append "console=ttyS0 panic=1 dae_jit=$jit" \
-		-display none -monitor none -serial "file:$log" -nic none -no-reboot </dev/null &
+		-display none -vga none -monitor none -serial "file:$log" -nic none -no-reboot </dev/null &
 	qemu_pid=$!
 	# Emulated MIPS: the boot takes seconds, each dae start up to a minute.
 	deadline=$((SECONDS + ${DAE_VM_TIMEOUT:-900}))
