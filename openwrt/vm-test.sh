@@ -67,7 +67,8 @@ mipsel)
 	kextra=CONFIG_CPU_LITTLE_ENDIAN=y
 	cc=mipsel-linux-musl-gcc deb_arch=mipsel
 	qemu=(qemu-system-mipsel -M malta -cpu 24Kc -m 256M)
-	apt_pkgs=(qemu-system-mips gcc-mipsel-linux-gnu musl-dev:mipsel)
+	apt_pkgs=(qemu-system-mips gcc-mipsel-linux-gnu linux-libc-dev-mipsel-cross musl-dev:mipsel)
+	kheaders=/usr/mipsel-linux-gnu/include
 	;;
 esac
 
@@ -182,14 +183,18 @@ if [ ! -x "$busybox" ]; then
 	(cd "$tmp" && apt-get download -q "busybox-static:$deb_arch=$bb_version" >/dev/null 2>&1)
 	dpkg-deb -x "$tmp"/busybox-static_*"_$deb_arch.deb" "$cache/busybox-$deb_arch-$bb_version"
 fi
-"$cc" -Os -static -Wall -Wextra -Werror -o "$tmp/dnsq" "$here/vm/dnsq.c"
+# The lab's client and filter lister (the kernel's uapi headers after
+# the libc's own).
+for tool in dnsq tcls; do
+	"$cc" -Os -static -Wall -Wextra -Werror -idirafter "$kheaders" -o "$tmp/$tool" "$here/vm/$tool.c"
+done
 
 # --- the initramfs ---------------------------------------------------------------
 root=$tmp/root
 mkdir -p "$root/bin" "$root/dev"
 cp "$busybox" "$root/bin/busybox"
 cp "$dae" "$root/bin/dae"
-cp "$tmp/dnsq" "$root/bin/dnsq"
+cp "$tmp/dnsq" "$tmp/tcls" "$root/bin/"
 cp "$here/vm/init" "$root/init"
 cp "$here/vm/lab.sh" "$root/lab.sh"
 mknod "$root/dev/console" c 5 1

@@ -6,7 +6,7 @@
 # NOERROR: `request_fallback 'reject'`) and busybox httpd. The addresses
 # are those of tests/lab.sh (documentation ranges).
 #
-#   lab.sh DAE DNSQ WORKDIR
+#   lab.sh DAE DNSQ TCLS WORKDIR
 #
 # Prints one line per check, `PASS name: detail` or `FAIL name: detail`,
 # and `LAB-DONE pass=N fail=M` at the end; exits 1 if a check failed. It
@@ -16,7 +16,7 @@
 # It stops what it started (dae, the namespaces' holders, httpd).
 set -u
 
-dae=$1 dnsq=$2 work=$3
+dae=$1 dnsq=$2 tcls=$3 work=$4
 client_v4=192.0.2.10 upstream_v4=203.0.113.53 nobody_v4=203.0.113.99
 passed=0 failed=0
 pids=''
@@ -70,11 +70,9 @@ add_veth() {
 	return 1
 }
 
-# The TC filters on br-lan's ingress, when the tc here can list them
-# (iproute2's; busybox's cannot show clsact filters): prints them, or
-# fails.
+# The TC filters on br-lan's ingress, one a line (openwrt/vm/tcls.c).
 filters() {
-	tc filter show dev br-lan ingress 2>/dev/null
+	"$tcls" br-lan
 }
 
 # A network namespace held by a sleeping process; prints its pid.
@@ -197,13 +195,19 @@ if start_router_dae; then
 else
 	fail start "dae did not answer on its status socket: $(tail -n 20 "$work/router.log")"
 fi
-if ! filters >/dev/null; then
-	echo "INFO tc: this tc cannot list clsact filters (busybox); the 'handed' check shows the program at work"
-elif filters | grep -q bpf; then
-	pass attached "a bpf filter on br-lan ingress: $(filters | tr '\n' ' ')"
+bpf_filters() {
+	filters | grep -c ' bpf'
+}
+if [ "$(bpf_filters)" = 1 ]; then
+	pass attached "one bpf filter on br-lan ingress: $(filters | tr '\n' ' ')"
 else
-	fail attached "no bpf filter on br-lan ingress: $(filters)"
+	fail attached "not one bpf filter on br-lan ingress: $(filters 2>&1 | tr '\n' ' ')"
 fi
+# dae finds the filter a crashed run left by the program's name.
+case "$(filters 2>&1)" in
+*"bpf dae_lan_ingress"*) pass named "the filter carries the program's name" ;;
+*) fail named "the filter does not carry the program's name dae_lan_ingress: $(filters 2>&1 | tr '\n' ' ')" ;;
+esac
 
 before=$(handed)
 check udp-nobody "the client's UDP query to $nobody_v4 (no host) answered through dae" \
@@ -241,6 +245,12 @@ fi
 kill -9 "$router_pid"
 wait "$router_pid" 2>/dev/null
 router_pid=''
+count=$(bpf_filters)
+if [ "$count" = 1 ]; then
+	pass kept "dae killed (-9): its filter stays on br-lan (netlink filters outlive their loader)"
+else
+	fail kept "dae killed (-9): $count bpf filters on br-lan: $(filters 2>&1 | tr '\n' ' ')"
+fi
 check fail-open "dae killed (-9): the client's UDP query reaches the upstream directly" \
 	in_ns "$client" "$dnsq" "$upstream_v4" open.lab.example
 if out=$(in_ns "$client" "$dnsq" "$nobody_v4" gone.lab.example 2>&1); then
@@ -253,7 +263,7 @@ check fail-open-tcp "dae killed (-9): the client's TCP query reaches the upstrea
 if start_router_dae && grep -q "removed a TC filter left by an earlier run" "$work/router.log"; then
 	pass restart "a restart removed the filter the killed dae left"
 else
-	fail restart "restart after kill -9: $(grep -v relocat "$work/router.log" | tail -n 12 | tr "\n" "|")"
+	fail restart "the restart after kill -9 did not remove the filter left behind (filters now: $(filters 2>&1 | tr '\n' ' '))"
 fi
 before=$(handed)
 check udp-after-restart "answered through dae after the restart" \
@@ -262,19 +272,18 @@ after=$(handed)
 # A filter of the killed dae still in front would take the packets first
 # (direct action): the new program's counter would stay still.
 if [ -n "$before" ] && [ -n "$after" ] && [ "$after" -gt "$before" ]; then
-	pass handed-after-restart "the new program sees the client's queries ($before -> $after packets)"
+	pass handed-after-restart "the new program sees the client's queries ($before -> $after packets; filters: $(filters | tr '\n' ' '))"
 else
 	fail handed-after-restart "the new program's 'handed to dae' went from '$before' to '$after'"
 fi
 kill "$router_pid"
 wait "$router_pid" 2>/dev/null
 router_pid=''
-if ! filters >/dev/null; then
-	:
-elif filters | grep -q bpf; then
-	fail detached "a filter is left after dae stopped: $(filters)"
-else
+count=$(bpf_filters)
+if [ "$count" = 0 ]; then
 	pass detached "no filter left on br-lan after SIGTERM"
+else
+	fail detached "$count bpf filters left on br-lan after SIGTERM: $(filters 2>&1 | tr '\n' ' ')"
 fi
 
 echo "LAB-DONE pass=$passed fail=$failed"
