@@ -203,11 +203,10 @@ if [ "$(bpf_filters)" = 1 ]; then
 else
 	fail attached "not one bpf filter on br-lan ingress: $(filters 2>&1 | tr '\n' ' ')"
 fi
-# dae finds the filter a crashed run left by the program's name.
-case "$(filters 2>&1)" in
-*"bpf dae_lan_ingress"*) pass named "the filter carries the program's name" ;;
-*) fail named "the filter does not carry the program's name dae_lan_ingress: $(filters 2>&1 | tr '\n' ' ')" ;;
-esac
+# Not a check: aya names programs (and filters) only where the kernel has
+# BPF tracing program types, which OpenWrt's kernels lack; dae finds a
+# stale filter by its place (priority and handle) instead.
+echo "INFO filter: $(filters 2>&1 | tr '\n' ' ')"
 
 before=$(handed)
 check udp-nobody "the client's UDP query to $nobody_v4 (no host) answered through dae" \
