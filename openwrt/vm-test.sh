@@ -208,7 +208,8 @@ for jit in "${jits[@]}"; do
 	: >"$log"
 	"${qemu[@]}" -kernel "$kernel" -initrd "$tmp/initramfs.gz" \
 		-append "console=ttyS0 panic=1 dae_jit=$jit" \
-		-display none -vga none -monitor none -serial "file:$log" -nic none -no-reboot </dev/null &
+		-display none -vga none -monitor none -serial "file:$log" -nic none -no-reboot \
+		</dev/null 2>"$log.qemu" &
 	qemu_pid=$!
 	# Emulated MIPS: the boot takes seconds, each dae start up to a minute.
 	deadline=$((SECONDS + ${DAE_VM_TIMEOUT:-900}))
@@ -230,6 +231,7 @@ for jit in "${jits[@]}"; do
 		fails=$((fails + 1))
 		echo "   FAIL run: the lab did not finish cleanly; the console's last lines:"
 		tail -n 25 "$log.txt" | sed 's/^/   | /'
+		sed 's/^/   qemu: /' "$log.qemu"
 	fi
 	[ -z "${DAE_VM_KEEP_LOG:-}" ] || cp "$log.txt" "$DAE_VM_KEEP_LOG.jit$jit"
 done
