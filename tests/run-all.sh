@@ -14,7 +14,7 @@ ensure_rust
 
 echo "== shellcheck"
 shellcheck -x tests/*.sh tests/luci/*.sh tests/openwrt/*.sh bench/*.sh ebpf/*.sh \
-  tests/openwrt/router-root/* openwrt/*.sh openwrt/files/postinst openwrt/files/prerm openwrt/files/*.postinst-pkg init.d/dae fuzz/run.sh .ci/run
+  tests/openwrt/router-root/* openwrt/*.sh openwrt/vm/lab.sh openwrt/vm/init openwrt/files/postinst openwrt/files/prerm openwrt/files/*.postinst-pkg init.d/dae fuzz/run.sh .ci/run
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

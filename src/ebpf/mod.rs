@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, PerCpuArray};
 use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcAttachType};
-use aya::programs::LinkOrder;
+use aya::programs::{Link, LinkOrder};
 use aya::Ebpf;
 
 pub use shared::{Counter, Settings};
@@ -188,8 +188,34 @@ fn give_back_load_memory() {
     }
 }
 
-/// Removes filters of ours left on `iface` by an earlier run.
+/// Where the netlink filter sits on an interface's ingress: a fixed
+/// priority and handle, so that a filter left by a crashed run is found
+/// on any kernel. By name alone it is not found on kernels without the
+/// BPF tracing program types (OpenWrt's, without perf events): aya probes
+/// program names with a tracepoint program, and where that probe fails it
+/// loads the program, and attaches the filter, without a name (the mipsel
+/// VM, openwrt/vm-test.sh, showed the stale filter staying).
+const FILTER_PRIORITY: u16 = 0x0dae;
+const FILTER_HANDLE: tc::TcHandle = tc::TcHandle::new(0, 0x0dae);
+
+/// Removes filters of ours left on `iface` by an earlier run: the one at
+/// our place, and any named as our program (from runs that let the kernel
+/// choose the place).
 fn remove_stale(iface: &str) {
+    let at_place = tc::SchedClassifierLink::attached(
+        iface,
+        TcAttachType::Ingress,
+        FILTER_PRIORITY,
+        FILTER_HANDLE,
+        None,
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|link| link.detach().map_err(|e| e.to_string()));
+    match at_place {
+        Ok(()) => log::info!("{iface}: removed a TC filter left by an earlier run"),
+        // No filter there (ENOENT), or no clsact qdisc yet (EINVAL).
+        Err(e) => log::debug!("{iface}: no old filter at our place: {e}"),
+    }
     match tc::qdisc_detach_program(iface, TcAttachType::Ingress, shared::PROGRAM_NAME) {
         Ok(()) => log::info!("{iface}: removed a TC filter left by an earlier run"),
         Err(tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -307,7 +333,11 @@ impl Datapath {
             }
         }
         let options = match self.mode {
-            AttachMode::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+            AttachMode::Netlink => TcAttachOptions::Netlink(NlOptions {
+                priority: FILTER_PRIORITY,
+                handle: FILTER_HANDLE,
+                ..NlOptions::default()
+            }),
             AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
         };
         let id = program(&mut self.ebpf)?
