@@ -52,6 +52,9 @@ pub struct Outbounds {
     pub direct: Direct,
     pub nodes: Vec<Rc<Node>>,
     pub groups: Vec<Rc<Group>>,
+    /// Looks up host names of our own downloads (subscriptions), as it
+    /// does proxy servers' names: direct, through a plain upstream.
+    pub resolver: Option<Rc<Forwarder>>,
     rules: Rules,
     /// No rule or fallback names a group or `block`.
     all_direct: bool,
@@ -114,6 +117,7 @@ impl Outbounds {
             direct,
             nodes,
             groups,
+            resolver: resolver.cloned(),
             rules,
             all_direct,
             checks: Vec::new(),
@@ -129,6 +133,7 @@ impl Outbounds {
             direct,
             nodes: Vec::new(),
             groups: Vec::new(),
+            resolver: None,
             rules: Rules::all_direct(),
             all_direct: true,
             checks: Vec::new(),
