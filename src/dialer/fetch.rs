@@ -390,7 +390,7 @@ mod tests {
         let big = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
         assert!(reply(big, 100).await.err().unwrap().contains("larger than"));
         let mut no_length = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
-        no_length.extend(std::iter::repeat_n(b'x', 5000));
+        no_length.extend(std::iter::repeat(b'x').take(5000));
         assert!(reply(&no_length, 1024)
             .await
             .err()

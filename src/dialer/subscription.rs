@@ -44,6 +44,7 @@ pub enum Source {
 }
 
 /// One subscription's state.
+#[derive(Clone)]
 pub struct State {
     pub sub: Subscription,
     /// The last good list, in service.
@@ -176,29 +177,28 @@ impl Subscriptions {
         Subscriptions { dir, states }
     }
 
-    /// Follows a reloaded config: a subscription whose URL is unchanged
-    /// keeps its list and schedule.
-    pub fn reconfigure(&mut self, config: &Config) {
+    /// The state for a reloaded config: a subscription whose URL is
+    /// unchanged keeps its list and schedule.
+    pub fn reconfigured(&self, config: &Config) -> Subscriptions {
         let dir = config.general.subscription_dir.clone();
-        let mut old = std::mem::take(&mut self.states);
-        self.states = config
+        let states = config
             .subscriptions
             .iter()
             .map(|s| {
-                match old
+                let kept = self
+                    .states
                     .iter()
-                    .position(|o| o.sub.name == s.name && o.sub.url == s.url && dir == self.dir)
-                {
-                    Some(i) => {
-                        let mut kept = old.swap_remove(i);
-                        kept.sub = s.clone();
-                        kept
-                    }
+                    .find(|o| o.sub.name == s.name && o.sub.url == s.url && dir == self.dir);
+                match kept {
+                    Some(k) => State {
+                        sub: s.clone(),
+                        ..k.clone()
+                    },
                     None => State::new(s, &dir),
                 }
             })
             .collect();
-        self.dir = dir;
+        Subscriptions { dir, states }
     }
 
     pub fn get(&self, name: &str) -> Option<&State> {
