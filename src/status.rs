@@ -388,6 +388,32 @@ mod tests {
             ),
             "{text}"
         );
+        let subs = json!({"subscriptions": [
+            {"name": "s", "url": "https://sub.example:443", "nodes": 12, "source": "stored",
+             "enabled": true, "skipped": [{"reason": "vless: ws", "links": 2}],
+             "error": "HTTP 404", "store_error": null},
+            {"name": "t", "url": "http://192.0.2.1:80", "nodes": 0, "source": "none",
+             "enabled": false, "skipped": []}]});
+        let text = super::render(&subs);
+        assert!(
+            text.contains(
+                "subscription s (https://sub.example:443): 12 node(s) from the stored list, \
+                 2 link(s) skipped; last fetch failed: HTTP 404 (the last good list stays)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "subscription t (http://192.0.2.1:80): 0 node(s) (no list yet), disabled\n"
+            ),
+            "{text}"
+        );
+        let update =
+            json!({"updated": ["t"], "failed": [], "subscriptions": subs["subscriptions"]});
+        assert_eq!(
+            super::render_update(&update),
+            "subscription t (http://192.0.2.1:80): 0 node(s) (no list yet), disabled\n"
+        );
         let text = super::render(&with_group);
         assert!(
             text.contains("group proxy (min): tcp a / udp none alive"),

@@ -280,6 +280,7 @@ fn each_format_gives_its_nodes_and_filters_pick_them() {
          config subscription 'urlsafe'\n\toption url '{h}/chunked/urlsafe'\n\n\
          config subscription 'plain'\n\toption url '{h}/redirect/3/plain'\n\n\
          config subscription 'sip'\n\toption url 'https://sub.lab.example:{sp}/close/sip'\n\n\
+         config subscription 'wrongname'\n\toption url 'https://127.0.0.1:{sp}/close/sip'\n\n\
          config node 'socks'\n\toption link 'socks5://127.0.0.1:{mp}'\n\n\
          config group 'via'\n\tlist node 'socks'\n\n\
          config group 'hk'\n\tlist subscription 'std'\n\tlist subscription 'sip'\n\
@@ -298,7 +299,17 @@ fn each_format_gives_its_nodes_and_filters_pick_them() {
         mp = socks.port,
     );
     let dae = Dae::start(&config);
-    let status = wait_fetched(&dae, &["std", "urlsafe", "plain", "sip"]);
+    let status = wait_fetched(&dae, &["std", "urlsafe", "plain", "sip", "wrongname"]);
+    // The certificate is for sub.lab.example, not for 127.0.0.1.
+    let wrong = subscription(&status, "wrongname");
+    assert!(
+        wrong["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("TLS: "),
+        "{wrong:#}"
+    );
+    assert_eq!(wrong["source"], "none");
     for name in ["std", "urlsafe", "plain"] {
         let s = subscription(&status, name);
         assert_eq!(s["error"], Value::Null, "{name}: {s:#}");

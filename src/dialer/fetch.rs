@@ -176,7 +176,11 @@ async fn connect(
             .await
             .map_err(|e| n.error(e).to_string()),
         Choice::Block => Err("a routing rule blocks it".into()),
-        Choice::NoNode(g) => Err(format!("group '{g}' has no node alive")),
+        Choice::NoNode(g) => Err(format!(
+            "group '{g}' has no node alive (if its nodes come from this subscription, \
+             route the host direct: domain({}) -> direct)",
+            url.host_text()
+        )),
     }
 }
 

@@ -81,6 +81,18 @@ impl Outbounds {
         roots: &dyn Fn() -> Result<std::sync::Arc<rustls::RootCertStore>, String>,
         resolver: Option<&Rc<Forwarder>>,
     ) -> Result<Outbounds, String> {
+        // Read the trusted certificates once for every node with TLS (a
+        // subscription may bring hundreds), not once per node.
+        let loaded: std::cell::RefCell<Option<std::sync::Arc<rustls::RootCertStore>>> =
+            std::cell::RefCell::default();
+        let roots = || {
+            if let Some(r) = loaded.borrow().as_ref() {
+                return Ok(r.clone());
+            }
+            let r = roots()?;
+            *loaded.borrow_mut() = Some(r.clone());
+            Ok(r)
+        };
         let mut nodes = Vec::with_capacity(config.nodes.len());
         for n in &config.nodes {
             let kept = previous.and_then(|p| {

@@ -251,20 +251,19 @@ impl Subscriptions {
                 s.due = now + sub.interval;
                 s.source = Source::Fetched;
                 let path = file(&dir, &sub.name);
-                match store(&path, &list.text()) {
-                    Ok(true) => {
-                        log::info!("subscription '{}': stored in {}", sub.name, path.display())
+                s.store_error = match store(&path, &list.text()) {
+                    Ok(wrote) => {
+                        if wrote {
+                            log::info!("subscription '{}': stored in {}", sub.name, path.display());
+                        }
+                        None
                     }
-                    Ok(false) => {}
                     Err(e) => {
-                        log::warn!(
-                            "subscription '{}': cannot store {}: {e}",
-                            sub.name,
-                            path.display()
-                        )
+                        let e = format!("cannot store {}: {e}", path.display());
+                        log::warn!("subscription '{}': {e}", sub.name);
+                        Some(e)
                     }
-                }
-                s.store_error = None;
+                };
                 let changed = list.entries != s.list.entries;
                 log::info!(
                     "subscription '{}': {} node(s){}",
