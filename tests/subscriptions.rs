@@ -512,15 +512,38 @@ fn dns_goes_through_a_subscription_node_and_a_refresh_moves_the_group() {
         .as_str()
         .unwrap()
         .to_string();
+    let used_count = if selected == "s/HK a" { &a } else { &b }.connections_to(dns.port);
+    assert!(used_count > 0, "the query did not go through {selected}");
+
+    // A refresh that adds a node: the group stays on its node, and the
+    // upstream's connection through it is still the one in use.
+    let both = |a: &Socks, b: &Socks| a.connections_to(dns.port) + b.connections_to(dns.port);
+    let connections = both(&a, &b);
+    http.serve(
+        "s",
+        &(link("HK a", a.port) + &link("HK b", b.port) + &link("HK c", dead)),
+    );
+    let (code, v) = update(&dae, Some("s"));
+    assert_eq!(code, 0, "{v:#}");
+    let status = dae.status();
+    assert_eq!(group_nodes(&status, "proxy").len(), 3);
+    assert_eq!(
+        group(&status, "proxy")["selected"]["tcp4"],
+        selected.as_str()
+    );
+    let r = ask(&dae, "www.lab.example").expect("an answer through the same node");
+    assert_eq!(answers(&r), ["192.0.2.80"]);
+    assert_eq!(
+        both(&a, &b),
+        connections,
+        "the refresh dropped the connection"
+    );
+
     let (used, other, other_name) = if selected == "s/HK a" {
         (&mut a, &b, "s/HK b")
     } else {
         (&mut b, &a, "s/HK a")
     };
-    assert!(
-        used.connections_to(dns.port) > 0,
-        "the query did not go through {selected}"
-    );
 
     // The provider drops the node in use; after the refresh the group uses
     // the other one, which kept its health (no new check needed).

@@ -114,12 +114,12 @@ impl Outbounds {
             .iter()
             .map(|g| {
                 let members = g.nodes.iter().filter_map(|n| by_name(n)).collect();
-                Rc::new(Group::new(
-                    &g.name,
-                    g.policy,
-                    members,
-                    config.general.check.tolerance,
-                ))
+                let group = Group::new(&g.name, g.policy, members, config.general.check.tolerance);
+                let before = previous.and_then(|p| p.groups.iter().find(|o| o.name == g.name));
+                if let Some(before) = before.filter(|b| b.policy == g.policy) {
+                    group.keep_choices(before);
+                }
+                Rc::new(group)
             })
             .collect();
         let names: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
