@@ -570,3 +570,36 @@ fn dns_goes_through_a_subscription_node_and_a_refresh_moves_the_group() {
     assert!(other.connections_to(dns.port) > before);
     assert!(dae.log().contains("subscriptions: groups updated"));
 }
+
+#[test]
+fn the_readme_subscription_example_validates() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let at = readme
+        .find("\n### Subscriptions: nodes from a provider's URL\n")
+        .expect("README.md has the Subscriptions section");
+    let rest = &readme[at..];
+    let start = rest.find("```\n").unwrap() + 4;
+    let block = &rest[start..start + rest[start..].find("```\n").unwrap()];
+    assert!(block.starts_with("config subscription"), "{block}");
+    let dir = TempDir::new("readme-sub");
+    let file = dir.path("dae");
+    std::fs::write(
+        &file,
+        format!(
+            "config dns 'dns'\n\tlist dns_listen '127.0.0.1:5353'\n\toption request_fallback 'dns_a'\n\n\
+             config upstream 'dns_a'\n\toption address 'udp://192.0.2.53'\n\n{block}"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dae"))
+        .args(["validate", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{block}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
