@@ -4,6 +4,11 @@
 //! cache and queries under way are kept); SIGTERM and SIGINT stop cleanly,
 //! detaching the TC program and removing the policy routing.
 //!
+//! Subscriptions (`dialer::subscription`) are fetched by a task of their
+//! own, at start, at each interval and when `dae update-subscriptions`
+//! asks through the status socket; a list that changed rebuilds the groups
+//! the way a reload does, keeping the nodes whose link is unchanged.
+//!
 //! Everything runs on one thread: a tokio current_thread runtime with a
 //! `LocalSet`, so the controller's state needs no locks.
 //!
