@@ -248,6 +248,8 @@ struct Running {
     started: Instant,
     /// The subscriptions' lists, put into the groups of `config`.
     subs: Subscriptions,
+    /// Wakes the refresher after a reload (a subscription added is due).
+    subs_changed: Rc<tokio::sync::Notify>,
 }
 
 impl Running {
@@ -271,6 +273,7 @@ impl Running {
             attach,
             started: Instant::now(),
             subs,
+            subs_changed: Rc::default(),
         })
     }
 
@@ -332,6 +335,7 @@ impl Running {
         crate::logging::set_level(config.general.log_level);
         self.config = config;
         self.subs = subs;
+        self.subs_changed.notify_one();
         log::info!("reloaded");
     }
 
@@ -575,8 +579,7 @@ async fn refresh_subscriptions(
     running: Rc<RefCell<Running>>,
     mut asks: tokio::sync::mpsc::UnboundedReceiver<UpdateAsk>,
 ) {
-    // A reload may add subscriptions: looked at again at least this often.
-    const LOOK: std::time::Duration = std::time::Duration::from_secs(60);
+    let reloaded = running.borrow().subs_changed.clone();
     loop {
         let now = Instant::now();
         let (due, next) = running.borrow().subs.due(now);
@@ -584,9 +587,15 @@ async fn refresh_subscriptions(
             refresh(&running, &due).await;
             continue;
         }
-        let wake = next.map_or(now + LOOK, |n| n.min(now + LOOK));
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = sleep => {}
+            _ = reloaded.notified() => {}
             ask = asks.recv() => {
                 let Some(ask) = ask else { return };
                 let answer = update(&running, ask.name.as_deref()).await;

@@ -603,3 +603,52 @@ fn the_readme_subscription_example_validates() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_reload_keeps_the_lists_and_fetches_a_subscription_it_adds() {
+    if !can_run() {
+        return;
+    }
+    let dns = Unbound::start(&[]);
+    let http = Provider::start(None);
+    http.serve(
+        "s",
+        "socks5://192.0.2.1:1080#a\nsocks5://192.0.2.2:1080#b\n",
+    );
+    http.serve("t", "socks5://192.0.2.3:1080#c\n");
+    let store = TempDir::new("store");
+    let config = |with_t: bool| {
+        let mut c = format!(
+            "config dae 'config'\n\toption subscription_dir '{store}'\n\
+             \toption check_interval '3600'\n\
+             \toption tcp_check_url 'http://127.0.0.1:{hp}/,127.0.0.1'\n\
+             \toption udp_check_dns '127.0.0.1:{dp}'\n\n\
+             config dns 'dns'\n\tlist dns_listen '@LISTEN@'\n\n\
+             config upstream 'lab'\n\toption address 'udp://127.0.0.1:{dp}'\n\n\
+             config subscription 's'\n\toption url 'http://127.0.0.1:{hp}/sub/s'\n\n\
+             config group 'g'\n\tlist subscription 's'\n",
+            store = store.0.display(),
+            hp = http.port,
+            dp = dns.port,
+        );
+        if with_t {
+            c.push_str(&format!(
+                "\tlist subscription 't'\n\n\
+                 config subscription 't'\n\toption url 'http://127.0.0.1:{}/sub/t'\n",
+                http.port
+            ));
+        }
+        c
+    };
+    let dae = Dae::start(&config(false));
+    wait_fetched(&dae, &["s"]);
+    assert!(dae.reload(&config(true)).contains("reloaded"));
+    let status = wait_fetched(&dae, &["s", "t"]);
+    assert_eq!(group_nodes(&status, "g"), ["s/a", "s/b", "t/c"]);
+    assert_eq!(http.requests("/sub/s"), 1, "the reload fetched s again");
+    assert_eq!(http.requests("/sub/t"), 1);
+    assert!(dae.reload(&config(false)).contains("reloaded"));
+    let status = dae.status();
+    assert_eq!(group_nodes(&status, "g"), ["s/a", "s/b"]);
+    assert_eq!(status["subscriptions"].as_array().unwrap().len(), 1);
+}
