@@ -401,13 +401,16 @@ for r in $(seq 1 "$ROUNDS"); do
     case "$s" in
       none) throughput forward 5201 ;;
       dae)
-        idle_rss dae
+        # (b) first, measured as (a) is: not in the wake of the idle
+        # connections' teardown (a thousand closes through dae and the
+        # node, the node on the CPU iperf3 uses).
         node_before=$(relayed ss1)
         throughput dae-direct 5201
         if [ "$(relayed direct)" != 0 ] || [ "$(relayed ss1)" != "$node_before" ]; then
           echo "dae-direct: dae relayed the direct flow" >&2
           exit 1
         fi
+        idle_rss dae
         throughput dae 5202
         [ "$(relayed ss1)" -gt "$node_before" ] || { echo "dae: nothing relayed by the node" >&2; exit 1; }
         ;;

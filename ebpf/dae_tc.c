@@ -6,15 +6,23 @@
  * policy routing delivers it locally. The daemon then sees the client's own
  * source and the original destination.
  *
- * Other TCP flows are routed here, by the `config routing` rules the daemon
- * compiled into maps (see dae_shared.h): on a flow's first packet the
- * program evaluates the rules and keeps the verdict per flow (dae_flows, an
- * LRU map), so later packets cost one lookup. direct: the packet goes on
- * untouched, no byte of it reaches the daemon. block: dropped. A group:
- * handed to the same transparent listener as DNS, whose relay sends it
- * through a node. Traffic to the router itself, between LAN subnets,
- * multicast and the like is never routed (the daemon fills the bypass
- * prefixes). Other UDP passes untouched.
+ * Other TCP and UDP flows are routed here, by the `config routing` rules
+ * the daemon compiled into maps (see dae_shared.h): on a flow's first
+ * packet the program evaluates the rules and keeps the verdict per flow
+ * (dae_flows, an LRU map), so later packets cost one lookup. direct: the
+ * packet goes on untouched, no byte of it reaches the daemon. block:
+ * dropped. A group: handed to the same transparent listener as DNS, whose
+ * relays send it through a node. Traffic to the router itself, between LAN
+ * subnets, multicast and the like is never routed (the daemon fills the
+ * bypass prefixes).
+ *
+ * A TCP flow's SYN always decides anew. UDP has no SYN: a UDP flow decides
+ * anew when the rules in force are not the ones that decided it (a reload
+ * applies to UDP flows at once; their relay endpoints follow). Only UDP to
+ * port 443 is handed over to sniff a domain (QUIC); other UDP goes by its
+ * address. IPv4 fragments carry no ports and pass untouched: a fragmented
+ * datagram of a proxied flow goes direct (as in dae), which a LAN client
+ * avoids by path MTU discovery (QUIC never fragments).
  *
  * When no listener is there (daemon stopped, crashed, killed) the packet
  * passes untouched (fail open), or is dropped if the owner asked for
@@ -46,6 +54,7 @@
 #include "dae_shared.h"
 
 #define DNS_PORT 53
+#define QUIC_PORT 443
 /* decide(): the destination is never routed (a bypass prefix). */
 #define TARGET_BYPASS 0xffffffff
 #define IP_MF 0x2000
@@ -114,7 +123,8 @@ static __always_inline void count(__u32 which)
 #define HAND_DNS 1
 /* A proxied flow's SYN: the listener takes it. */
 #define HAND_FLOW_SYN 2
-/* A proxied flow's later packet: only the relay's accepted socket. */
+/* A proxied flow's later packet: for TCP only the relay's accepted
+ * socket; UDP has no connection, every datagram goes to the listener. */
 #define HAND_FLOW_LATER 3
 
 /* Finds the socket that should get this packet: for TCP, the connection
@@ -321,7 +331,7 @@ static __always_inline __u32 decide(const struct dae_routing *rt,
 	return rt->fallback;
 }
 
-/* A TCP packet of a LAN flow that is not DNS. */
+/* A TCP or UDP packet of a LAN flow that is not DNS. */
 static __always_inline int route(struct __sk_buff *skb,
 				 const struct dae_settings *s,
 				 const struct flow_facts *f,
@@ -341,8 +351,11 @@ static __always_inline int route(struct __sk_buff *skb,
 	if (!rt || !rt->enabled)
 		return TC_ACT_OK;
 	/* A SYN always decides anew: a reload's rules apply to new flows,
-	 * and a port reused for a new connection is a new flow. */
+	 * and a port reused for a new connection is a new flow. A UDP flow
+	 * decides anew under new rules. */
 	known = f->syn ? 0 : bpf_map_lookup_elem(&dae_flows, &f->key);
+	if (known && f->key.proto == IPPROTO_UDP && known->slot != slot)
+		known = 0;
 	if (known) {
 		target = known->target;
 		sniff = known->sniff;
@@ -352,6 +365,10 @@ static __always_inline int route(struct __sk_buff *skb,
 		 * the rules say; a proxied one that finds no relay socket
 		 * meets the failure policy in hand_over(). */
 		target = decide(rt, slot, f, &fresh.held, &fresh.sniff);
+		/* UDP names its domain only in a QUIC Initial. */
+		if (f->key.proto == IPPROTO_UDP &&
+		    f->key.dport != bpf_htons(QUIC_PORT))
+			fresh.sniff = 0;
 		if (target == TARGET_BYPASS) {
 			/* Not kept: the next packet looks again. */
 			count(DAE_CTR_FLOW_BYPASS);
@@ -385,7 +402,7 @@ static __always_inline int route(struct __sk_buff *skb,
 		on_fail = TC_ACT_OK;
 	else
 		on_fail = s->fail_closed ? TC_ACT_SHOT : TC_ACT_OK;
-	return hand_over(skb, s, t, tlen, IPPROTO_TCP, dport,
+	return hand_over(skb, s, t, tlen, f->key.proto, dport,
 			 f->syn ? HAND_FLOW_SYN : HAND_FLOW_LATER, on_fail);
 }
 
@@ -503,8 +520,6 @@ int dae_lan_ingress(struct __sk_buff *skb)
 
 	if (*dport == bpf_htons(DNS_PORT))
 		return hand_over(skb, s, &t, tlen, proto, dport, HAND_DNS, 0);
-	if (proto != IPPROTO_TCP)
-		return TC_ACT_OK;
 	return route(skb, s, &f, &t, tlen, dport);
 }
 

@@ -179,8 +179,11 @@ impl Interception {
     }
 
     /// Compiles `config`'s routing rules into the program and points the
-    /// relay and the learner at them.
-    fn install_routing(&mut self, config: &Config) -> Result<(), String> {
+    /// relay and the learner at them. True when the `domain()` rules
+    /// changed: what the kernel had learned from DNS answers no longer
+    /// counts.
+    fn install_routing(&mut self, config: &Config) -> Result<bool, String> {
+        let gen = self.routing.domain_gen();
         let bypass = kernel::bypass_prefixes(&config.general.lan_interfaces);
         self.routing.install(
             &mut self.datapath,
@@ -191,7 +194,7 @@ impl Interception {
         kernel::learner_follow(&self.routing);
         self.relay
             .follow(&self.routing, self.datapath.routing_slot());
-        Ok(())
+        Ok(self.routing.domain_gen() != gen)
     }
 
     /// Installs the rules again when the router's addresses or the LAN
@@ -218,7 +221,14 @@ impl Interception {
             self.datapath.set_settings(settings(config))?;
         }
         self.datapath.set_interfaces(&g.lan_interfaces)?;
-        self.install_routing(config)
+        if self.install_routing(config)? {
+            // The names the LAN resolved before count under the new rules.
+            let taught = controller.relearn();
+            log::info!(
+                "domain rules changed: {taught} cached answer(s) taught to the kernel again"
+            );
+        }
+        Ok(())
     }
 
     fn stop(mut self) {

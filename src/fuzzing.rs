@@ -594,7 +594,7 @@ pub fn socks5(data: &[u8]) {
     let max = input.byte();
     let reply = input.rest();
     let target = target(flags & 1 != 0);
-    if let Some(payload) = dialer::socks5::from_target(reply, target) {
+    if let Some((_, payload)) = dialer::socks5::parse_udp(reply) {
         assert!(payload.len() <= reply.len().saturating_sub(10));
     }
     let auth = (flags & 2 != 0).then(auth);
@@ -695,8 +695,8 @@ async fn sealed_by_server(config: &SsConfig, chunks: &[u8]) -> Vec<u8> {
 /// A datagram from a Shadowsocks server's UDP relay, raw (flags bit 7) or
 /// sealed with our key around the fuzzed plaintext (address header and
 /// payload), as the server seals it: a salt, then the plaintext under the
-/// salt's subkey with nonce zero. `data`: flags (bits 0-1 cipher, bit 2
-/// IPv6 target), the rest.
+/// salt's subkey with nonce zero. `data`: flags (bits 0-1 cipher; bit 2
+/// once chose the target, which replies no longer name), the rest.
 pub fn shadowsocks_packet(data: &[u8]) {
     use dialer::shadowsocks::{open_datagram, Cipher};
     use ring::aead::{Aad, Nonce};
@@ -704,7 +704,6 @@ pub fn shadowsocks_packet(data: &[u8]) {
     let flags = input.byte();
     let rest = input.rest();
     let cipher = Cipher::new(&ss_config(flags));
-    let target = target(flags & 4 != 0);
     let mut datagram = if flags & 0x80 != 0 {
         rest.to_vec()
     } else {
@@ -725,7 +724,7 @@ pub fn shadowsocks_packet(data: &[u8]) {
         out
     };
     let len = datagram.len();
-    if let Ok(payload) = open_datagram(&cipher, target, &mut datagram) {
+    if let Ok((_, payload)) = open_datagram(&cipher, &mut datagram) {
         assert!(payload.start <= payload.end && payload.end <= len);
     }
 }
@@ -742,9 +741,9 @@ pub fn trojan(data: &[u8]) {
     block_on(no_hang("trojan", async {
         let (stream, _server) = server_sent(reply, max).await;
         if flags & 2 != 0 {
-            let mut p = dialer::trojan::packets(stream, "password", target)
-                .await
-                .expect("a trojan datagram path");
+            let mut p = dialer::trojan::cone(stream, "password", &target.into())
+                .expect("a trojan datagram path")
+                .to_target(target);
             let _ = p.tx.send(b"query").await;
             drain_packets(&mut *p.rx).await;
         } else {
@@ -768,9 +767,9 @@ pub fn vless(data: &[u8]) {
     block_on(no_hang("vless", async {
         let (stream, _server) = server_sent(reply, max).await;
         if flags & 2 != 0 {
-            let mut p = dialer::vless::packets(stream, &uuid, target)
-                .await
-                .expect("a vless datagram path");
+            let mut p = dialer::vless::cone(stream, &uuid, &target.into())
+                .expect("a vless datagram path")
+                .to_target(target);
             let _ = p.tx.send(b"query").await;
             drain_packets(&mut *p.rx).await;
         } else {
@@ -834,9 +833,9 @@ pub fn vmess(data: &[u8]) {
         };
         let client = async {
             if flags & 2 != 0 {
-                let mut p = dialer::vmess::packets(ours, &config, target)
-                    .await
-                    .expect("a vmess datagram path");
+                let mut p = dialer::vmess::cone(ours, &config, &target.into())
+                    .expect("a vmess datagram path")
+                    .to_target(target);
                 p.tx.send(b"query").await.expect("room for the query");
                 drain_packets(&mut *p.rx).await;
             } else {

@@ -77,12 +77,7 @@ fn a_burst_of_failing_queries_writes_a_bounded_log() {
 
 /// The resident memory of a process, in KiB (`VmRSS` of /proc/PID/status).
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    common::proc_status_kib(pid, "VmRSS")
 }
 
 /// A TCP connection whose receive buffer is 4 kB (set before connecting,

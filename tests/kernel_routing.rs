@@ -78,40 +78,59 @@ struct TestFlow {
     dst: SocketAddr,
     mac: [u8; 6],
     dscp: u8,
+    /// TCP: a SYN (else a later segment). UDP has none.
     syn: bool,
+    l4: L4,
 }
 
-/// An Ethernet frame of `f`: IPv4 or IPv6, then a TCP header.
+fn ip_proto(l4: L4) -> u8 {
+    match l4 {
+        L4::Tcp => 6,
+        L4::Udp => 17,
+    }
+}
+
+/// An Ethernet frame of `f`: IPv4 or IPv6, then a TCP or UDP header.
 fn frame(f: &TestFlow) -> Vec<u8> {
     let mut p = vec![0x02, 0, 0x5e, 0, 0x53, 0xfe];
     p.extend_from_slice(&f.mac);
-    let mut tcp = Vec::new();
-    tcp.extend_from_slice(&f.src.port().to_be_bytes());
-    tcp.extend_from_slice(&f.dst.port().to_be_bytes());
-    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
-    tcp.push(5 << 4);
-    tcp.push(if f.syn { 0x02 } else { 0x10 });
-    tcp.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&f.src.port().to_be_bytes());
+    l4.extend_from_slice(&f.dst.port().to_be_bytes());
+    match f.l4 {
+        L4::Tcp => {
+            l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+            l4.push(5 << 4);
+            l4.push(if f.syn { 0x02 } else { 0x10 });
+            l4.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        }
+        L4::Udp => {
+            // Length, checksum (none), then a payload.
+            l4.extend_from_slice(&[0, 8 + 4, 0, 0]);
+            l4.extend_from_slice(b"ping");
+        }
+    }
+    let proto = ip_proto(f.l4);
     match (f.src.ip(), f.dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             p.extend_from_slice(&[0x08, 0x00]);
             p.extend_from_slice(&[0x45, f.dscp << 2]);
-            p.extend_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
-            p.extend_from_slice(&[0, 0, 0, 0, 64, 6, 0, 0]);
+            p.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 0, 64, proto, 0, 0]);
             p.extend_from_slice(&s.octets());
             p.extend_from_slice(&d.octets());
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             p.extend_from_slice(&[0x86, 0xdd]);
             p.extend_from_slice(&[0x60 | (f.dscp << 2) >> 4, ((f.dscp << 2) & 0x0f) << 4, 0, 0]);
-            p.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
-            p.extend_from_slice(&[6, 64]);
+            p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            p.extend_from_slice(&[proto, 64]);
             p.extend_from_slice(&s.octets());
             p.extend_from_slice(&d.octets());
         }
         _ => unreachable!("one family per flow"),
     }
-    p.extend_from_slice(&tcp);
+    p.extend_from_slice(&l4);
     p
 }
 
@@ -129,7 +148,7 @@ fn key(f: &TestFlow) -> FlowKey {
         daddr: addr(f.dst.ip()),
         sport: u16::from_ne_bytes(f.src.port().to_be_bytes()),
         dport: u16::from_ne_bytes(f.dst.port().to_be_bytes()),
-        proto: 6,
+        proto: ip_proto(f.l4),
         ipv6: u8::from(f.src.is_ipv6()),
         reserved: [0; 2],
     }
@@ -219,10 +238,15 @@ fn agree(
         .map(|(_, n)| *n);
     let expect = rules.decide(&Flow {
         remote: f.dst,
-        l4: L4::Tcp,
+        l4: f.l4,
         domain,
         lan: Some(lan(f)),
     });
+    // A UDP flow has no SYN to say it is new: one of an earlier random
+    // flow's 5-tuple (another MAC or DSCP) would keep that one's verdict.
+    if f.l4 == L4::Udp {
+        let _ = prog.flows.remove(&key(f));
+    }
     let (rc, verdict) = prog.run(f);
     assert_eq!(
         verdict,
@@ -313,6 +337,7 @@ fn the_program_decides_as_the_userspace_evaluator_on_random_flows() {
             mac: *rng.pick(&macs),
             dscp: *rng.pick(&dscps),
             syn: true,
+            l4: *rng.pick(&[L4::Tcp, L4::Tcp, L4::Udp]),
         };
         let (expect, rc) = agree(&mut prog, &rules, learned, &f);
         let want_rc = if expect == Target::Block {
@@ -321,11 +346,14 @@ fn the_program_decides_as_the_userspace_evaluator_on_random_flows() {
             TC_ACT_OK
         };
         assert_eq!(rc, want_rc, "{} -> {}", f.src, f.dst);
-        seen.insert(format!("{expect:?}"));
+        seen.insert(format!("{:?} {expect:?}", f.l4));
     }
     // Every outcome came up.
     for t in ["Direct", "Block", "Group(0)", "Group(1)"] {
-        assert!(seen.contains(t), "no random flow went {t}: {seen:?}");
+        for l4 in ["Tcp", "Udp"] {
+            let t = format!("{l4} {t}");
+            assert!(seen.contains(&t), "no random flow went {t}: {seen:?}");
+        }
     }
 }
 
@@ -342,6 +370,12 @@ fn dns_bypass_and_later_packets_and_reloads() {
         mac: [2, 0, 0x5e, 0, 0x53, 9],
         dscp: 0,
         syn,
+        l4: L4::Tcp,
+    };
+    let udp = |src: &str, dst: &str| TestFlow {
+        syn: false,
+        l4: L4::Udp,
+        ..flow(src, dst, false)
     };
 
     // DNS is the DNS path's, never routed.
@@ -359,6 +393,27 @@ fn dns_bypass_and_later_packets_and_reloads() {
     let later = flow("192.0.2.10:40003", "203.0.113.7:443", false);
     assert_eq!(prog.run(&later), (TC_ACT_SHOT, Some(TARGET_BLOCK)));
 
+    // UDP: DNS stays the DNS path's; other datagrams are routed, and a
+    // proxied one finding no relay passes (fail open).
+    assert_eq!(prog.run(&udp("192.0.2.10:40100", "203.0.113.1:53")).1, None);
+    let udp_proxied = udp("192.0.2.10:40101", "203.0.113.9:443");
+    assert_eq!(prog.run(&udp_proxied), (TC_ACT_OK, Some(TARGET_GROUP)));
+    let udp_blocked = udp("192.0.2.10:40102", "203.0.113.7:443");
+    assert_eq!(prog.run(&udp_blocked), (TC_ACT_SHOT, Some(TARGET_BLOCK)));
+    // Sniffing: a domain rule could decide these flows, whose addresses
+    // no DNS answer named. TCP is handed over to sniff on any port, UDP
+    // only to 443 (a QUIC Initial is the one place UDP names a domain).
+    let sniffs = |prog: &mut Program, f: &TestFlow| {
+        assert_eq!(prog.run(f).1, Some(shared::TARGET_DIRECT));
+        prog.flows.get(&key(f), 0).unwrap().sniff != 0
+    };
+    let tcp_8443 = flow("192.0.2.10:40103", "198.51.100.9:8443", true);
+    let udp_443 = udp("192.0.2.10:40104", "198.51.100.9:443");
+    let udp_8443 = udp("192.0.2.10:40105", "198.51.100.9:8443");
+    assert!(sniffs(&mut prog, &tcp_8443));
+    assert!(sniffs(&mut prog, &udp_443));
+    assert!(!sniffs(&mut prog, &udp_8443));
+
     // New rules: new SYNs follow them, a known flow keeps its verdict.
     let before = flow("192.0.2.10:40004", "203.0.113.9:443", true);
     assert_eq!(prog.run(&before).1, Some(TARGET_GROUP));
@@ -372,6 +427,9 @@ fn dns_bypass_and_later_packets_and_reloads() {
     assert_eq!(prog.run(&before_again), (TC_ACT_OK, Some(TARGET_GROUP)));
     // Its SYN again (a new connection on the same port) decides anew.
     assert_eq!(prog.run(&before).1, Some(TARGET_BLOCK));
+    // A UDP flow has no SYN: it follows the new rules at its next
+    // datagram.
+    assert_eq!(prog.run(&udp_proxied), (TC_ACT_SHOT, Some(TARGET_BLOCK)));
 
     // Learned names stop counting when their domain rules change.
     prog.learner.learn(
@@ -399,8 +457,16 @@ fn fail_closed_drops_proxied_flows_without_a_relay() {
         mac: [2, 0, 0x5e, 0, 0x53, 9],
         dscp: 0,
         syn: true,
+        l4: L4::Tcp,
     };
     assert_eq!(prog.run(&f), (TC_ACT_SHOT, Some(TARGET_GROUP)));
+    // UDP too: a proxied flow with no relay socket is dropped.
+    let udp = TestFlow {
+        syn: false,
+        l4: L4::Udp,
+        ..f
+    };
+    assert_eq!(prog.run(&udp), (TC_ACT_SHOT, Some(TARGET_GROUP)));
     // A direct flow is not the failure policy's business.
     let direct = TestFlow {
         dst: "198.51.100.9:443".parse().unwrap(),
@@ -513,11 +579,15 @@ fn rule_sets_decide_in_the_kernel_as_in_userspace() {
             mac: [2, 0, 0x5e, 0, 0x53, 1],
             dscp: 0,
             syn: true,
+            l4: *rng.pick(&[L4::Tcp, L4::Tcp, L4::Udp]),
         };
         let (expect, _) = agree(&mut prog, &rules, learned, &f);
-        seen.insert(format!("{expect:?}"));
+        seen.insert(format!("{:?} {expect:?}", f.l4));
     }
     for t in ["Direct", "Block", "Group(0)", "Group(1)"] {
-        assert!(seen.contains(t), "no random flow went {t}: {seen:?}");
+        for l4 in ["Tcp", "Udp"] {
+            let t = format!("{l4} {t}");
+            assert!(seen.contains(&t), "no random flow went {t}: {seen:?}");
+        }
     }
 }

@@ -8,7 +8,9 @@
 //! untouched; a killed daemon leaves DNS working directly (fail open) or
 //! dropped (fail closed); restarts and reloads leave exactly one filter;
 //! 10,000 queries from dnsperf lose nothing; the TCX attach mode works too;
-//! an object that is not one is refused at start with the loader's reason.
+//! an object that is not one is refused at start with the loader's reason;
+//! loading the program leaves no memory peak (the kernel's BTF is not
+//! parsed).
 //!
 //! Needs root and the lab's tools; skips loudly without them.
 
@@ -88,6 +90,14 @@ fn lan_dns_over_udp_and_tcp_v4_and_v6_is_answered_through_dae() {
     let up = LabUpstream::start(&lab, RECORDS);
     let d = start_dae(&lab, &router_config("", ""), &[]);
     assert_eq!(lab.filters(), 1, "one filter on br-lan");
+    // Loading the TC program leaves no peak behind: the loader never
+    // parsed the kernel's BTF (5 MB of types here, 30 MB of heap while
+    // parsed; 43 MB peak against 13 MB resident before it was hidden).
+    let (peak, now) = (d.memory_kib("VmHWM"), d.memory_kib("VmRSS"));
+    assert!(
+        peak <= now + 4096,
+        "peak {peak} KiB against {now} KiB resident after start"
+    );
 
     let servers = [UPSTREAM_V4, NOBODY_V4, UPSTREAM_V6, NOBODY_V6];
     for (i, server) in servers.iter().enumerate() {

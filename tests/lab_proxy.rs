@@ -335,6 +335,23 @@ fn lan_tcp_is_routed_in_the_kernel_and_proxied_through_the_node() {
     dae.reload(&reload);
     let line = curl(&w, &[&format!("http://{BY_ADDRESS}/after-reload")]).expect("after reload");
     assert_eq!(peer(&line), ROUTER_WAN_V4, "{line}");
+
+    // New domain rules count for the names the LAN resolved before the
+    // reload: the kernel is taught the cached answers again. (The request
+    // names no host, so only what DNS taught can route it.)
+    let reload = reload.replace(
+        "domain(suffix: proxied.example) -> proxy",
+        "domain(suffix: direct.example) -> proxy",
+    );
+    assert!(dae.reload(&reload).contains("reloaded"), "{}", dae.log());
+    let line = curl(&w, &[&format!("http://{DIRECT}/relearned")]).expect("after the domain reload");
+    assert!(through_node(&line), "{line}\n{}", dae.log());
+    assert!(
+        dae.log()
+            .contains("cached answer(s) taught to the kernel again"),
+        "{}",
+        dae.log()
+    );
 }
 
 #[test]

@@ -240,7 +240,7 @@ async fn packets_answer() {
         let conf = ss_config(method, PASSWORD);
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         socket.connect(server.addr()).await.unwrap();
-        let Packets { mut tx, mut rx } = shadowsocks::packets(socket, &conf, dns.addr());
+        let Packets { mut tx, mut rx } = shadowsocks::cone(socket, &conf).to_target(dns.addr());
         for (qname, want) in [
             ("www.lab.example.", "192.0.2.80"),
             ("two.lab.example.", "192.0.2.2"),
@@ -314,7 +314,7 @@ async fn wrong_password((method, name): (SsMethod, &str), target: SocketAddr) ->
     // Over UDP the server drops the datagram: nothing comes back.
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.connect(server.addr()).await.unwrap();
-    let Packets { mut tx, mut rx } = shadowsocks::packets(socket, &conf, target);
+    let Packets { mut tx, mut rx } = shadowsocks::cone(socket, &conf).to_target(target);
     tx.send(&q).await.unwrap();
     assert!(
         timeout(Duration::from_millis(500), rx.recv())

@@ -377,10 +377,10 @@ async fn socks5_udp_associate_through_dante() {
             auth_of(&link),
             server.addr(),
             &Direct::new(0, None),
-            unbound.addr(),
         ),
     )
     .await
+    .map(|cone| cone.to_target(unbound.addr()))
     .unwrap_or_else(|e| panic!("UDP ASSOCIATE: {e}\n{}", server.file("danted.log")));
     for _ in 0..3 {
         assert_eq!(

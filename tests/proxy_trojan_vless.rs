@@ -288,9 +288,10 @@ async fn packets_via(
 ) -> io::Result<()> {
     let s = dial(port, tls).await?;
     let p = match proto {
-        Proto::Trojan(password) => trojan::packets(s, password, target).await?,
-        Proto::Vless(uuid) => vless::packets(s, uuid, target).await?,
-    };
+        Proto::Trojan(password) => trojan::cone(s, password, &target.into())?,
+        Proto::Vless(uuid) => vless::cone(s, uuid, &target.into())?,
+    }
+    .to_target(target);
     ask_over_packets(p).await
 }
 

@@ -291,7 +291,8 @@ async fn packets_each_security() {
     let dns = unbound();
     let v2 = V2ray::start(None);
     for security in SECURITIES {
-        let p = vmess::packets(tcp(v2.port).await, &config(security), dns.addr()).await;
+        let p = vmess::cone(tcp(v2.port).await, &config(security), &dns.addr().into())
+            .map(|c| c.to_target(dns.addr()));
         let mut p = p.expect("packets");
         for _ in 0..3 {
             let m = ask_packets(&mut p, "a.lab.example.").await;
@@ -334,9 +335,9 @@ async fn wrong_uuid_fails_cleanly() {
         s.read_exact(&mut len).await.map(|_| len)
     };
     let over_packets = async {
-        let mut p = vmess::packets(tcp(v2.port).await, &wrong, dns.addr())
-            .await
-            .expect("packets builds the request");
+        let mut p = vmess::cone(tcp(v2.port).await, &wrong, &dns.addr().into())
+            .expect("packets builds the request")
+            .to_target(dns.addr());
         let q = common::query("a.lab.example.", RecordType::A, false);
         p.tx.send(&q).await.expect("the request goes out");
         p.rx.recv().await
@@ -400,7 +401,12 @@ async fn over_tls() {
         let mut s = s.expect("connect");
         stream_session(&mut s, &v2, security).await;
 
-        let p = vmess::packets(tls_stream(v2.port).await, &config(security), dns.addr()).await;
+        let p = vmess::cone(
+            tls_stream(v2.port).await,
+            &config(security),
+            &dns.addr().into(),
+        )
+        .map(|c| c.to_target(dns.addr()));
         let mut p = p.expect("packets");
         for _ in 0..2 {
             let m = ask_packets(&mut p, "a.lab.example.").await;

@@ -144,5 +144,62 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             });
         }
     }
+    out.extend(udp_to_http_only_groups(config));
+    out
+}
+
+/// A rule (or the fallback) that can send UDP to a group none of whose
+/// nodes carries UDP (HTTP proxies only): those flows are refused, never
+/// sent direct.
+fn udp_to_http_only_groups(config: &Config) -> Vec<ConfigError> {
+    let http_only = |group: &str| {
+        let Some(g) = config.groups.iter().find(|g| g.name == group) else {
+            return false;
+        };
+        !g.nodes.is_empty()
+            && g.nodes.iter().all(|n| {
+                config.nodes.iter().any(|node| {
+                    node.name == *n
+                        && matches!(link::parse(&node.link), Ok(l) if matches!(l.proto, link::Proto::Http(_)))
+                })
+            })
+    };
+    // A condition that never holds for UDP: `l4proto(tcp)`, `!l4proto(udp)`.
+    let excludes_udp = |(negated, m): &(bool, RoutingMatcher)| match m {
+        RoutingMatcher::L4proto(udp) => udp.contains(&true) == *negated,
+        _ => false,
+    };
+    let mut out = Vec::new();
+    let routing = Some(("routing".to_string(), "routing".to_string()));
+    for r in &config.routing.rules {
+        match &r.outbound {
+            Outbound::Group(g) if http_only(g) && !r.conditions.iter().any(excludes_udp) => {
+                out.push(ConfigError {
+                    section: routing.clone(),
+                    option: Some("rule".into()),
+                    message: format!(
+                        "'{}': can send UDP to group '{g}', whose nodes are all HTTP proxies \
+                         (they carry no UDP): those flows will be refused, never sent direct; \
+                         add l4proto(tcp) to the rule, or a node that carries UDP to the group",
+                        r.text
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    if let Outbound::Group(g) = &config.routing.fallback {
+        if http_only(g) {
+            out.push(ConfigError {
+                section: routing,
+                option: Some("fallback".into()),
+                message: format!(
+                    "sends UDP no rule catches to group '{g}', whose nodes are all HTTP \
+                     proxies (they carry no UDP): those flows will be refused, never sent \
+                     direct; route UDP elsewhere with a rule (l4proto(udp) -> ...)"
+                ),
+            });
+        }
+    }
     out
 }

@@ -358,6 +358,27 @@ impl<H: BuildHasher> Cache<H> {
         }
     }
 
+    /// Calls `f` with the question name (wire form) and the entry of every
+    /// entry fresh at `now`, most recently used first, without counting or
+    /// reordering.
+    pub fn for_each_fresh(&self, now: Instant, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
+        let mut s = self.store.head;
+        while s != NIL {
+            let record = self.store.record(s);
+            let entry = self.store.entry(s);
+            let name_len = usize::from(record[6]);
+            if entry.is_fresh(now) {
+                if let Some(name) = entry
+                    .packet()
+                    .get(wire::HEADER_LEN..wire::HEADER_LEN + name_len)
+                {
+                    f(name, entry);
+                }
+            }
+            s = self.store.slot(s).next;
+        }
+    }
+
     /// Looks without counting or reordering (for `ipversion_prefer`).
     pub fn peek_fresh(&self, key: &[u8], now: Instant) -> Option<EntryRef<'_>> {
         let s = self.store.find(self.hash(key), key)?;

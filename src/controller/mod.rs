@@ -373,6 +373,38 @@ impl Controller {
         *self.stats.borrow()
     }
 
+    /// Teaches the kernel's routing the addresses of every fresh cached
+    /// answer again, for what is left of its life. After a reload that
+    /// changed the `domain()` rules the kernel no longer counts what it
+    /// learned (it counted for the old rules); without this, flows to names
+    /// the LAN resolved before the reload would go by address until their
+    /// clients asked again. Returns the answers taught.
+    pub fn relearn(&self) -> usize {
+        if !crate::routing::kernel::learning() {
+            return 0;
+        }
+        let now = Instant::now();
+        let mut taught = 0;
+        let mut name = String::new();
+        self.cache.borrow().for_each_fresh(now, |qname, entry| {
+            let Ok(scan) = wire::scan_response(entry.packet()) else {
+                return;
+            };
+            if scan.answer_ips.is_empty() {
+                return;
+            }
+            let age = now.saturating_duration_since(entry.stored()).as_secs();
+            let left = entry
+                .life()
+                .saturating_sub(u32::try_from(age).unwrap_or(u32::MAX));
+            name.clear();
+            wire::name_to_text(qname, &mut name);
+            crate::routing::kernel::learn(&name, &scan.answer_ips, left);
+            taught += 1;
+        });
+        taught
+    }
+
     pub fn cache_stats(&self) -> (cache::CacheStats, usize, usize) {
         let c = self.cache.borrow();
         (c.stats, c.len(), c.capacity())

@@ -14,17 +14,19 @@
 //! - `fetch`: a small HTTP/1.1 client for our own downloads, out the
 //!   way the routing rules say; `subscription`: node lists fetched from
 //!   providers, kept on disk, put into the groups;
+//! - `scratch`: the datagram buffers the UDP paths share;
 //! - `target`: where a proxied stream goes (an address, or a name the
 //!   proxy server looks up) and how the protocols write it.
 //!
-//! A proxied stream is a `BoxStream`; a proxied datagram path is a
+//! A proxied stream is a `BoxStream`. The UDP relay's path through a node
+//! is a `ConePackets` pair: each datagram names its own target and each
+//! reply says where it came from, so one path serves a LAN socket's every
+//! remote (full cone) where the protocol writes an address per datagram
+//! (SOCKS5, Shadowsocks, Trojan); VLESS and VMess carry one target per
+//! path. The DNS forwarders' and health checks' datagram path is a
 //! `Packets` pair (one DNS message per packet, both ways, one fixed
-//! target). The UDP relay's path through a node is a `ConePackets` pair:
-//! each datagram names its own target and each reply says where it came
-//! from, so one path serves a LAN socket's every remote (full cone) where
-//! the protocol writes an address per datagram (SOCKS5, Shadowsocks,
-//! Trojan); VLESS and VMess carry one target per path. `Via` is what a
-//! forwarder holds: direct, or one node.
+//! target): `ConePackets::to_target`, the same protocol code held to one
+//! target. `Via` is what a forwarder holds: direct, or one node.
 //!
 //! Neighbours: `forwarder` (asks for streams and packet paths to an
 //! upstream), `config` (nodes, groups, routing).
@@ -37,6 +39,7 @@ pub mod health;
 pub mod http;
 pub mod node;
 pub mod outbound;
+mod scratch;
 pub mod shadowsocks;
 pub mod socks5;
 pub mod subscription;
@@ -91,25 +94,34 @@ pub trait PacketRx {
 
 /// The sending half of UDP carried inside a stream (Trojan, VLESS, VMess):
 /// each protocol only writes one datagram's frame; a run of datagrams is
-/// flushed once, at its end.
-pub trait FrameTx {
-    /// Writes one datagram's frame into the stream, unflushed.
-    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>>;
+/// flushed once, at its end. Plain `async fn`s (never a trait object):
+/// the one boxed future per datagram is `ConeTx`'s.
+pub(crate) trait FrameTx {
+    /// Writes one datagram's frame to `to` into the stream, unflushed.
+    async fn write_frame(&mut self, datagram: &[u8], to: &Target) -> io::Result<()>;
 
     /// Pushes what was written out.
-    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>>;
+    async fn flush_frames(&mut self) -> io::Result<()>;
 }
 
-impl<T: FrameTx> PacketTx for T {
-    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+impl<T: FrameTx> ConeTx for T {
+    fn send_to<'a>(
+        &'a mut self,
+        datagram: &'a [u8],
+        to: &'a Target,
+    ) -> LocalFuture<'a, io::Result<()>> {
         Box::pin(async move {
-            self.write_frame(datagram).await?;
+            self.write_frame(datagram, to).await?;
             self.flush_frames().await
         })
     }
 
-    fn send_more<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        self.write_frame(datagram)
+    fn send_more_to<'a>(
+        &'a mut self,
+        datagram: &'a [u8],
+        to: &'a Target,
+    ) -> LocalFuture<'a, io::Result<()>> {
+        Box::pin(self.write_frame(datagram, to))
     }
 }
 
@@ -125,10 +137,25 @@ pub trait ConeTx {
         datagram: &'a [u8],
         to: &'a Target,
     ) -> LocalFuture<'a, io::Result<()>>;
+
+    /// Sends one datagram that another follows at once: a path carried in
+    /// a stream may keep it for the same write as the next (the last of a
+    /// run goes by `send_to`, which flushes).
+    fn send_more_to<'a>(
+        &'a mut self,
+        datagram: &'a [u8],
+        to: &'a Target,
+    ) -> LocalFuture<'a, io::Result<()>> {
+        self.send_to(datagram, to)
+    }
 }
 
 /// The receiving half: each datagram with the address the node's server
-/// says it came from. An error means the path is gone.
+/// says it came from (a path that carries one target only says the
+/// target's address; opened for a name, the unspecified address and the
+/// target's port, as it cannot know more). Replies naming a host instead
+/// of an address, and garbled ones, are skipped. An error means the path
+/// is gone.
 pub trait ConeRx {
     fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>>;
 }
@@ -140,6 +167,88 @@ pub struct ConePackets {
     /// Datagrams may go to any target and replies come from any remote;
     /// false: only to the target the path was opened for.
     pub full_cone: bool,
+}
+
+impl ConePackets {
+    /// The fixed-target path over this one: every datagram goes to
+    /// `target`, replies from anywhere else are dropped.
+    pub fn to_target(self, target: SocketAddr) -> Packets {
+        Packets {
+            tx: Box::new(ToTarget {
+                tx: self.tx,
+                target: Target::Addr(target),
+            }),
+            rx: Box::new(FromTarget {
+                rx: self.rx,
+                target: canonical(target),
+            }),
+        }
+    }
+}
+
+/// `Unsupported` unless `to` is `only`, the one target of a path whose
+/// protocol writes the target once, in its request (VLESS, VMess).
+pub(crate) fn only_target(proto: &str, only: &Target, to: &Target) -> io::Result<()> {
+    let same = match (only, to) {
+        (Target::Addr(a), Target::Addr(b)) => canonical(*a) == canonical(*b),
+        (a, b) => a == b,
+    };
+    if same {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{proto}: a UDP path carries one target ({only}), not {to}"),
+    ))
+}
+
+/// Where replies on a one-target path come from (see `ConeRx`).
+pub(crate) fn reply_source(target: &Target) -> SocketAddr {
+    match target {
+        Target::Addr(a) => *a,
+        Target::Name(_, port) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, *port)),
+    }
+}
+
+/// An address with IPv4-mapped IPv6 written as IPv4.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// The sending half of `ConePackets::to_target`.
+struct ToTarget {
+    tx: Box<dyn ConeTx>,
+    target: Target,
+}
+
+impl PacketTx for ToTarget {
+    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        self.tx.send_to(datagram, &self.target)
+    }
+
+    fn send_more<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+        self.tx.send_more_to(datagram, &self.target)
+    }
+}
+
+/// The receiving half of `ConePackets::to_target`.
+struct FromTarget {
+    rx: Box<dyn ConeRx>,
+    target: SocketAddr,
+}
+
+impl PacketRx for FromTarget {
+    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            loop {
+                let (datagram, from) = self.rx.recv_from().await?;
+                if canonical(from) == self.target {
+                    return Ok(datagram);
+                }
+                log::debug!("dropped a datagram from {from}, not from {}", self.target);
+            }
+        })
+    }
 }
 
 /// A datagram path to one target through a proxy node.

@@ -1,7 +1,7 @@
 //! A proxy node: its share link, the TLS client to its server when the
 //! link asks for TLS, and what the health checks found.
 //!
-//! `stream` and `packets` connect to the node's server with the direct
+//! `stream`, `cone` and `packets` connect to the node's server with the direct
 //! dialer (our socket mark, so the router never sends it back into the
 //! proxy), put TLS on where needed, then let the protocol module ask the
 //! server for a path to the target. A server given by host name is looked
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::health::Health;
 use super::{http, shadowsocks, socks5, trojan, vless, vmess};
-use super::{BoxStream, Direct, Packets, Target};
+use super::{BoxStream, ConePackets, Direct, Packets, Target};
 use crate::config::link::{Link, Proto};
 use crate::config::Host;
 use crate::forwarder::lookup::Lookup;
@@ -182,20 +182,36 @@ impl Node {
     }
 
     /// A datagram path to `target` through this node, within `timeout`
-    /// (datagrams go to addresses only: the DNS forwarders and health
-    /// checks are the only users).
+    /// (the DNS forwarders and health checks use it): the cone path, held
+    /// to the one target.
     pub async fn packets(
         &self,
         direct: &Direct,
         target: SocketAddr,
         timeout: Duration,
     ) -> io::Result<Packets> {
+        let cone = self.cone(direct, &Target::Addr(target), timeout).await?;
+        Ok(cone.to_target(target))
+    }
+
+    /// The UDP relay's path through this node, opened for `first` (where
+    /// the flow's first datagram goes), within `timeout`: full cone where
+    /// the protocol names an address in every datagram (SOCKS5,
+    /// Shadowsocks, Trojan), `first` only otherwise (VLESS, VMess). A name
+    /// in a target is looked up by the node's server, not here.
+    pub async fn cone(
+        &self,
+        direct: &Direct,
+        first: &Target,
+        timeout: Duration,
+    ) -> io::Result<ConePackets> {
+        first.check()?;
         let dial = async {
             match &self.link.proto {
                 Proto::Socks5(auth) => {
                     let server = self.server(timeout).await?;
                     let s = self.connect(direct, timeout).await?;
-                    socks5::associate(s, auth.as_ref(), server, direct, target).await
+                    socks5::associate(s, auth.as_ref(), server, direct).await
                 }
                 Proto::Http(_) => Err(io::Error::new(
                     io::ErrorKind::Unsupported,
@@ -203,17 +219,15 @@ impl Node {
                 )),
                 Proto::Shadowsocks(c) => {
                     let sock = direct.udp(self.server(timeout).await?)?;
-                    Ok(shadowsocks::packets(sock, c, target))
+                    Ok(shadowsocks::cone(sock, c))
                 }
                 Proto::Trojan { password } => {
-                    trojan::packets(self.connect(direct, timeout).await?, password, target).await
+                    trojan::cone(self.connect(direct, timeout).await?, password, first)
                 }
                 Proto::Vless { uuid } => {
-                    vless::packets(self.connect(direct, timeout).await?, uuid, target).await
+                    vless::cone(self.connect(direct, timeout).await?, uuid, first)
                 }
-                Proto::Vmess(c) => {
-                    vmess::packets(self.connect(direct, timeout).await?, c, target).await
-                }
+                Proto::Vmess(c) => vmess::cone(self.connect(direct, timeout).await?, c, first),
             }
         };
         tokio::time::timeout(timeout, dial)

@@ -1,5 +1,5 @@
-//! Shadowsocks AEAD: a stream or a datagram path to one target through a
-//! Shadowsocks server (the AEAD construction of shadowsocks.org,
+//! Shadowsocks AEAD: a stream to one target, or a datagram path to any
+//! (full cone), through a Shadowsocks server (the AEAD construction of shadowsocks.org,
 //! "AEAD ciphers"; the SIP022 `2022-blake3-*` methods are not supported).
 //!
 //! Keys: the master key comes from the password by OpenSSL's
@@ -18,7 +18,7 @@
 //!   with a fresh salt and nonce zero; replies carry the address of the
 //!   host they come from.
 //!
-//! Neighbours: `node` calls `connect` and `packets` over a socket already
+//! Neighbours: `node` calls `connect` and `cone` over a socket already
 //! connected to the server; `link` describes the node (`SsConfig`).
 
 use std::io;
@@ -35,8 +35,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 
-use super::target::put_socks_addr;
-use super::{BoxStream, LocalFuture, PacketRx, PacketTx, Packets, Target};
+use super::{scratch, BoxStream, ConePackets, ConeRx, ConeTx, LocalFuture, Target};
 use crate::config::link::{SsConfig, SsMethod};
 
 const TAG_LEN: usize = 16;
@@ -73,24 +72,19 @@ pub async fn connect(
     Ok(Box::new(SsStream::new(stream, cipher, salt, header)?))
 }
 
-/// A datagram path to `target` through the Shadowsocks server `socket` is
-/// connected to (the server must have its UDP relay on).
-pub fn packets(socket: UdpSocket, config: &SsConfig, target: SocketAddr) -> Packets {
+/// A datagram path to any target through the Shadowsocks server `socket`
+/// is connected to (the server must have its UDP relay on): each datagram
+/// names its target, each reply its source (full cone).
+pub fn cone(socket: UdpSocket, config: &SsConfig) -> ConePackets {
     let socket = Rc::new(socket);
     let cipher = Cipher::new(config);
-    Packets {
+    ConePackets {
         tx: Box::new(DatagramTx {
             socket: socket.clone(),
             cipher: cipher.clone(),
-            header: AddrHeader::of_addr(target),
-            buf: Vec::new(),
         }),
-        rx: Box::new(DatagramRx {
-            socket,
-            cipher,
-            target,
-            buf: vec![0; MAX_DATAGRAM],
-        }),
+        rx: Box::new(DatagramRx { socket, cipher }),
+        full_cone: true,
     }
 }
 
@@ -230,12 +224,6 @@ impl AddrHeader {
         let mut bytes = Vec::with_capacity(1 + 1 + 255 + 2);
         target.put_socks(&mut bytes)?;
         Ok(AddrHeader(bytes))
-    }
-
-    fn of_addr(target: SocketAddr) -> AddrHeader {
-        let mut bytes = Vec::with_capacity(1 + 16 + 2);
-        put_socks_addr(&mut bytes, target);
-        AddrHeader(bytes)
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -617,17 +605,24 @@ impl AsyncWrite for SsStream {
     }
 }
 
-/// `salt | AEAD(header | payload) | tag` onto `out` (cleared first).
+/// `salt | AEAD(ATYP addr port | payload) | tag` onto `out` (cleared
+/// first, then reused: no allocation once it has grown).
 fn seal_datagram(
     cipher: &Cipher,
     salt: &[u8],
-    header: &AddrHeader,
+    to: &Target,
     payload: &[u8],
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     out.clear();
     out.extend_from_slice(salt);
-    out.extend_from_slice(header.as_slice());
+    to.put_socks(out)?;
+    if out.len() + payload.len() + TAG_LEN > MAX_DATAGRAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("shadowsocks: a {}-byte datagram is too long", payload.len()),
+        ));
+    }
     out.extend_from_slice(payload);
     let tag = cipher
         .session_key(salt)?
@@ -641,13 +636,13 @@ fn seal_datagram(
     Ok(())
 }
 
-/// Decrypts a datagram in place; returns where its payload is, after
-/// checking that it comes from `target`.
+/// Decrypts a datagram in place; returns the address it comes from and
+/// where its payload is. A reply naming a host, not an address, is an
+/// error (no one could answer from a name).
 pub(crate) fn open_datagram(
     cipher: &Cipher,
-    target: SocketAddr,
     datagram: &mut [u8],
-) -> io::Result<Range<usize>> {
+) -> io::Result<(SocketAddr, Range<usize>)> {
     let salt_len = cipher.key_len();
     if datagram.len() < salt_len + TAG_LEN {
         return Err(io::Error::new(
@@ -660,73 +655,80 @@ pub(crate) fn open_datagram(
         .session_key(salt)?
         .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::empty(), body)
         .map_err(|_| decrypt_error())?;
-    let (from, header_len) = parse_addr(plain)?;
-    let same = |a: SocketAddr| {
-        a.port() == target.port() && a.ip().to_canonical() == target.ip().to_canonical()
-    };
-    match from {
-        Some(a) if same(a) => Ok(salt_len + header_len..salt_len + plain.len()),
-        _ => Err(io::Error::new(
+    match parse_addr(plain)? {
+        (Some(from), header_len) => Ok((from, salt_len + header_len..salt_len + plain.len())),
+        (None, _) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("shadowsocks: a datagram from {from:?}, not from {target}"),
+            "shadowsocks: a datagram from a host name, not an address",
         )),
     }
 }
 
-/// The sending half of `packets`.
+/// The sending half of `cone`.
 struct DatagramTx {
     socket: Rc<UdpSocket>,
     cipher: Cipher,
-    header: AddrHeader,
-    /// The datagram being sealed, reused.
-    buf: Vec<u8>,
 }
 
-impl PacketTx for DatagramTx {
-    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+impl ConeTx for DatagramTx {
+    fn send_to<'a>(
+        &'a mut self,
+        datagram: &'a [u8],
+        to: &'a Target,
+    ) -> LocalFuture<'a, io::Result<()>> {
         Box::pin(async move {
-            let salt_len = self.cipher.key_len();
-            if salt_len + self.header.0.len() + datagram.len() + TAG_LEN > MAX_DATAGRAM {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "shadowsocks: a {}-byte datagram is too long",
-                        datagram.len()
-                    ),
-                ));
+            loop {
+                self.socket.writable().await?;
+                // Sealed anew after a spurious wake: the buffer is shared.
+                let sent = scratch::tx(|buf| {
+                    let mut salt = [0u8; MAX_KEY_LEN];
+                    let salt = &mut salt[..self.cipher.key_len()];
+                    random(salt)?;
+                    seal_datagram(&self.cipher, salt, to, datagram, buf)?;
+                    let sent = self.socket.try_send(buf)?;
+                    Ok::<bool, io::Error>(sent == buf.len())
+                });
+                match sent {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {
+                        return Err(io::Error::other(
+                            "shadowsocks: a datagram went out cut short",
+                        ))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
             }
-            let mut salt = [0u8; MAX_KEY_LEN];
-            let salt = &mut salt[..salt_len];
-            random(salt)?;
-            seal_datagram(&self.cipher, salt, &self.header, datagram, &mut self.buf)?;
-            let sent = self.socket.send(&self.buf).await?;
-            if sent != self.buf.len() {
-                return Err(io::Error::other(
-                    "shadowsocks: a datagram went out cut short",
-                ));
-            }
-            Ok(())
         })
     }
 }
 
-/// The receiving half of `packets`.
+/// The receiving half of `cone`.
 struct DatagramRx {
     socket: Rc<UdpSocket>,
     cipher: Cipher,
-    target: SocketAddr,
-    /// One datagram, reused.
-    buf: Vec<u8>,
 }
 
-impl PacketRx for DatagramRx {
-    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+impl ConeRx for DatagramRx {
+    fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>> {
         Box::pin(async move {
             loop {
-                let n = self.socket.recv(&mut self.buf).await?;
-                match open_datagram(&self.cipher, self.target, &mut self.buf[..n]) {
-                    Ok(payload) => return Ok(self.buf[payload].to_vec()),
-                    Err(e) => log::debug!("{e}; datagram dropped"),
+                self.socket.readable().await?;
+                let got = scratch::rx(|buf| {
+                    let n = self.socket.try_recv(buf)?;
+                    Ok::<_, io::Error>(match open_datagram(&self.cipher, &mut buf[..n]) {
+                        Ok((from, payload)) => Some((buf[payload].to_vec(), from)),
+                        Err(e) => {
+                            log::debug!("{e}; datagram dropped");
+                            None
+                        }
+                    })
+                });
+                match got {
+                    Ok(Some(reply)) => return Ok(reply),
+                    Ok(None) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
                 }
             }
         })
@@ -823,23 +825,16 @@ mod tests {
         for (method, tcp, udp) in vectors {
             let cipher = Cipher::new(&config(method, "foobar"));
             let salt: Vec<u8> = (0..cipher.key_len() as u8).collect();
-            let mut w = Writer::new(&cipher, &salt, AddrHeader::of_addr(target)).unwrap();
+            let mut w = Writer::new(&cipher, &salt, header_of(target)).unwrap();
             assert_eq!(w.seal(b"hello").unwrap(), 5);
             assert_eq!(w.out[..salt.len()], salt[..]);
             assert_eq!(w.out[salt.len()..], hex(tcp)[..], "{method:?} tcp");
 
             let mut out = Vec::new();
-            seal_datagram(
-                &cipher,
-                &salt,
-                &AddrHeader::of_addr(target),
-                b"hello",
-                &mut out,
-            )
-            .unwrap();
+            seal_datagram(&cipher, &salt, &target.into(), b"hello", &mut out).unwrap();
             assert_eq!(out[salt.len()..], hex(udp)[..], "{method:?} udp");
-            let payload = open_datagram(&cipher, target, &mut out).unwrap();
-            assert_eq!(&out[payload], b"hello");
+            let (from, payload) = open_datagram(&cipher, &mut out).unwrap();
+            assert_eq!((from, &out[payload]), (target, &b"hello"[..]));
         }
     }
 
@@ -909,7 +904,7 @@ mod tests {
             .await
             .unwrap();
         client.flush().await.unwrap();
-        let header = AddrHeader::of_addr(target);
+        let header = header_of(target);
         let mut server = SsStream::new(Box::new(b), Cipher::new(&conf), &[1; 16], header).unwrap();
         let mut got = [0u8; 7];
         server.read_exact(&mut got).await.unwrap();
@@ -924,7 +919,7 @@ mod tests {
         let conf = config(SsMethod::Aes256Gcm, "idle");
         let wire = server_bytes(&conf, &[b"hello"]);
         let (a, mut b) = tokio::io::duplex(4096);
-        let target = AddrHeader::of_addr("127.0.0.1:1".parse().unwrap());
+        let target = header_of("127.0.0.1:1".parse().unwrap());
         let mut client = SsStream::new(Box::new(a), Cipher::new(&conf), &[1; 32], target).unwrap();
         let mut out = [0u8; 64];
         let mut poll_once = |client: &mut SsStream| {
@@ -977,12 +972,7 @@ mod tests {
         let cipher = Cipher::new(conf);
         let salt = [9u8; MAX_KEY_LEN];
         let salt = &salt[..cipher.key_len()];
-        let mut w = Writer::new(
-            &cipher,
-            salt,
-            AddrHeader::of_addr("127.0.0.1:1".parse().unwrap()),
-        )
-        .unwrap();
+        let mut w = Writer::new(&cipher, salt, header_of("127.0.0.1:1".parse().unwrap())).unwrap();
         w.header = None;
         for c in chunks {
             w.seal(c).unwrap();
@@ -1047,90 +1037,110 @@ mod tests {
         assert!(e.to_string().contains("16384-byte chunk"), "{e}");
     }
 
+    fn header_of(a: SocketAddr) -> AddrHeader {
+        AddrHeader::new(&a.into()).unwrap()
+    }
+
+    fn addr(text: &str) -> Target {
+        Target::Addr(text.parse().unwrap())
+    }
+
     #[test]
-    fn datagrams_from_elsewhere_or_garbled_are_refused() {
+    fn datagrams_name_their_source_and_garbled_ones_are_refused() {
         let target: SocketAddr = "[2001:db8::53]:53".parse().unwrap();
         for method in METHODS {
             let cipher = Cipher::new(&config(method, "pw"));
             let salt = vec![3u8; cipher.key_len()];
             let mut out = Vec::new();
-            seal_datagram(
-                &cipher,
-                &salt,
-                &AddrHeader::of_addr(target),
-                b"dns",
-                &mut out,
-            )
-            .unwrap();
+            seal_datagram(&cipher, &salt, &target.into(), b"dns", &mut out).unwrap();
             let mut good = out.clone();
-            let payload = open_datagram(&cipher, target, &mut good).unwrap();
-            assert_eq!(&good[payload], b"dns");
+            let (from, payload) = open_datagram(&cipher, &mut good).unwrap();
+            assert_eq!((from, &good[payload]), (target, &b"dns"[..]));
 
             let mut bad = out.clone();
             let last = bad.len() - 1;
             bad[last] ^= 0x80;
-            assert!(open_datagram(&cipher, target, &mut bad).is_err());
-            assert!(open_datagram(&cipher, target, &mut out[..10].to_vec()).is_err());
+            assert!(open_datagram(&cipher, &mut bad).is_err());
+            assert!(open_datagram(&cipher, &mut out[..10].to_vec()).is_err());
 
-            let other: SocketAddr = "[2001:db8::54]:53".parse().unwrap();
-            seal_datagram(
-                &cipher,
-                &salt,
-                &AddrHeader::of_addr(other),
-                b"dns",
-                &mut out,
-            )
-            .unwrap();
-            let e = open_datagram(&cipher, target, &mut out).unwrap_err();
-            assert!(e.to_string().contains("not from"), "{e}");
+            // A reply naming a host says nothing we could answer from.
+            let name = Target::Name("a.example".into(), 53);
+            seal_datagram(&cipher, &salt, &name, b"dns", &mut out).unwrap();
+            let e = open_datagram(&cipher, &mut out).unwrap_err();
+            assert!(e.to_string().contains("host name"), "{e}");
         }
-        // An IPv4 target matches a reply header in IPv4-mapped form.
-        let cipher = Cipher::new(&config(SsMethod::Aes128Gcm, "pw"));
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:53".parse().unwrap();
-        let mut out = Vec::new();
-        seal_datagram(
-            &cipher,
-            &[0; 16],
-            &AddrHeader::of_addr(mapped),
-            b"x",
-            &mut out,
-        )
-        .unwrap();
-        assert!(open_datagram(&cipher, "127.0.0.1:53".parse().unwrap(), &mut out).is_ok());
     }
 
-    /// Over real sockets: garbage and a reply from another address are
-    /// dropped, the good reply after them comes through.
+    #[test]
+    fn a_datagram_too_long_for_udp_is_refused() {
+        let cipher = Cipher::new(&config(SsMethod::Aes128Gcm, "pw"));
+        let mut out = Vec::new();
+        let to = addr("192.0.2.1:53");
+        // 16 salt + 7 header + 16 tag around the payload.
+        let fits = vec![0u8; MAX_DATAGRAM - 16 - 7 - TAG_LEN];
+        seal_datagram(&cipher, &[1; 16], &to, &fits, &mut out).unwrap();
+        assert_eq!(out.len(), MAX_DATAGRAM);
+        let over = vec![0u8; fits.len() + 1];
+        let e = seal_datagram(&cipher, &[1; 16], &to, &over, &mut out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// Over real sockets, one path: datagrams to two targets and a name
+    /// carry each its own header; replies come back with their sources;
+    /// garbage and a reply naming a host are skipped.
     #[tokio::test]
-    async fn packets_skip_bad_datagrams() {
+    async fn one_path_to_many_targets() {
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         client.connect(server.local_addr().unwrap()).await.unwrap();
         let conf = config(SsMethod::Aes256Gcm, "pw");
-        let target: SocketAddr = "192.0.2.53:53".parse().unwrap();
-        let Packets { mut tx, mut rx } = packets(client, &conf, target);
-        tx.send(b"query").await.unwrap();
-        let mut buf = [0u8; 2048];
-        let (n, from) = server.recv_from(&mut buf).await.unwrap();
         let cipher = Cipher::new(&conf);
-        let payload = open_datagram(&cipher, target, &mut buf[..n]).unwrap();
-        assert_eq!(&buf[payload], b"query");
-
+        let ConePackets { mut tx, mut rx, .. } = cone(client, &conf);
+        let mut buf = [0u8; 2048];
+        let targets = [
+            addr("192.0.2.53:53"),
+            addr("[2001:db8::1]:443"),
+            Target::Name("a.example".into(), 443),
+        ];
+        for t in &targets {
+            tx.send_to(b"query", t).await.unwrap();
+            let (n, _) = server.recv_from(&mut buf).await.unwrap();
+            let salt = cipher.key_len();
+            let plain = cipher
+                .session_key(&buf[..salt])
+                .unwrap()
+                .open_in_place(
+                    Nonce::assume_unique_for_key([0; 12]),
+                    Aad::empty(),
+                    &mut buf[salt..n],
+                )
+                .unwrap()
+                .to_vec();
+            let mut want = Vec::new();
+            t.put_socks(&mut want).unwrap();
+            want.extend_from_slice(b"query");
+            assert_eq!(plain, want);
+        }
+        let to_client = client_addr(&server, &mut tx).await;
         let mut out = Vec::new();
-        server.send_to(&[0u8; 80], from).await.unwrap();
-        let elsewhere = AddrHeader::of_addr("192.0.2.54:53".parse().unwrap());
-        seal_datagram(&cipher, &[5; 32], &elsewhere, b"spoof", &mut out).unwrap();
-        server.send_to(&out, from).await.unwrap();
-        seal_datagram(
-            &cipher,
-            &[6; 32],
-            &AddrHeader::of_addr(target),
-            b"answer",
-            &mut out,
-        )
-        .unwrap();
-        server.send_to(&out, from).await.unwrap();
-        assert_eq!(rx.recv().await.unwrap(), b"answer");
+        server.send_to(&[0u8; 80], to_client).await.unwrap();
+        seal_datagram(&cipher, &[5; 32], &targets[2], b"named", &mut out).unwrap();
+        server.send_to(&out, to_client).await.unwrap();
+        for (i, t) in targets[..2].iter().enumerate() {
+            seal_datagram(&cipher, &[6; 32], t, &[i as u8], &mut out).unwrap();
+            server.send_to(&out, to_client).await.unwrap();
+        }
+        let (d, from) = rx.recv_from().await.unwrap();
+        assert_eq!((d, Target::Addr(from)), (vec![0], targets[0].clone()));
+        let (d, from) = rx.recv_from().await.unwrap();
+        assert_eq!((d, Target::Addr(from)), (vec![1], targets[1].clone()));
+    }
+
+    /// The client's address as the server sees it (one more datagram).
+    async fn client_addr(server: &UdpSocket, tx: &mut Box<dyn ConeTx>) -> SocketAddr {
+        tx.send_to(b"hello", &addr("192.0.2.1:1")).await.unwrap();
+        let mut buf = [0u8; 2048];
+        server.recv_from(&mut buf).await.unwrap().1
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! SOCKS5 (RFC 1928, user/password RFC 1929): a stream (CONNECT) or a
-//! datagram path (UDP ASSOCIATE) to a target through a SOCKS5 server.
+//! SOCKS5 (RFC 1928, user/password RFC 1929): a stream (CONNECT) to a
+//! target, or a datagram path (UDP ASSOCIATE) to any, through a SOCKS5
+//! server.
 //!
 //! Wire format, client side:
 //! - greeting `05 n methods...` (00 = none, 02 = user/password), answer
@@ -10,7 +11,9 @@
 //!   the server look it up), reply `05 rep 00 atyp addr port` (rep 00 =
 //!   ok; for UDP the address is the relay's);
 //! - each UDP datagram to and from the relay: `00 00 frag atyp addr port
-//!   data` (we never fragment, and drop fragments).
+//!   data` (we never fragment, and drop fragments); ours name a target
+//!   (an address, or a name the server looks up), the relay's name their
+//!   source (one naming a host is dropped).
 //!
 //! The UDP association lives as long as its TCP control connection: the
 //! receiving half holds it and fails when the server closes it.
@@ -25,8 +28,7 @@ use std::rc::Rc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
-use super::target::put_socks_addr;
-use super::{BoxStream, Direct, LocalFuture, PacketRx, PacketTx, Packets, Target};
+use super::{scratch, BoxStream, ConePackets, ConeRx, ConeTx, Direct, LocalFuture, Target};
 use crate::config::link::Auth;
 
 const VERSION: u8 = 5;
@@ -39,9 +41,6 @@ const ATYP_IPV4: u8 = 0x01;
 const ATYP_NAME: u8 = 0x03;
 const ATYP_IPV6: u8 = 0x04;
 
-/// The largest UDP header: IPv6 (a name is never sent, and dropped when
-/// received before its length is trusted).
-const MAX_UDP_HEADER: usize = 4 + 16 + 2;
 /// The largest datagram we carry: a DNS message.
 const MAX_DATAGRAM: usize = 65535;
 
@@ -63,16 +62,16 @@ pub async fn connect(
 }
 
 /// Asks the server for a UDP relay (UDP ASSOCIATE on `control`) and returns
-/// a datagram path to `target` through it. `server` is the SOCKS server's
-/// address (the relay's when the reply names no address); `direct` makes
-/// the UDP socket.
+/// a datagram path to any target through it (full cone: each datagram
+/// names its target, each reply its source). `server` is the SOCKS
+/// server's address (the relay's when the reply names no address);
+/// `direct` makes the UDP socket.
 pub async fn associate(
     mut control: BoxStream,
     auth: Option<&Auth>,
     server: SocketAddr,
     direct: &Direct,
-    target: SocketAddr,
-) -> io::Result<Packets> {
+) -> io::Result<ConePackets> {
     handshake(&mut control, auth).await?;
     // We do not know our UDP source yet: all zeros (RFC 1928, section 7),
     // in the family of the server.
@@ -96,19 +95,12 @@ pub async fn associate(
         Rc::new(direct.udp(relay).map_err(|e| {
             io::Error::new(e.kind(), format!("socks5: UDP socket to {relay}: {e}"))
         })?);
-    let mut header = vec![0, 0, 0];
-    put_socks_addr(&mut header, target);
-    Ok(Packets {
+    Ok(ConePackets {
         tx: Box::new(UdpTx {
             socket: socket.clone(),
-            header,
         }),
-        rx: Box::new(UdpRx {
-            socket,
-            control,
-            target,
-            buf: vec![0; MAX_UDP_HEADER + MAX_DATAGRAM],
-        }),
+        rx: Box::new(UdpRx { socket, control }),
+        full_cone: true,
     })
 }
 
@@ -253,29 +245,41 @@ async fn read(stream: &mut BoxStream, buf: &mut [u8]) -> io::Result<()> {
     }
 }
 
-/// Sends datagrams to the relay, each with the target's UDP header.
+/// Sends datagrams to the relay, each with its target's UDP header.
 struct UdpTx {
     socket: Rc<UdpSocket>,
-    /// `00 00 00 atyp addr port` of the target.
-    header: Vec<u8>,
 }
 
-impl PacketTx for UdpTx {
-    fn send<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
+impl ConeTx for UdpTx {
+    fn send_to<'a>(
+        &'a mut self,
+        datagram: &'a [u8],
+        to: &'a Target,
+    ) -> LocalFuture<'a, io::Result<()>> {
         Box::pin(async move {
             if datagram.len() > MAX_DATAGRAM {
                 return Err(error("socks5: a datagram longer than 65535 bytes"));
             }
-            let mut packet = Vec::with_capacity(self.header.len() + datagram.len());
-            packet.extend_from_slice(&self.header);
-            packet.extend_from_slice(datagram);
-            self.socket
-                .send(&packet)
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("socks5: UDP relay: {e}")))?;
-            Ok(())
+            loop {
+                self.socket.writable().await.map_err(relay_error)?;
+                // Built anew after a spurious wake: the buffer is shared.
+                let sent = scratch::tx(|buf| {
+                    buf.extend_from_slice(&[0, 0, 0]);
+                    to.put_socks(buf)?;
+                    buf.extend_from_slice(datagram);
+                    self.socket.try_send(buf).map_err(relay_error)
+                });
+                match sent {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    other => return other.map(|_| ()),
+                }
+            }
         })
     }
+}
+
+fn relay_error(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("socks5: UDP relay: {e}"))
 }
 
 /// Datagrams from the relay; holds the control connection, whose end is the
@@ -283,24 +287,26 @@ impl PacketTx for UdpTx {
 struct UdpRx {
     socket: Rc<UdpSocket>,
     control: BoxStream,
-    target: SocketAddr,
-    buf: Vec<u8>,
 }
 
-impl PacketRx for UdpRx {
-    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+impl ConeRx for UdpRx {
+    fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>> {
         Box::pin(async move {
             let mut byte = [0u8; 1];
             loop {
                 tokio::select! {
-                    r = self.socket.recv(&mut self.buf) => {
-                        let n = r.map_err(|e| {
-                            io::Error::new(e.kind(), format!("socks5: UDP relay: {e}"))
-                        })?;
-                        if let Some(data) = from_target(&self.buf[..n], self.target) {
-                            return Ok(data.to_vec());
+                    r = self.socket.readable() => {
+                        r.map_err(relay_error)?;
+                        let got = scratch::rx(|buf| {
+                            let n = self.socket.try_recv(buf)?;
+                            Ok::<_, io::Error>(parse_udp(&buf[..n]).map(|(from, data)| (data.to_vec(), from)))
+                        });
+                        match got {
+                            Ok(Some(reply)) => return Ok(reply),
+                            Ok(None) => log::debug!("socks5: dropped a datagram from the relay (a fragment, from a host name, or garbled)"),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) => return Err(relay_error(e)),
                         }
-                        log::debug!("socks5: dropped a datagram from the relay (fragment, or not from {})", self.target);
                     }
                     r = self.control.read(&mut byte) => match r {
                         // The server should send nothing more; ignore it if it does.
@@ -319,8 +325,9 @@ impl PacketRx for UdpRx {
     }
 }
 
-/// The data of a relayed datagram if it is whole (FRAG 0) and from `target`.
-pub(crate) fn from_target(packet: &[u8], target: SocketAddr) -> Option<&[u8]> {
+/// The source and data of a relayed datagram if it is whole (FRAG 0) and
+/// from an address (not a host name).
+pub(crate) fn parse_udp(packet: &[u8]) -> Option<(SocketAddr, &[u8])> {
     let (&[0, 0, 0, atyp], rest) = packet.split_first_chunk::<4>()? else {
         return None;
     };
@@ -336,13 +343,12 @@ pub(crate) fn from_target(packet: &[u8], target: SocketAddr) -> Option<&[u8]> {
         _ => return None,
     };
     let (port, data) = rest.split_first_chunk::<2>()?;
-    let from = SocketAddr::new(ip.to_canonical(), u16::from_be_bytes(*port));
-    let target = SocketAddr::new(target.ip().to_canonical(), target.port());
-    (from == target).then_some(data)
+    Some((SocketAddr::new(ip, u16::from_be_bytes(*port)), data))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::target::put_socks_addr;
     use super::*;
 
     #[test]
@@ -353,19 +359,21 @@ mod tests {
         assert_eq!(h, [0, 0, 0, 1, 192, 0, 2, 53, 0, 53]);
         let mut p = h.clone();
         p.extend_from_slice(b"dns");
-        assert_eq!(from_target(&p, target), Some(&b"dns"[..]));
-        // a fragment, another source, a name, truncated headers
+        assert_eq!(parse_udp(&p), Some((target, &b"dns"[..])));
+        assert_eq!(parse_udp(&h), Some((target, &b""[..])));
+        // a fragment, a name, truncated headers, reserved bytes set
         p[2] = 1;
-        assert_eq!(from_target(&p, target), None);
-        assert_eq!(from_target(&p[..7], target), None);
-        assert_eq!(from_target(&h, "192.0.2.54:53".parse().unwrap()), None);
-        assert_eq!(from_target(&[0, 0, 0, 3, 1, b'a', 0, 53], target), None);
-        // an IPv4-mapped IPv6 source is the same address
-        let mut m = vec![
-            0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 53,
-        ];
-        m.extend_from_slice(&[0, 53, b'x']);
-        assert_eq!(from_target(&m, target), Some(&b"x"[..]));
+        assert_eq!(parse_udp(&p), None);
+        assert_eq!(parse_udp(&h[..9]), None);
+        assert_eq!(parse_udp(&[0, 0, 0, 3, 1, b'a', 0, 53]), None);
+        assert_eq!(parse_udp(&[0, 1, 0, 1, 192, 0, 2, 53, 0, 53]), None);
+        assert_eq!(parse_udp(&[0, 0, 0]), None);
+        // IPv6, and a name target written for the relay
+        let v6: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let mut m = vec![0, 0, 0];
+        put_socks_addr(&mut m, v6);
+        m.push(b'x');
+        assert_eq!(parse_udp(&m), Some((v6, &b"x"[..])));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Trojan: a stream or a datagram path to one target through a trojan
-//! server, on a stream the caller has already put TLS on.
+//! Trojan: a stream to one target, or a datagram path to any (full cone),
+//! through a trojan server, on a stream the caller has already put TLS on.
 //!
 //! Wire format (trojan-gfw protocol document):
 //!
@@ -21,7 +21,7 @@
 //! this keeps the request whole: trojan-gfw parses only what its first read
 //! returns (one TLS record), and takes a request cut in two for a stranger.
 //!
-//! Neighbours: `node` calls `connect` and `packets`; `link` describes the
+//! Neighbours: `node` calls `connect` and `cone`; `link` describes the
 //! node (`Proto::Trojan`).
 
 use std::io;
@@ -31,8 +31,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
-use super::target::put_socks_addr;
-use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets, Target};
+use super::{only_target, BoxStream, ConePackets, ConeRx, FrameTx, LocalFuture, Target};
 
 const CMD_CONNECT: u8 = 1;
 const CMD_UDP_ASSOCIATE: u8 = 3;
@@ -48,16 +47,17 @@ pub async fn connect(stream: BoxStream, password: &str, target: &Target) -> io::
     Ok(Box::new(FirstWrite::new(stream, header)))
 }
 
-/// A datagram path to `target` (UDP ASSOCIATE) through the trojan server at
-/// the other end of `stream`. The request is sent with the first datagram.
-pub async fn packets(stream: BoxStream, password: &str, target: SocketAddr) -> io::Result<Packets> {
+/// A datagram path to any target (UDP ASSOCIATE, full cone: each frame
+/// names its target or source) through the trojan server at the other end
+/// of `stream`. The request (naming `first`) is sent with the first
+/// datagram.
+pub fn cone(stream: BoxStream, password: &str, first: &Target) -> io::Result<ConePackets> {
     let (reader, writer) = tokio::io::split(stream);
-    let buf = request(password, CMD_UDP_ASSOCIATE, &Target::Addr(target))?;
-    let tx = HeaderFirstTx::new(writer, buf, target, udp_frame);
-    let rx = TrojanRx { reader, target };
-    Ok(Packets {
-        tx: Box::new(tx),
-        rx: Box::new(rx),
+    let buf = request(password, CMD_UDP_ASSOCIATE, first)?;
+    Ok(ConePackets {
+        tx: Box::new(HeaderFirstTx::new(writer, buf, None, udp_frame)),
+        rx: Box::new(TrojanRx { reader }),
+        full_cone: true,
     })
 }
 
@@ -77,10 +77,10 @@ fn request(password: &str, command: u8, target: &Target) -> io::Result<Vec<u8>> 
 }
 
 /// Appends one UDP frame: the target, the length, CRLF, the datagram.
-fn udp_frame(buf: &mut Vec<u8>, target: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+fn udp_frame(buf: &mut Vec<u8>, to: &Target, datagram: &[u8]) -> io::Result<()> {
     let len = u16::try_from(datagram.len())
         .map_err(|_| invalid("trojan: a datagram over 65535 bytes does not fit a UDP frame"))?;
-    put_socks_addr(buf, target);
+    to.put_socks(buf)?;
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(b"\r\n");
     buf.extend_from_slice(datagram);
@@ -92,24 +92,29 @@ fn udp_frame(buf: &mut Vec<u8>, target: SocketAddr, datagram: &[u8]) -> io::Resu
 /// datagram's frame.
 pub(super) struct HeaderFirstTx {
     writer: WriteHalf<BoxStream>,
-    target: SocketAddr,
+    /// The protocol's name and the one target of a path whose frames name
+    /// none (VLESS); None: each frame names its own (Trojan).
+    only: Option<(&'static str, Target)>,
     /// The request header, then each frame being sent.
     buf: Vec<u8>,
     /// How much of `buf` is the request header still to send (0 once sent).
     header_len: usize,
-    frame: fn(&mut Vec<u8>, SocketAddr, &[u8]) -> io::Result<()>,
+    frame: Framer,
 }
+
+/// Appends one datagram's frame to `to`.
+pub(super) type Framer = fn(&mut Vec<u8>, &Target, &[u8]) -> io::Result<()>;
 
 impl HeaderFirstTx {
     pub(super) fn new(
         writer: WriteHalf<BoxStream>,
         header: Vec<u8>,
-        target: SocketAddr,
-        frame: fn(&mut Vec<u8>, SocketAddr, &[u8]) -> io::Result<()>,
+        only: Option<(&'static str, Target)>,
+        frame: Framer,
     ) -> HeaderFirstTx {
         HeaderFirstTx {
             writer,
-            target,
+            only,
             header_len: header.len(),
             buf: header,
             frame,
@@ -117,9 +122,12 @@ impl HeaderFirstTx {
     }
 
     /// Writes one frame (after the header, the first time), unflushed.
-    async fn write(&mut self, datagram: &[u8]) -> io::Result<()> {
+    async fn write(&mut self, datagram: &[u8], to: &Target) -> io::Result<()> {
+        if let Some((proto, only)) = &self.only {
+            only_target(proto, only, to)?;
+        }
         self.buf.truncate(self.header_len);
-        (self.frame)(&mut self.buf, self.target, datagram)?;
+        (self.frame)(&mut self.buf, to, datagram)?;
         self.writer.write_all(&self.buf).await?;
         self.header_len = 0;
         Ok(())
@@ -127,40 +135,30 @@ impl HeaderFirstTx {
 }
 
 impl FrameTx for HeaderFirstTx {
-    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram))
+    async fn write_frame(&mut self, datagram: &[u8], to: &Target) -> io::Result<()> {
+        self.write(datagram, to).await
     }
 
-    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
-        Box::pin(self.writer.flush())
+    async fn flush_frames(&mut self) -> io::Result<()> {
+        self.writer.flush().await
     }
 }
 
 struct TrojanRx {
     reader: ReadHalf<BoxStream>,
-    target: SocketAddr,
 }
 
-impl PacketRx for TrojanRx {
-    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+impl ConeRx for TrojanRx {
+    fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>> {
         Box::pin(async move {
             loop {
-                let (from, payload) = read_frame(&mut self.reader).await?;
-                if from.map(canonical) == Some(canonical(self.target)) {
-                    return Ok(payload);
+                match read_frame(&mut self.reader).await? {
+                    (Some(from), payload) => return Ok((payload, from)),
+                    (None, _) => log::debug!("trojan: dropped a datagram from a host name"),
                 }
-                log::debug!(
-                    "trojan: dropped a datagram from {from:?}, not from {}",
-                    self.target
-                );
             }
         })
     }
-}
-
-/// An address with IPv4-mapped IPv6 written as IPv4.
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// One UDP frame: its source (`None` for a domain name) and its payload.
@@ -414,6 +412,7 @@ fn sha256_block(h: &mut [u32; 8], block: &[u8]) {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use super::super::target::put_socks_addr;
     use super::*;
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -513,8 +512,9 @@ pub(super) mod tests {
         f
     }
 
-    #[tokio::test]
-    async fn udp_frames_both_ways() {
+    /// The server's frames: from a stranger, from a host name (skipped),
+    /// IPv4-mapped, from the target.
+    fn server_frames() -> Vec<u8> {
         let mut input = frame("192.0.2.9:53".parse().unwrap(), b"stranger");
         input.extend_from_slice(&[
             ATYP_DOMAIN,
@@ -532,21 +532,53 @@ pub(super) mod tests {
         ]);
         input.extend(frame("[::ffff:192.0.2.1]:53".parse().unwrap(), b"mapped"));
         input.extend(frame(target(), b"answer"));
-        let (mock, writes) = mock(&input);
-        let mut p = packets(mock, "pw", target()).await.unwrap();
-        p.tx.send(b"q1").await.unwrap();
-        p.tx.send(b"q2").await.unwrap();
+        input
+    }
+
+    #[tokio::test]
+    async fn udp_frames_to_and_from_many() {
+        let (mock, writes) = mock(&server_frames());
+        let mut p = cone(mock, "pw", &target().into()).unwrap();
+        assert!(p.full_cone);
+        let other: SocketAddr = "[2001:db8::2]:443".parse().unwrap();
+        let name = Target::Name("a.example".into(), 443);
+        p.tx.send_to(b"q1", &target().into()).await.unwrap();
+        p.tx.send_to(b"q2", &other.into()).await.unwrap();
+        p.tx.send_to(b"q3", &name).await.unwrap();
         let mut first = request("pw", CMD_UDP_ASSOCIATE, &target().into()).unwrap();
         first.extend(frame(target(), b"q1"));
-        assert_eq!(*writes.borrow(), [first, frame(target(), b"q2")]);
-        // Frames from elsewhere are skipped; IPv4-mapped IPv6 is the target.
-        assert_eq!(p.rx.recv().await.unwrap(), b"mapped");
-        assert_eq!(p.rx.recv().await.unwrap(), b"answer");
-        let e = p.rx.recv().await.unwrap_err();
+        let mut named = vec![ATYP_DOMAIN, 9];
+        named.extend_from_slice(b"a.example\x01\xbb\x00\x02\r\nq3");
+        assert_eq!(*writes.borrow(), [first, frame(other, b"q2"), named]);
+        // Every source comes back; a host name is skipped.
+        let got = p.rx.recv_from().await.unwrap();
+        assert_eq!(got, (b"stranger".to_vec(), "192.0.2.9:53".parse().unwrap()));
+        let got = p.rx.recv_from().await.unwrap();
+        assert_eq!(got.0, b"mapped");
+        assert_eq!(got.1.ip().to_canonical(), target().ip());
+        assert_eq!(
+            p.rx.recv_from().await.unwrap(),
+            (b"answer".to_vec(), target())
+        );
+        let e = p.rx.recv_from().await.unwrap_err();
         assert!(
             e.to_string().starts_with("trojan: the server closed"),
             "{e}"
         );
+    }
+
+    /// The fixed-target path over the cone one: frames from elsewhere are
+    /// dropped, IPv4-mapped IPv6 is the target.
+    #[tokio::test]
+    async fn fixed_target_frames() {
+        let (mock, _) = mock(&server_frames());
+        let mut p = cone(mock, "pw", &target().into())
+            .unwrap()
+            .to_target(target());
+        p.tx.send(b"q1").await.unwrap();
+        assert_eq!(p.rx.recv().await.unwrap(), b"mapped");
+        assert_eq!(p.rx.recv().await.unwrap(), b"answer");
+        assert!(p.rx.recv().await.is_err());
     }
 
     #[tokio::test]
@@ -560,8 +592,8 @@ pub(super) mod tests {
             ),
         ] {
             let (mock, _) = mock(input);
-            let mut p = packets(mock, "pw", target()).await.unwrap();
-            let e = p.rx.recv().await.unwrap_err();
+            let mut p = cone(mock, "pw", &target().into()).unwrap();
+            let e = p.rx.recv_from().await.unwrap_err();
             assert!(e.to_string().contains(says), "{e}");
         }
     }

@@ -1,5 +1,5 @@
-//! VLESS: a stream or a datagram path to one target through a VLESS
-//! server (plain TCP or with TLS, as the caller set it up).
+//! VLESS: a stream or a datagram path (not full cone: the frames name no
+//! address) to one target through a VLESS server (plain TCP or with TLS, as the caller set it up).
 //!
 //! Wire format (v2fly/XTLS VLESS, version 0, no flow, no addons):
 //!
@@ -19,7 +19,7 @@
 //! The request goes out with the first payload, through `trojan`'s
 //! `FirstWrite`.
 //!
-//! Neighbours: `node` calls `connect` and `packets`; `link` describes the
+//! Neighbours: `node` calls `connect` and `cone`; `link` describes the
 //! node (`Proto::Vless`).
 
 use std::io;
@@ -30,7 +30,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf, ReadHalf};
 
 use super::trojan::{FirstWrite, HeaderFirstTx};
-use super::{BoxStream, LocalFuture, PacketRx, Packets, Target};
+use super::{reply_source, BoxStream, ConePackets, ConeRx, LocalFuture, Target};
 
 const VERSION: u8 = 0;
 
@@ -49,22 +49,20 @@ pub async fn connect(stream: BoxStream, uuid: &[u8; 16], target: &Target) -> io:
 }
 
 /// A datagram path to `target` (command UDP) through the VLESS server at
-/// the other end of `stream`. The request goes out with the first datagram.
-pub async fn packets(
-    stream: BoxStream,
-    uuid: &[u8; 16],
-    target: SocketAddr,
-) -> io::Result<Packets> {
+/// the other end of `stream`: one target only (the frames name none), so
+/// not full cone. The request goes out with the first datagram.
+pub fn cone(stream: BoxStream, uuid: &[u8; 16], target: &Target) -> io::Result<ConePackets> {
     let (reader, writer) = tokio::io::split(stream);
-    let buf = request(uuid, CMD_UDP, &Target::Addr(target))?;
-    let tx = HeaderFirstTx::new(writer, buf, target, udp_frame);
-    let rx = VlessRx {
-        reader,
-        response: Response::Version,
-    };
-    Ok(Packets {
-        tx: Box::new(tx),
-        rx: Box::new(rx),
+    let buf = request(uuid, CMD_UDP, target)?;
+    let only = Some(("vless", target.clone()));
+    Ok(ConePackets {
+        tx: Box::new(HeaderFirstTx::new(writer, buf, only, udp_frame)),
+        rx: Box::new(VlessRx {
+            reader,
+            response: Response::Version,
+            from: reply_source(target),
+        }),
+        full_cone: false,
     })
 }
 
@@ -196,7 +194,7 @@ impl AsyncWrite for VlessStream {
 
 /// Appends one UDP frame: the length, the datagram (the target is in the
 /// request header).
-fn udp_frame(buf: &mut Vec<u8>, _target: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+fn udp_frame(buf: &mut Vec<u8>, _to: &Target, datagram: &[u8]) -> io::Result<()> {
     let len = u16::try_from(datagram.len())
         .map_err(|_| invalid("vless: a datagram over 65535 bytes cannot be framed"))?;
     buf.extend_from_slice(&len.to_be_bytes());
@@ -207,10 +205,12 @@ fn udp_frame(buf: &mut Vec<u8>, _target: SocketAddr, datagram: &[u8]) -> io::Res
 struct VlessRx {
     reader: ReadHalf<BoxStream>,
     response: Response,
+    /// Where every reply comes from (see `ConeRx`).
+    from: SocketAddr,
 }
 
-impl PacketRx for VlessRx {
-    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+impl ConeRx for VlessRx {
+    fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>> {
         Box::pin(async move {
             while self.response != Response::Payload {
                 let b = self
@@ -236,7 +236,7 @@ impl PacketRx for VlessRx {
                 .read_exact(&mut payload)
                 .await
                 .map_err(|e| eof_or(e, closed))?;
-            Ok(payload)
+            Ok((payload, self.from))
         })
     }
 }
@@ -297,19 +297,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn udp_packets_both_ways() {
+    async fn udp_packets_both_ways_to_one_target() {
         let uuid = [7; 16];
         let (mock, writes) = mock(&[0, 0, 0, 2, b'h', b'i', 0, 0, 0, 9]);
-        let mut p = packets(mock, &uuid, target()).await.unwrap();
-        p.tx.send(b"q1").await.unwrap();
-        p.tx.send(b"q2").await.unwrap();
+        let mut p = cone(mock, &uuid, &to(target())).unwrap();
+        assert!(!p.full_cone);
+        // Another target is refused, before and after the request went out.
+        let other = to("192.0.2.2:53".parse().unwrap());
+        let e = p.tx.send_to(b"q0", &other).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
+        p.tx.send_to(b"q1", &to(target())).await.unwrap();
+        p.tx.send_to(b"q2", &to(target())).await.unwrap();
+        let e = p.tx.send_to(b"q3", &other).await.unwrap_err();
+        assert!(e.to_string().contains("one target (192.0.2.1:53)"), "{e}");
         let mut first = request(&uuid, CMD_UDP, &to(target())).unwrap();
         first.extend_from_slice(b"\x00\x02q1");
         assert_eq!(*writes.borrow(), [first, b"\x00\x02q2".to_vec()]);
-        assert_eq!(p.rx.recv().await.unwrap(), b"hi");
-        assert_eq!(p.rx.recv().await.unwrap(), b"");
-        let e = p.rx.recv().await.unwrap_err();
+        assert_eq!(p.rx.recv_from().await.unwrap(), (b"hi".to_vec(), target()));
+        assert_eq!(p.rx.recv_from().await.unwrap().0, b"");
+        let e = p.rx.recv_from().await.unwrap_err();
         assert!(e.to_string().starts_with("vless: the server closed"), "{e}");
+    }
+
+    /// A path to a name: the request names it; replies come from the
+    /// unspecified address and the name's port.
+    #[tokio::test]
+    async fn udp_to_a_name() {
+        let (mock, writes) = mock(&[0, 0, 0, 1, b'x']);
+        let name = Target::Name("a.example".into(), 443);
+        let mut p = cone(mock, &[7; 16], &name).unwrap();
+        p.tx.send_to(b"q", &name).await.unwrap();
+        assert!(writes.borrow()[0].ends_with(b"\x02\x01\xbb\x02\x09a.example\x00\x01q"));
+        let (d, from) = p.rx.recv_from().await.unwrap();
+        assert_eq!((d, from), (b"x".to_vec(), "0.0.0.0:443".parse().unwrap()));
     }
 
     #[test]

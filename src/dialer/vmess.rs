@@ -21,7 +21,7 @@
 //! (SHA-256 of the body key and IV, first 16 bytes), then body chunks as
 //! above under the response key and IV. A UDP datagram is one chunk.
 //!
-//! Neighbours: `node` calls `connect` and `packets` on a stream already
+//! Neighbours: `node` calls `connect` and `cone` on a stream already
 //! connected to the server (TLS on it when the link asks); `link` describes
 //! the node (`VmessConfig`).
 
@@ -39,7 +39,9 @@ use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
-use super::{BoxStream, FrameTx, LocalFuture, PacketRx, Packets, Target};
+use super::{
+    only_target, reply_source, BoxStream, ConePackets, ConeRx, FrameTx, LocalFuture, Target,
+};
 use crate::config::link::{VmessConfig, VmessSecurity};
 
 /// Appended to the uuid to make the command key.
@@ -77,18 +79,23 @@ pub async fn connect(
 }
 
 /// A datagram path to `target` (UDP) through the VMess server: each
-/// datagram is one body chunk, both ways. The request header goes out with
-/// the first datagram.
-pub async fn packets(
-    stream: BoxStream,
-    config: &VmessConfig,
-    target: SocketAddr,
-) -> io::Result<Packets> {
-    let (write, read) = prepare(config, &Target::Addr(target), COMMAND_UDP)?;
+/// datagram is one body chunk, both ways, so one target only (not full
+/// cone). The request header goes out with the first datagram.
+pub fn cone(stream: BoxStream, config: &VmessConfig, target: &Target) -> io::Result<ConePackets> {
+    let (write, read) = prepare(config, target, COMMAND_UDP)?;
     let (r, w) = tokio::io::split(stream);
-    Ok(Packets {
-        tx: Box::new(VmessTx { io: w, write }),
-        rx: Box::new(VmessRx { io: r, read }),
+    Ok(ConePackets {
+        tx: Box::new(VmessTx {
+            io: w,
+            write,
+            target: target.clone(),
+        }),
+        rx: Box::new(VmessRx {
+            io: r,
+            read,
+            from: reply_source(target),
+        }),
+        full_cone: false,
     })
 }
 
@@ -750,15 +757,18 @@ impl AsyncWrite for VmessStream {
     }
 }
 
-/// The sending half of `packets`.
+/// The sending half of `cone`.
 struct VmessTx {
     io: WriteHalf<BoxStream>,
     write: WriteSide,
+    /// The one target, named in the request.
+    target: Target,
 }
 
 impl VmessTx {
-    /// Writes one datagram as one chunk, unflushed.
-    async fn write(&mut self, datagram: &[u8]) -> io::Result<()> {
+    /// Writes one datagram to `to` as one chunk, unflushed.
+    async fn write(&mut self, datagram: &[u8], to: &Target) -> io::Result<()> {
+        only_target("vmess", &self.target, to)?;
         if datagram.is_empty() {
             // An empty chunk would end the path.
             return Err(invalid("vmess: cannot send an empty datagram"));
@@ -774,26 +784,28 @@ impl VmessTx {
 }
 
 impl FrameTx for VmessTx {
-    fn write_frame<'a>(&'a mut self, datagram: &'a [u8]) -> LocalFuture<'a, io::Result<()>> {
-        Box::pin(self.write(datagram))
+    async fn write_frame(&mut self, datagram: &[u8], to: &Target) -> io::Result<()> {
+        self.write(datagram, to).await
     }
 
-    fn flush_frames(&mut self) -> LocalFuture<'_, io::Result<()>> {
-        Box::pin(poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)))
+    async fn flush_frames(&mut self) -> io::Result<()> {
+        poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
     }
 }
 
-/// The receiving half of `packets`.
+/// The receiving half of `cone`.
 struct VmessRx {
     io: ReadHalf<BoxStream>,
     read: ReadSide,
+    /// Where every reply comes from (see `ConeRx`).
+    from: SocketAddr,
 }
 
-impl PacketRx for VmessRx {
-    fn recv(&mut self) -> LocalFuture<'_, io::Result<Vec<u8>>> {
+impl ConeRx for VmessRx {
+    fn recv_from(&mut self) -> LocalFuture<'_, io::Result<(Vec<u8>, SocketAddr)>> {
         Box::pin(async move {
             match poll_fn(|cx| self.read.poll_chunk(&mut self.io, cx)).await? {
-                Some(range) => Ok(self.read.buf[range].to_vec()),
+                Some(range) => Ok((self.read.buf[range].to_vec(), self.from)),
                 None => Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "vmess: the server ended the datagram path",
@@ -877,6 +889,30 @@ mod tests {
         assert_eq!(block[..8], 1_700_000_000u64.to_be_bytes());
         assert_eq!(block[8..12], [1, 2, 3, 4]);
         assert_eq!(block[12..], crc32(&block[..12]).to_be_bytes());
+    }
+
+    /// One target per path: another is refused before a byte goes out,
+    /// and the path still carries the first.
+    #[tokio::test]
+    async fn udp_carries_one_target() {
+        use super::super::trojan::tests::mock;
+        let (stream, writes) = mock(b"");
+        let config = VmessConfig {
+            uuid: UUID,
+            security: VmessSecurity::Aes128Gcm,
+        };
+        let first = Target::Name("a.example".into(), 443);
+        let mut p = cone(stream, &config, &first).unwrap();
+        assert!(!p.full_cone);
+        let other = Target::Addr("192.0.2.1:443".parse().unwrap());
+        let e = p.tx.send_to(b"q", &other).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("vmess"), "{e}");
+        assert!(writes.borrow().is_empty());
+        p.tx.send_to(b"q", &first).await.unwrap();
+        assert!(!writes.borrow().is_empty());
+        // The server said nothing: the path ends.
+        assert!(p.rx.recv_from().await.is_err());
     }
 
     #[test]

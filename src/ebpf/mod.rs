@@ -104,19 +104,32 @@ fn program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, String> {
         .map_err(|e| format!("program '{}': {e}", shared::PROGRAM_NAME))
 }
 
-/// Reads and parses the object, on a thread of its own. aya parses the
-/// kernel's own BTF (`/sys/kernel/btf/vmlinux`, some MB of types; OpenWrt
-/// kernels have none) while it loads, though our program needs none of it.
-/// On the daemon's thread its many small blocks were freed among the ones
-/// the daemon keeps, and the holes stayed resident as the cache filled
-/// them: after the lab's misses dae had 2.4 MB of anon against 1.4 MB on
-/// loopback (bench/lab.sh; 1.6 MB now). On its own thread glibc serves it
-/// from another arena, which `give_back_load_memory` empties whole.
+/// Reads and parses the object, on a thread of its own that cannot see
+/// the kernel's own BTF.
+///
+/// aya's loader parses `/sys/kernel/btf/vmlinux` (about 5 MB of types, 30
+/// MB of heap while parsed) as soon as it is made, though our program has
+/// no CO-RE relocation and needs none of it: on a kernel with BTF that was
+/// dae's peak memory (VmHWM 35 MB against 5 MB resident), paid at every
+/// start by routers with 128 MB of RAM. aya has no way to skip it, so the
+/// loading thread gets a mount namespace of its own where that file is
+/// empty (`hide_kernel_btf`); the loader then finds no kernel BTF, as on
+/// OpenWrt's kernels, which are built without it. Where that cannot be
+/// done (no CAP_SYS_ADMIN) the load goes on with the parse.
+///
+/// The thread also keeps the load's many small blocks out of the daemon's
+/// heap: glibc serves them from another arena, which
+/// `give_back_load_memory` empties whole.
 fn load_object(object: &Object) -> Result<Ebpf, String> {
     let failed = |e: &dyn std::fmt::Display| format!("cannot load {}: {e}", object.describe());
-    let load = || match object {
-        Object::Embedded => Ebpf::load(EMBEDDED),
-        Object::File(path) => Ebpf::load_file(path),
+    let load = || {
+        if let Err(e) = hide_kernel_btf() {
+            log::debug!("the kernel's BTF stays visible to the loader: {e}");
+        }
+        match object {
+            Object::Embedded => Ebpf::load(EMBEDDED),
+            Object::File(path) => Ebpf::load_file(path),
+        }
     };
     std::thread::scope(|s| {
         std::thread::Builder::new()
@@ -126,6 +139,42 @@ fn load_object(object: &Object) -> Result<Ebpf, String> {
             .join()
             .map_err(|_| failed(&"the loading thread panicked"))?
     })
+}
+
+/// The kernel's BTF, which aya's loader reads when it is made.
+const KERNEL_BTF: &std::ffi::CStr = c"/sys/kernel/btf/vmlinux";
+
+/// Gives the calling thread a mount namespace of its own in which the
+/// kernel's BTF is an empty file. Mounts made there are private: nothing
+/// of it reaches the rest of the system, and it goes with the thread.
+fn hide_kernel_btf() -> std::io::Result<()> {
+    let check = |rc: libc::c_int| match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    };
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Ok(());
+    }
+    // SAFETY: plain system calls on C strings that outlive them. unshare
+    // with CLONE_NEWNS (which implies CLONE_FS) affects only the calling
+    // thread, the short-lived loading thread.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            c"/dev/null".as_ptr(),
+            KERNEL_BTF.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ))
+    }
 }
 
 /// glibc keeps the pages the load freed; hand them back so the daemon's

@@ -326,6 +326,17 @@ impl Drop for Dnsdist {
 
 /// The real `dae` binary serving a UCI config on a loopback port. In the
 /// config text, `@LISTEN@` stands for the listen address.
+/// A figure of process `pid`'s memory in KiB, from /proc/PID/status
+/// (`VmRSS`, `VmHWM`, `RssAnon`, ...).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 pub struct Dae {
     child: Child,
     pub addr: SocketAddr,
@@ -422,6 +433,12 @@ impl Dae {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A figure of the process's memory in KiB: `VmRSS` (resident now),
+    /// `VmHWM` (the peak), `RssAnon`, ... of /proc/PID/status.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        proc_status_kib(self.pid(), field)
     }
 
     /// Whether the process is still running.
