@@ -156,7 +156,9 @@ fn udp_to_http_only_groups(config: &Config) -> Vec<ConfigError> {
         let Some(g) = config.groups.iter().find(|g| g.name == group) else {
             return false;
         };
+        // Subscription nodes are not known here: they may carry UDP.
         !g.nodes.is_empty()
+            && g.subscriptions.is_empty()
             && g.nodes.iter().all(|n| {
                 config.nodes.iter().any(|node| {
                     node.name == *n
