@@ -228,8 +228,18 @@ impl List {
 }
 
 /// The display name a link carries: `#tag` (percent-decoded), or the
-/// `ps` of a vmess link's JSON.
+/// `ps` of a vmess link's JSON; control characters (a `%0A` in a tag)
+/// become `?`, so a name cannot forge log lines.
 fn name_of(line: &str) -> Option<String> {
+    let name = raw_name(line)?;
+    Some(
+        name.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
+}
+
+fn raw_name(line: &str) -> Option<String> {
     if let Some(b64) = line.strip_prefix("vmess://") {
         let json = base64_decode(b64.split('#').next()?)?;
         let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
@@ -450,6 +460,11 @@ mod tests {
             )
         );
         assert_eq!(names(&parse_list(vmess.as_bytes()).unwrap()), ["US 3"]);
+        let forged = "socks5://192.0.2.1:1080#a%0Adae: forged\n";
+        assert_eq!(
+            names(&parse_list(forged.as_bytes()).unwrap()),
+            ["a?dae: forged"]
+        );
     }
 
     #[test]
