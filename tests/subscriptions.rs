@@ -652,3 +652,33 @@ fn a_reload_keeps_the_lists_and_fetches_a_subscription_it_adds() {
     assert_eq!(group_nodes(&status, "g"), ["s/a", "s/b"]);
     assert_eq!(status["subscriptions"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn the_status_socket_answers_a_silent_client_and_names_an_unknown_request() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let dae = Dae::start("config dns 'dns'\n\tlist dns_listen '@LISTEN@'\n");
+    let read = |request: Option<&str>| {
+        let mut s = UnixStream::connect(dae.status_socket()).unwrap();
+        if let Some(r) = request {
+            s.write_all(r.as_bytes()).unwrap();
+        }
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    // Older clients (and socat) send nothing: they get the report.
+    assert!(read(None)["version"].is_string());
+    assert!(read(Some("status\n"))["version"].is_string());
+    assert_eq!(
+        read(Some("reboot now\n"))["error"],
+        "unknown request 'reboot now'"
+    );
+    let (code, v) = update(&dae, None);
+    assert_eq!(
+        (code, v["updated"].as_array().unwrap().len()),
+        (0, 0),
+        "{v:#}"
+    );
+}
