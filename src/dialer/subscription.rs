@@ -397,6 +397,16 @@ mod tests {
         assert!(!subs.record(&sub, Err("HTTP 500".into())));
         assert_eq!(subs.states[0].list.entries.len(), 3);
         assert_eq!(subs.states[0].error.as_deref(), Some("HTTP 500"));
+        // Due again after the interval (a day), or after RETRY on failure.
+        let now = Instant::now();
+        let later = now + Duration::from_secs(86400);
+        let (due, next) = subs.due(now);
+        assert!(due.is_empty());
+        assert!(next.unwrap() <= now + RETRY + Duration::from_secs(1));
+        assert_eq!(subs.due(later).0, ["s"]);
+        assert!(!subs.record(&sub, Ok(list(first))));
+        let next = subs.due(now).1.unwrap();
+        assert!(next > now + RETRY && next <= later + Duration::from_secs(1));
         let again = Subscriptions::new(&c);
         assert_eq!(again.states[0].source, Source::Stored);
         assert_eq!(again.expand(&c).groups[1].nodes.len(), 3);
