@@ -412,6 +412,29 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                if let Ok((s, _)) = listener.accept().await {
+                    held.push(s); // accepted, never answered
+                }
+            }
+        });
+        let out = Outbounds::direct_only(super::super::Direct::new(0, None));
+        let url = crate::config::subscription::url(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let limits = Limits {
+            timeout: Duration::from_millis(300),
+            ..LIMITS
+        };
+        let e = get(&out, None, &url, limits).await.unwrap_err();
+        assert!(e.starts_with("no complete answer"), "{e}");
+        server.abort();
+    }
+
     #[test]
     fn chunks_arriving_in_pieces() {
         let raw = b"3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n";
