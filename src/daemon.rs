@@ -4,6 +4,11 @@
 //! cache and queries under way are kept); SIGTERM and SIGINT stop cleanly,
 //! detaching the TC program and removing the policy routing.
 //!
+//! Subscriptions (`dialer::subscription`) are fetched by a task of their
+//! own, at start, at each interval and when `dae update-subscriptions`
+//! asks through the status socket; a list that changed rebuilds the groups
+//! the way a reload does, keeping the nodes whose link is unchanged.
+//!
 //! Everything runs on one thread: a tokio current_thread runtime with a
 //! `LocalSet`, so the controller's state needs no locks.
 //!
@@ -24,6 +29,7 @@ use serde_json::{json, Value};
 use crate::config::IpNet;
 use crate::config::{self, Config, ConfigError};
 use crate::controller::{self, Controller};
+use crate::dialer::subscription::{self, Subscriptions};
 use crate::ebpf::{self, AttachMode, Datapath};
 use crate::listener::acl::Policy;
 use crate::listener::tproxy::TproxyListeners;
@@ -251,11 +257,16 @@ struct Running {
     interception: Option<Interception>,
     attach: AttachMode,
     started: Instant,
+    /// The subscriptions' lists, put into the groups of `config`.
+    subs: Subscriptions,
+    /// Wakes the refresher after a reload (a subscription added is due).
+    subs_changed: Rc<tokio::sync::Notify>,
 }
 
 impl Running {
     fn start(path: &Path, config: Config, attach: AttachMode) -> Result<Running, String> {
-        let controller = Controller::new(&config)?;
+        let subs = Subscriptions::new(&config);
+        let controller = Controller::new(&subs.expand(&config))?;
         let mut plain = PlainListeners::default();
         plain.set_policy(acl_policy(&config));
         plain.apply(&config.dns.listen, &controller)?;
@@ -272,6 +283,8 @@ impl Running {
             interception,
             attach,
             started: Instant::now(),
+            subs,
+            subs_changed: Rc::default(),
         })
     }
 
@@ -296,7 +309,9 @@ impl Running {
         }
         // Build what can fail before switching anything, so a failure leaves
         // the running config whole.
-        let policy = match self.controller.prepare(&config) {
+        let subs = self.subs.reconfigured(&config);
+        let expanded = subs.expand(&config);
+        let policy = match self.controller.prepare(&expanded) {
             Ok(p) => p,
             Err(e) => return log::error!("reload refused: {e}; the running config stays"),
         };
@@ -324,13 +339,33 @@ impl Running {
         if config.general.status_socket != self.config.general.status_socket {
             log::warn!("status_socket changes take effect at the next restart");
         }
-        self.controller.install(policy, &config);
+        self.controller.install(policy, &expanded);
         if let Some(i) = &self.interception {
             i.relay.set_outbounds(self.controller.outbounds());
         }
         crate::logging::set_level(config.general.log_level);
         self.config = config;
+        self.subs = subs;
+        self.subs_changed.notify_one();
         log::info!("reloaded");
+    }
+
+    /// Rebuilds the groups after a subscription's list changed; nodes whose
+    /// link is unchanged are kept (health, connections).
+    fn apply_subscriptions(&mut self) {
+        let expanded = self.subs.expand(&self.config);
+        match self.controller.prepare(&expanded) {
+            Ok(policy) => {
+                self.controller.install(policy, &expanded);
+                if let Some(i) = &self.interception {
+                    i.relay.set_outbounds(self.controller.outbounds());
+                }
+                log::info!("subscriptions: groups updated");
+            }
+            Err(e) => {
+                log::error!("subscriptions: cannot update the groups: {e}; they stay as they were")
+            }
+        }
     }
 
     fn refresh_addresses(&mut self) {
@@ -375,6 +410,7 @@ impl Running {
                 "servfail": stats.servfail,
             },
             "groups": self.controller.outbounds().report(),
+            "subscriptions": self.subs.report(),
             "rule_sets": crate::geodata::report().iter().map(|r| json!({
                 "name": r.name,
                 "file": r.file.display().to_string(),
@@ -472,13 +508,17 @@ async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
         }
     };
     let reporter = running.clone();
-    let status = match crate::status::serve(&status_path, move || reporter.borrow().report()) {
-        Ok(task) => Some(task),
-        Err(e) => {
-            log::warn!("no status socket at {}: {e}", status_path.display());
-            None
-        }
-    };
+    let (asks, asked) = tokio::sync::mpsc::unbounded_channel();
+    let refresher = tokio::task::spawn_local(refresh_subscriptions(running.clone(), asked));
+    let command = move |line: &str| command(line, &asks);
+    let status =
+        match crate::status::serve(&status_path, move || reporter.borrow().report(), command) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                log::warn!("no status socket at {}: {e}", status_path.display());
+                None
+            }
+        };
     {
         let r = running.borrow();
         log::info!(
@@ -522,9 +562,135 @@ async fn serve(path: &Path, config: Config, attach: AttachMode) -> i32 {
         task.abort();
         let _ = std::fs::remove_file(&status_path);
     }
+    refresher.abort();
     running.borrow_mut().stop();
     log_tick.abort();
     crate::logging::tick();
     log::info!("stopped");
     0
+}
+
+/// `dae update-subscriptions [NAME]`, as the status socket hands it over.
+struct UpdateAsk {
+    name: Option<String>,
+    reply: tokio::sync::oneshot::Sender<Value>,
+}
+
+/// A request line other than `status`.
+fn command(
+    line: &str,
+    asks: &tokio::sync::mpsc::UnboundedSender<UpdateAsk>,
+) -> crate::status::Pending {
+    let mut words = line.split_whitespace();
+    let (verb, name, extra) = (words.next(), words.next(), words.next());
+    if verb != Some("update-subscriptions") || extra.is_some() {
+        let answer = json!({"error": format!("unknown request '{line}'")});
+        return Box::pin(async move { answer });
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let sent = asks.send(UpdateAsk {
+        name: name.map(String::from),
+        reply,
+    });
+    Box::pin(async move {
+        match sent {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| json!({"error": "the daemon is stopping"})),
+            Err(_) => json!({"error": "the daemon is stopping"}),
+        }
+    })
+}
+
+/// Fetches each enabled subscription when it is due (at start, then every
+/// interval), and those `dae update-subscriptions` asks for.
+async fn refresh_subscriptions(
+    running: Rc<RefCell<Running>>,
+    mut asks: tokio::sync::mpsc::UnboundedReceiver<UpdateAsk>,
+) {
+    let reloaded = running.borrow().subs_changed.clone();
+    loop {
+        let now = Instant::now();
+        let (due, next) = running.borrow().subs.due(now);
+        if !due.is_empty() {
+            refresh(&running, &due).await;
+            continue;
+        }
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = reloaded.notified() => {}
+            ask = asks.recv() => {
+                let Some(ask) = ask else { return };
+                let answer = update(&running, ask.name.as_deref()).await;
+                let _ = ask.reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Fetches the subscriptions named and takes each outcome; the groups are
+/// rebuilt after each list that changed. The errors, by name.
+async fn refresh(running: &Rc<RefCell<Running>>, names: &[String]) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    for name in names {
+        let (outbounds, ca_file, sub) = {
+            let r = running.borrow();
+            let Some(s) = r.subs.get(name) else { continue };
+            (
+                r.controller.outbounds(),
+                r.config.general.ca_file.clone(),
+                s.sub.clone(),
+            )
+        };
+        let result = subscription::fetch(&outbounds, &ca_file, &sub).await;
+        if let Err(e) = &result {
+            failed.push((name.clone(), e.clone()));
+        }
+        let changed = running.borrow_mut().subs.record(&sub, result);
+        if changed {
+            running.borrow_mut().apply_subscriptions();
+        }
+    }
+    failed
+}
+
+/// `update-subscriptions [NAME]`: fetches now; answers with every
+/// subscription's state and the failures of this update.
+async fn update(running: &Rc<RefCell<Running>>, name: Option<&str>) -> Value {
+    let names: Vec<String> = {
+        let r = running.borrow();
+        let states = &r.subs.states;
+        match name {
+            Some(n) => match states.iter().find(|s| s.sub.name == n) {
+                Some(s) if s.sub.enabled => vec![n.to_string()],
+                Some(_) => {
+                    return json!({"error": format!("subscription '{n}' is disabled (option enabled)")})
+                }
+                None => {
+                    let known: Vec<&str> = states.iter().map(|s| s.sub.name.as_str()).collect();
+                    return json!({"error": format!(
+                        "no subscription is named '{n}' (defined: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    )});
+                }
+            },
+            None => states
+                .iter()
+                .filter(|s| s.sub.enabled)
+                .map(|s| s.sub.name.clone())
+                .collect(),
+        }
+    };
+    let failed = refresh(running, &names).await;
+    json!({
+        "updated": names,
+        "failed": failed.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>(),
+        "subscriptions": running.borrow().subs.report(),
+    })
 }

@@ -1,4 +1,5 @@
-//! The `dae` command line: `run`, `validate`, `--version`.
+//! The `dae` command line: `run`, `validate`, `status`,
+//! `update-subscriptions`, `schema`, `--version`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +16,9 @@ usage: dae run [-c FILE] [--syslog] [--tcx]
        dae validate [-c FILE]    check a config file and print every problem
        dae status [--json] [-s SOCKET]
                                  what the running daemon is doing
+       dae update-subscriptions [NAME] [--json] [-s SOCKET]
+                                 fetch the subscriptions (or one) now; exits 1
+                                 if a fetch failed (the last good list stays)
        dae schema --json         every UCI section and option (types, defaults,
                                  allowed values), for LuCI and its tests
        dae --version             print the version
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
             0
         }
         "status" => status(&argv[1..]),
+        "update-subscriptions" => update_subscriptions(&argv[1..]),
         "schema" => match argv.get(1).map(String::as_str) {
             Some("--json") if argv.len() == 2 => {
                 println!("{:#}", schema_with_build_facts());
@@ -124,26 +129,78 @@ fn configured_socket() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(dae::status::DEFAULT_SOCKET))
 }
 
-fn status(rest: &[String]) -> i32 {
-    let mut json = false;
-    let mut socket = configured_socket();
+/// What `status` and `update-subscriptions` take: `--json`, `-s SOCKET`
+/// and (for the latter) one name.
+struct ClientArgs {
+    json: bool,
+    socket: PathBuf,
+    name: Option<String>,
+}
+
+fn client_args(cmd: &str, rest: &[String], takes_name: bool) -> Result<ClientArgs, String> {
+    let mut args = ClientArgs {
+        json: false,
+        socket: configured_socket(),
+        name: None,
+    };
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--json" => json = true,
+            "--json" => args.json = true,
             "-s" | "--socket" => match it.next() {
-                Some(p) => socket = PathBuf::from(p),
-                None => {
-                    eprintln!("dae status: {a} needs a path");
-                    return 2;
-                }
+                Some(p) => args.socket = PathBuf::from(p),
+                None => return Err(format!("dae {cmd}: {a} needs a path")),
             },
-            other => {
-                eprintln!("dae status: unknown argument '{other}'");
-                return 2;
+            name if takes_name && args.name.is_none() && !name.starts_with('-') => {
+                args.name = Some(name.to_string())
             }
+            other => return Err(format!("dae {cmd}: unknown argument '{other}'")),
         }
     }
+    Ok(args)
+}
+
+fn update_subscriptions(rest: &[String]) -> i32 {
+    let args = match client_args("update-subscriptions", rest, true) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let request = match &args.name {
+        Some(n) => format!("update-subscriptions {n}"),
+        None => "update-subscriptions".to_string(),
+    };
+    // Each fetch is bounded (30 s); several run one after another.
+    let wait = std::time::Duration::from_secs(600);
+    match dae::status::ask(&args.socket, &request, wait) {
+        Ok(v) => {
+            if args.json {
+                println!("{v}");
+            } else if let Some(e) = v["error"].as_str() {
+                eprintln!("dae update-subscriptions: {e}");
+            } else {
+                print!("{}", dae::status::render_update(&v));
+            }
+            let failed = !v["failed"].as_array().is_some_and(|f| f.is_empty());
+            i32::from(failed)
+        }
+        Err(e) => {
+            eprintln!("dae update-subscriptions: {e}");
+            1
+        }
+    }
+}
+
+fn status(rest: &[String]) -> i32 {
+    let (json, socket) = match client_args("status", rest, false) {
+        Ok(a) => (a.json, a.socket),
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
     match dae::status::fetch(&socket) {
         Ok(v) if json => {
             println!("{v}");

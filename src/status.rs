@@ -1,7 +1,10 @@
 //! `dae status`: what the running daemon is doing, read over a Unix socket.
 //!
 //! The daemon listens on `status_socket` (root only, mode 0600); each
-//! connection gets one JSON document and is closed. `dae status` prints it
+//! connection sends one request line and gets one JSON document, then is
+//! closed: `status` (or no line within 100 ms) is the report,
+//! `update-subscriptions [NAME]` fetches subscriptions now and answers
+//! once they are done. `dae status` prints it
 //! for people, `dae status --json` as is (LuCI reads that). At start a
 //! socket left by a run that ended is replaced; `dae status` tells "not
 //! running" (no socket) from such a stale socket.
@@ -14,16 +17,25 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 /// Where the daemon answers unless `status_socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/var/run/dae.sock";
 
-/// Listens on `path`, answering each connection with `report()`.
+/// How long the daemon waits for a request line before it takes a silent
+/// client as asking for the report (older clients, `socat`).
+const REQUEST_WAIT: Duration = Duration::from_millis(100);
+
+/// A request the daemon answers later (a refresh that downloads).
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Value>>>;
+
+/// Listens on `path`. A client sends one line: `status` (or nothing) gets
+/// `report()`; any other line goes to `command`, whose answer it gets.
 pub fn serve(
     path: &Path,
     report: impl Fn() -> Value + 'static,
+    command: impl Fn(&str) -> Pending + 'static,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     // A socket file left by a run that ended (killed, crashed) is in the
     // way: it is replaced. One that a running dae answers on is left to it;
@@ -43,22 +55,51 @@ pub fn serve(
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let report = std::rc::Rc::new(report);
+    let command = std::rc::Rc::new(command);
     Ok(tokio::task::spawn_local(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
-            let mut text = report().to_string();
-            text.push('\n');
-            // One short write; a client that does not read loses its answer.
-            let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(text.as_bytes()))
-                .await;
+            let (report, command) = (report.clone(), command.clone());
+            tokio::task::spawn_local(async move {
+                let line = read_request(&mut stream).await;
+                let answer = match line.as_deref() {
+                    None | Some("") | Some("status") => report(),
+                    Some(other) => command(other).await,
+                };
+                let mut text = answer.to_string();
+                text.push('\n');
+                // One short write; a client that does not read loses its answer.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), stream.write_all(text.as_bytes()))
+                        .await;
+            });
         }
     }))
 }
 
-/// Reads the daemon's report.
-pub fn fetch(path: &Path) -> Result<Value, String> {
+/// The client's request line, if it sends one at once (at most 256 bytes).
+async fn read_request(stream: &mut tokio::net::UnixStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let read = async {
+        let mut byte = [0u8; 1];
+        while buf.len() < 256 {
+            match stream.read(&mut byte).await {
+                Ok(1) if byte[0] == b'\n' => break,
+                Ok(1) => buf.push(byte[0]),
+                _ => break,
+            }
+        }
+    };
+    tokio::time::timeout(REQUEST_WAIT, read).await.ok()?;
+    Some(String::from_utf8_lossy(&buf).trim().to_string())
+}
+
+/// Sends `request` and reads the answer, waiting at most `wait`.
+pub fn ask(path: &Path, request: &str, wait: Duration) -> Result<Value, String> {
+    use std::io::Write;
     let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
         let path = path.display();
         match e.kind() {
@@ -69,11 +110,19 @@ pub fn fetch(path: &Path) -> Result<Value, String> {
             _ => format!("cannot reach the daemon at {path}: {e}"),
         }
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    // A daemon from before requests answers at once and closes: the write
+    // may fail, the answer is still there to read.
+    let _ = s.write_all(format!("{request}\n").as_bytes());
+    s.set_read_timeout(Some(wait)).ok();
     let mut text = String::new();
     s.read_to_string(&mut text)
         .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("bad status from the daemon: {e}"))
+    serde_json::from_str(&text).map_err(|e| format!("bad answer from the daemon: {e}"))
+}
+
+/// Reads the daemon's report.
+pub fn fetch(path: &Path) -> Result<Value, String> {
+    ask(path, "status", Duration::from_secs(5))
 }
 
 fn n(v: &Value, path: &[&str]) -> u64 {
@@ -228,6 +277,9 @@ pub fn render(v: &Value) -> String {
             n(r, &["memory_bytes"]).div_ceil(1024)
         ));
     }
+    for sub in v["subscriptions"].as_array().into_iter().flatten() {
+        out.push_str(&subscription_line(sub));
+    }
     for g in v["groups"].as_array().into_iter().flatten() {
         let selected = |k: &str| {
             g["selected"][k]
@@ -272,6 +324,61 @@ pub fn render(v: &Value) -> String {
         }
     }
     out
+}
+
+/// One subscription, for people: where its list comes from and what the
+/// last fetch said.
+fn subscription_line(s: &Value) -> String {
+    let skipped: u64 = s["skipped"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| n(r, &["links"]))
+        .sum();
+    let mut line = format!(
+        "subscription {} ({}): {} node(s) {}",
+        s["name"].as_str().unwrap_or("?"),
+        s["url"].as_str().unwrap_or("?"),
+        n(s, &["nodes"]),
+        match s["source"].as_str() {
+            Some("fetched") => "fetched",
+            Some("stored") => "from the stored list",
+            _ => "(no list yet)",
+        }
+    );
+    if skipped > 0 {
+        line.push_str(&format!(", {skipped} link(s) skipped"));
+    }
+    if s["enabled"].as_bool() == Some(false) {
+        line.push_str(", disabled");
+    }
+    if let Some(e) = s["error"].as_str() {
+        line.push_str(&format!(
+            "; last fetch failed: {e} (the last good list stays)"
+        ));
+    }
+    line.push('\n');
+    line
+}
+
+/// The answer to `dae update-subscriptions`, for people.
+pub fn render_update(v: &Value) -> String {
+    let updated: Vec<&str> = v["updated"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if updated.is_empty() {
+        return "no enabled subscription\n".into();
+    }
+    v["subscriptions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["name"].as_str().is_some_and(|n| updated.contains(&n)))
+        .map(subscription_line)
+        .collect()
 }
 
 #[cfg(test)]
@@ -321,6 +428,32 @@ mod tests {
         assert!(
             text.contains("udp relay via ss1: 3 endpoints, 10 in all, 1 failed, 20 datagrams / 2000 bytes up, 30 / 3000 down"),
             "{text}"
+        );
+        let subs = json!({"subscriptions": [
+            {"name": "s", "url": "https://sub.example:443", "nodes": 12, "source": "stored",
+             "enabled": true, "skipped": [{"reason": "vless: ws", "links": 2}],
+             "error": "HTTP 404", "store_error": null},
+            {"name": "t", "url": "http://192.0.2.1:80", "nodes": 0, "source": "none",
+             "enabled": false, "skipped": []}]});
+        let text = super::render(&subs);
+        assert!(
+            text.contains(
+                "subscription s (https://sub.example:443): 12 node(s) from the stored list, \
+                 2 link(s) skipped; last fetch failed: HTTP 404 (the last good list stays)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "subscription t (http://192.0.2.1:80): 0 node(s) (no list yet), disabled\n"
+            ),
+            "{text}"
+        );
+        let update =
+            json!({"updated": ["t"], "failed": [], "subscriptions": subs["subscriptions"]});
+        assert_eq!(
+            super::render_update(&update),
+            "subscription t (http://192.0.2.1:80): 0 node(s) (no list yet), disabled\n"
         );
         let text = super::render(&with_group);
         assert!(

@@ -194,7 +194,7 @@ fn host_text(host: &Host) -> String {
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8. `+` stays `+`.
-fn percent_decode(s: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
     if !s.contains('%') {
         return Ok(s.to_string());
     }

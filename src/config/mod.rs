@@ -9,6 +9,8 @@
 //! - `quoting`: libuci's quoting made readable for `uci_rs`;
 //! - `rule`: rule syntax; `url`: addresses; `link`: share links, parsed
 //!   into the typed nodes the dialers use; `check`: health-check targets;
+//! - `subscription`: subscription URLs, node filters and the node lists
+//!   providers serve;
 //! - `model`: the typed result.
 
 pub mod check;
@@ -17,6 +19,7 @@ pub mod model;
 pub(crate) mod quoting;
 pub mod rule;
 pub mod schema;
+pub mod subscription;
 mod uci;
 pub mod url;
 
@@ -153,7 +156,9 @@ fn udp_to_http_only_groups(config: &Config) -> Vec<ConfigError> {
         let Some(g) = config.groups.iter().find(|g| g.name == group) else {
             return false;
         };
+        // Subscription nodes are not known here: they may carry UDP.
         !g.nodes.is_empty()
+            && g.subscriptions.is_empty()
             && g.nodes.iter().all(|n| {
                 config.nodes.iter().any(|node| {
                     node.name == *n

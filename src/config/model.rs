@@ -21,6 +21,8 @@ pub struct Config {
     pub nodes: Vec<Node>,
     pub groups: Vec<Group>,
     pub routing: Routing,
+    /// `config subscription 'NAME'` sections, in file order.
+    pub subscriptions: Vec<Subscription>,
 }
 
 /// `config dae 'config'`.
@@ -60,6 +62,9 @@ pub struct General {
     /// `option geodata_dir`: where `geosite:`, `geoip:` and relative
     /// `ext:` files are read from (default `/usr/share/v2ray`).
     pub geodata_dir: std::path::PathBuf,
+    /// `option subscription_dir`: where the last good list of each
+    /// subscription is kept (default `/etc/dae/subscriptions`).
+    pub subscription_dir: std::path::PathBuf,
 }
 
 /// `check_interval`, `check_tolerance`, `tcp_check_url`, `udp_check_dns`.
@@ -277,14 +282,85 @@ pub struct Node {
     pub link: String,
 }
 
+/// `config subscription 'NAME'`: a provider's URL listing nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub name: String,
+    /// `option url`: `http://` or `https://`.
+    pub url: String,
+    /// `option interval` (default 1d).
+    pub interval: Duration,
+    /// `option enabled` (default on): off keeps the stored list and never
+    /// fetches.
+    pub enabled: bool,
+}
+
 /// `config group 'NAME'`: nodes and how one of them is picked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
     pub name: String,
     /// `list node`: node section names, each one existing.
     pub nodes: Vec<String>,
+    /// `list subscription`: subscription section names; their nodes that
+    /// pass `filters` join the group.
+    pub subscriptions: Vec<String>,
+    /// `list filter`: a subscription node joins when any filter holds
+    /// (none: every node of the group's subscriptions).
+    pub filters: Vec<NodeFilter>,
     /// `option policy` (default min_moving_avg).
     pub policy: GroupPolicy,
+}
+
+/// One `list filter`: every condition must hold (`&&`).
+#[derive(Debug, Clone)]
+pub struct NodeFilter {
+    /// (negated, condition)
+    pub conditions: Vec<(bool, NodeMatcher)>,
+    /// As written.
+    pub text: String,
+}
+
+impl PartialEq for NodeFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+/// A filter's condition on a subscription node.
+#[derive(Debug, Clone)]
+pub enum NodeMatcher {
+    /// `name(...)`: the node's name (its share link's tag) matches any.
+    Name(Vec<NamePattern>),
+    /// `subtag(...)`: the node came from one of these subscriptions.
+    Subtag(Vec<String>),
+}
+
+/// One `name(...)` argument.
+#[derive(Debug, Clone)]
+pub enum NamePattern {
+    /// A bare value: exactly this name.
+    Full(String),
+    /// `keyword: HK`: the name contains this text.
+    Keyword(String),
+    /// `regex: '^HK'`.
+    Regex(regex_lite::Regex),
+}
+
+impl NodeFilter {
+    /// Whether the node named `name`, from subscription `sub`, passes.
+    pub fn matches(&self, name: &str, sub: &str) -> bool {
+        self.conditions.iter().all(|(negated, m)| {
+            let hit = match m {
+                NodeMatcher::Name(pats) => pats.iter().any(|p| match p {
+                    NamePattern::Full(f) => f == name,
+                    NamePattern::Keyword(k) => name.contains(k.as_str()),
+                    NamePattern::Regex(r) => r.is_match(name),
+                }),
+                NodeMatcher::Subtag(subs) => subs.iter().any(|s| s == sub),
+            };
+            hit != *negated
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -178,14 +178,9 @@ fn parse_call(text: &str, need_args: bool) -> Result<(String, Vec<Arg>), String>
     Ok((name.to_string(), args))
 }
 
-/// Parses one rule line.
-pub fn parse(text: &str) -> Result<Rule, String> {
-    let halves = split_top(text, "->")?;
-    let (conds, target) = match halves.as_slice() {
-        [_] => return Err("missing '-> target'".into()),
-        [c, t] => (c, t),
-        _ => return Err("more than one '->'".into()),
-    };
+/// Parses `[!]f(args) && [!]g(args) ...` (a rule's left side, or a
+/// group's node filter).
+pub fn parse_conditions(conds: &str) -> Result<Vec<Condition>, String> {
     if split_top(conds, "||")?.len() > 1 {
         return Err("'||' is not supported: write one rule per alternative".into());
     }
@@ -203,6 +198,18 @@ pub fn parse(text: &str) -> Result<Rule, String> {
             args,
         });
     }
+    Ok(conditions)
+}
+
+/// Parses one rule line.
+pub fn parse(text: &str) -> Result<Rule, String> {
+    let halves = split_top(text, "->")?;
+    let (conds, target) = match halves.as_slice() {
+        [_] => return Err("missing '-> target'".into()),
+        [c, t] => (c, t),
+        _ => return Err("more than one '->'".into()),
+    };
+    let conditions = parse_conditions(conds)?;
     let target_text = target.trim();
     if target_text.is_empty() {
         return Err("missing the target after '->'".into());

@@ -58,6 +58,14 @@ pub enum Kind {
     RoutingRule,
     /// `direct`, `block` or a group name.
     RoutingTarget,
+    /// `http://` or `https://` URL of a subscription.
+    SubscriptionUrl,
+    /// A period: seconds, or a number with s, m, h or d.
+    Interval { min: u64, max: u64 },
+    /// The name of a subscription section.
+    SubscriptionName,
+    /// `[!]name(keyword: K, regex: R, NAME) && [!]subtag(SUB)`.
+    NodeFilter,
 }
 
 #[derive(Debug)]
@@ -199,6 +207,12 @@ pub static SCHEMA: &[SectionSchema] = &[
                 Kind::Path,
                 Some("/usr/share/v2ray"),
                 "Where geosite.dat and geoip.dat are (geosite:NAME, geoip:NAME and ext:FILE:NAME in rules; the v2ray-geosite and v2ray-geoip packages)",
+            ),
+            opt(
+                "subscription_dir",
+                Kind::Path,
+                Some("/etc/dae/subscriptions"),
+                "Where the last good list of each subscription is kept (rewritten only when it changes)",
             ),
             opt(
                 "check_interval",
@@ -348,12 +362,51 @@ pub static SCHEMA: &[SectionSchema] = &[
         )],
     },
     SectionSchema {
+        ty: "subscription",
+        single: false,
+        named: true,
+        help: "A provider's URL listing proxy nodes",
+        options: &[
+            required(
+                "url",
+                Kind::SubscriptionUrl,
+                false,
+                "http:// or https:// URL of the node list (base64 or plain share links, or SIP008 JSON)",
+            ),
+            opt(
+                "interval",
+                Kind::Interval {
+                    min: 60,
+                    max: 30 * 86400,
+                },
+                Some("1d"),
+                "How often the list is fetched again: seconds, or with s, m, h or d (1d)",
+            ),
+            opt(
+                "enabled",
+                Kind::Bool,
+                Some("1"),
+                "Fetch it (off: the stored list is used as it is)",
+            ),
+        ],
+    },
+    SectionSchema {
         ty: "group",
         single: false,
         named: true,
         help: "Proxy nodes and how one is picked",
         options: &[
-            required("node", Kind::NodeName, true, "Nodes of the group"),
+            list("node", Kind::NodeName, "Nodes of the group"),
+            list(
+                "subscription",
+                Kind::SubscriptionName,
+                "Subscriptions whose nodes (those passing a filter) join the group",
+            ),
+            list(
+                "filter",
+                Kind::NodeFilter,
+                "name(keyword: HK), name(regex: ^HK), name(NAME), subtag(SUB), ! and &&; a subscription node joins when any filter holds",
+            ),
             opt(
                 "policy",
                 Kind::GroupPolicy,
@@ -432,6 +485,13 @@ pub fn check_scalar(kind: Kind, v: &str) -> Result<(), String> {
             }
         }
         Kind::CheckUrl => super::check::tcp_check_url(v).map(|_| ()),
+        Kind::SubscriptionUrl => super::subscription::url(v).map(|_| ()),
+        Kind::Interval { min, max } => match super::subscription::interval(v) {
+            Some(d) if (min..=max).contains(&d.as_secs()) => Ok(()),
+            _ => Err(format!(
+                "\"{v}\" is not a period from {min} s to {max} s (seconds, or a number with s, m, h or d, as 12h)"
+            )),
+        },
         Kind::CheckDns => super::check::udp_check_dns(v).map(|_| ()),
         Kind::Path => {
             if v.starts_with('/') {
@@ -486,6 +546,10 @@ fn kind_json(kind: Kind) -> Value {
             "values": ["random", "fixed(N)", "min", "min_avg10", "min_moving_avg"]}),
         Kind::RoutingRule => json!({"type": "routing_rule",
             "functions": super::uci::ROUTING_FUNCTIONS}),
+        Kind::SubscriptionUrl => json!({"type": "subscription_url", "schemes": ["http", "https"]}),
+        Kind::Interval { min, max } => json!({"type": "interval", "min": min, "max": max}),
+        Kind::SubscriptionName => json!({"type": "reference", "refers": "subscription"}),
+        Kind::NodeFilter => json!({"type": "node_filter", "functions": ["name", "subtag"]}),
         Kind::RoutingTarget => {
             json!({"type": "routing_target", "reserved": ["direct", "block", "must_direct"], "refers": "group"})
         }

@@ -23,6 +23,7 @@ use super::check;
 use super::model::*;
 use super::rule::{self, Arg};
 use super::schema::{self, SectionSchema};
+use super::subscription;
 use super::url;
 use super::ConfigError;
 use crate::geodata;
@@ -317,6 +318,27 @@ fn build(sections: &[Section], p: &mut Problems) -> Config {
         .collect();
     let node_names: Vec<String> = of(sections, "node").map(|s| s.name.clone()).collect();
 
+    let subscriptions: Vec<Subscription> = of(sections, "subscription")
+        .filter_map(|s| {
+            let url = s.one("url")?;
+            Some(Subscription {
+                name: s.name.clone(),
+                url: url.to_string(),
+                interval: s
+                    .one("interval")
+                    .and_then(subscription::interval)
+                    .unwrap_or(Duration::from_secs(86400)),
+                enabled: s
+                    .one("enabled")
+                    .and_then(schema::bool_value)
+                    .unwrap_or(true),
+            })
+        })
+        .collect();
+    let sub_names: Vec<String> = of(sections, "subscription")
+        .map(|s| s.name.clone())
+        .collect();
+
     let groups: Vec<Group> = of(sections, "group")
         .map(|s| {
             if ROUTING_RESERVED.contains(&s.name.as_str()) {
@@ -339,6 +361,42 @@ fn build(sections: &[Section], p: &mut Problems) -> Config {
                     );
                 }
             }
+            let subs: Vec<String> = s.values("subscription").to_vec();
+            for m in &subs {
+                if !sub_names.contains(m) {
+                    p.add(
+                        s,
+                        Some("subscription"),
+                        format!(
+                            "no subscription section is named '{m}'{}",
+                            known(&sub_names)
+                        ),
+                    );
+                }
+            }
+            if members.is_empty() && subs.is_empty() {
+                p.add(
+                    s,
+                    Some("node"),
+                    "is missing: a group needs a list node or a list subscription",
+                );
+            }
+            let mut filters = Vec::new();
+            for f in s.values("filter") {
+                match subscription::filter(f) {
+                    Ok(f) => filters.push(f),
+                    Err(e) => p.add(s, Some("filter"), format!("'{f}': {e}")),
+                }
+            }
+            if !filters.is_empty() && subs.is_empty() {
+                p.add(
+                    s,
+                    Some("filter"),
+                    "filters pick nodes of subscriptions, and the group lists none",
+                );
+            }
+            // Subscription nodes come and go: fixed(N) counts the group's
+            // own nodes only.
             let policy =
                 match group_policy(s.one("policy").unwrap_or("min_moving_avg"), members.len()) {
                     Ok(pol) => pol,
@@ -350,6 +408,8 @@ fn build(sections: &[Section], p: &mut Problems) -> Config {
             Group {
                 name: s.name.clone(),
                 nodes: members,
+                subscriptions: subs,
+                filters,
                 policy,
             }
         })
@@ -388,6 +448,7 @@ fn build(sections: &[Section], p: &mut Problems) -> Config {
         nodes,
         groups,
         routing,
+        subscriptions,
     }
 }
 
@@ -440,6 +501,7 @@ fn general(s: &Section) -> General {
         ca_file: PathBuf::from(s.one("ca_file").unwrap_or_default()),
         status_socket: PathBuf::from(s.one("status_socket").unwrap_or_default()),
         geodata_dir: PathBuf::from(s.one("geodata_dir").unwrap_or_default()),
+        subscription_dir: PathBuf::from(s.one("subscription_dir").unwrap_or_default()),
         check: CheckSettings {
             interval: Duration::from_secs(number(s, "check_interval").max(5)),
             tolerance: Duration::from_millis(number(s, "check_tolerance")),
@@ -1129,6 +1191,37 @@ config routing 'routing'
             let errs = errors(&format!("{base}{extra}"));
             assert_eq!(errs.len(), 1, "{extra}: {errs:?}");
             assert!(errs[0].contains(expect), "{extra}: {}", errs[0]);
+        }
+    }
+
+    #[test]
+    fn subscriptions_and_the_groups_that_take_them() {
+        let good = "config subscription 's1'\n\toption url 'https://sub.example/x?token=1'\n\
+                    \toption interval '12h'\n\n\
+                    config group 'g'\n\tlist subscription 's1'\n\
+                    \tlist filter 'name(keyword: HK) && !name(regex: test)'\n";
+        let c = parse(good).unwrap();
+        assert_eq!(c.subscriptions[0].interval, Duration::from_secs(43200));
+        assert!(c.subscriptions[0].enabled);
+        assert_eq!(c.groups[0].subscriptions, vec!["s1"]);
+        assert!(c.groups[0].filters[0].matches("HK 1", "s1"));
+        let bad = "config subscription 's2'\n\toption url 'ftp://x.example/'\n\
+                   \toption interval '30s'\n\toption enabled 'maybe'\n\n\
+                   config subscription 's3'\n\n\
+                   config group 'g'\n\tlist subscription 'nope'\n\
+                   \tlist filter 'name(kw: HK)'\n\n\
+                   config group 'h'\n\toption policy 'min'\n";
+        let e = errors(bad);
+        for want in [
+            "subscription 's2', option 'url': scheme 'ftp' is not http or https",
+            "subscription 's2', option 'interval': \"30s\" is not a period from 60 s",
+            "subscription 's2', option 'enabled': \"maybe\" is not a yes/no value",
+            "subscription 's3', option 'url': is missing (required)",
+            "group 'g', option 'subscription': no subscription section is named 'nope' (defined: s2, s3)",
+            "group 'g', option 'filter': 'name(kw: HK)': unknown key 'kw:'",
+            "group 'h', option 'node': is missing: a group needs a list node or a list subscription",
+        ] {
+            assert!(e.iter().any(|l| l.starts_with(want)), "{want}\n{e:#?}");
         }
     }
 

@@ -45,6 +45,20 @@ impl Group {
         }
     }
 
+    /// Takes over the nodes `previous` (the same group before a reload or
+    /// a subscription refresh) had picked, where this group still has
+    /// them: a rebuild does not move dials to another node.
+    pub fn keep_choices(&self, previous: &Group) {
+        let before = previous.current.borrow();
+        let mut now = self.current.borrow_mut();
+        for (slot, picked) in before.iter().enumerate() {
+            now[slot] = picked.and_then(|i| {
+                let node = previous.nodes.get(i)?;
+                self.nodes.iter().position(|n| Rc::ptr_eq(n, node))
+            });
+        }
+    }
+
     fn usable(&self, i: usize, l4: L4, v6: bool) -> bool {
         let n = &self.nodes[i];
         n.carries(l4) && n.health.alive(l4, v6)
@@ -125,6 +139,24 @@ mod tests {
         assert!(g.pick(L4::Tcp, false).is_none());
         // Other protocols and versions are separate.
         assert!(g.pick(L4::Udp, false).is_some());
+    }
+
+    #[test]
+    fn a_rebuilt_group_keeps_the_node_it_picked() {
+        let (a, b, c) = (node("a"), node("bb"), node("ccc"));
+        let old = Group::new("g", GroupPolicy::Min, vec![a.clone(), b.clone()], ms(50));
+        a.health.passed(L4::Tcp, false, ms(40));
+        b.health.passed(L4::Tcp, false, ms(30));
+        assert_eq!(old.pick(L4::Tcp, false).unwrap().name, "bb");
+        // Within the tolerance a is faster now: a new group would pick it.
+        a.health.passed(L4::Tcp, false, ms(10));
+        b.health.passed(L4::Tcp, false, ms(45));
+        let new = Group::new("g", GroupPolicy::Min, vec![c, a, b.clone()], ms(50));
+        new.keep_choices(&old);
+        assert_eq!(new.pick(L4::Tcp, false).unwrap().name, "bb");
+        let without_b = Group::new("g", GroupPolicy::Min, vec![node("a")], ms(50));
+        without_b.keep_choices(&old);
+        assert_eq!(without_b.current.borrow()[slot(L4::Tcp, false)], None);
     }
 
     #[test]

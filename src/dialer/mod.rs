@@ -11,6 +11,9 @@
 //!   policy that picks one; `check`: the health checks;
 //! - `outbound`: the nodes and groups, and the choice of node for a dial
 //!   once the routing rules (`routing`) have sent it to a group;
+//! - `fetch`: a small HTTP/1.1 client for our own downloads, out the
+//!   way the routing rules say; `subscription`: node lists fetched from
+//!   providers, kept on disk, put into the groups;
 //! - `scratch`: the datagram buffers the UDP paths share;
 //! - `target`: where a proxied stream goes (an address, or a name the
 //!   proxy server looks up) and how the protocols write it.
@@ -30,6 +33,7 @@
 
 mod check;
 mod direct;
+pub mod fetch;
 pub mod group;
 pub mod health;
 pub mod http;
@@ -38,6 +42,7 @@ pub mod outbound;
 mod scratch;
 pub mod shadowsocks;
 pub mod socks5;
+pub mod subscription;
 pub mod target;
 pub mod trojan;
 pub mod vless;

@@ -52,6 +52,9 @@ pub struct Outbounds {
     pub direct: Direct,
     pub nodes: Vec<Rc<Node>>,
     pub groups: Vec<Rc<Group>>,
+    /// Looks up host names of our own downloads (subscriptions), as it
+    /// does proxy servers' names: direct, through a plain upstream.
+    pub resolver: Option<Rc<Forwarder>>,
     rules: Rules,
     /// No rule or fallback names a group or `block`.
     all_direct: bool,
@@ -78,6 +81,18 @@ impl Outbounds {
         roots: &dyn Fn() -> Result<std::sync::Arc<rustls::RootCertStore>, String>,
         resolver: Option<&Rc<Forwarder>>,
     ) -> Result<Outbounds, String> {
+        // Read the trusted certificates once for every node with TLS (a
+        // subscription may bring hundreds), not once per node.
+        let loaded: std::cell::RefCell<Option<std::sync::Arc<rustls::RootCertStore>>> =
+            std::cell::RefCell::default();
+        let roots = || {
+            if let Some(r) = loaded.borrow().as_ref() {
+                return Ok(r.clone());
+            }
+            let r = roots()?;
+            *loaded.borrow_mut() = Some(r.clone());
+            Ok(r)
+        };
         let mut nodes = Vec::with_capacity(config.nodes.len());
         for n in &config.nodes {
             let kept = previous.and_then(|p| {
@@ -99,12 +114,12 @@ impl Outbounds {
             .iter()
             .map(|g| {
                 let members = g.nodes.iter().filter_map(|n| by_name(n)).collect();
-                Rc::new(Group::new(
-                    &g.name,
-                    g.policy,
-                    members,
-                    config.general.check.tolerance,
-                ))
+                let group = Group::new(&g.name, g.policy, members, config.general.check.tolerance);
+                let before = previous.and_then(|p| p.groups.iter().find(|o| o.name == g.name));
+                if let Some(before) = before.filter(|b| b.policy == g.policy) {
+                    group.keep_choices(before);
+                }
+                Rc::new(group)
             })
             .collect();
         let names: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
@@ -114,6 +129,7 @@ impl Outbounds {
             direct,
             nodes,
             groups,
+            resolver: resolver.cloned(),
             rules,
             all_direct,
             checks: Vec::new(),
@@ -129,6 +145,7 @@ impl Outbounds {
             direct,
             nodes: Vec::new(),
             groups: Vec::new(),
+            resolver: None,
             rules: Rules::all_direct(),
             all_direct: true,
             checks: Vec::new(),

@@ -167,7 +167,18 @@ module.exports = {
 	dns_request_target: [ 'asis', 'reject', 'accept', 'dns_a', 'dns_b', 'nosuch', 'Asis', 'dns_a(x)', '' ],
 	dns_response_target: [ 'accept', 'reject', 'asis', 'dns_a', 'nosuch', '' ],
 	routing_target: [ 'direct', 'block', 'must_direct', 'g', 'n1', 'nowhere', 'g(must)', '' ],
-	reference: [ 'n1', 'n2', 'g', 'nosuch', 'N1', '' ],
+	reference: [ 'n1', 'n2', 'g', 's1', 'nosuch', 'N1', '' ],
 	group_policy: [ 'random', 'min', 'min_avg10', 'min_moving_avg', 'fixed(0)', 'fixed(1)', 'fixed(2)',
-		'fixed( 1 )', 'fixed(+1)', 'fixed(-1)', 'fixed()', 'fixed', 'Random', 'fixed(1', 'fixed(01)', '' ]
+		'fixed( 1 )', 'fixed(+1)', 'fixed(-1)', 'fixed()', 'fixed', 'Random', 'fixed(1', 'fixed(01)', '' ],
+	subscription_url: [ 'https://sub.example/api?token=abc', 'http://192.0.2.1:8080/sub', 'HTTPS://Sub.Example/x',
+		'http://[2001:db8::1]/s', 'http://2001:db8::1/s', 'ftp://sub.example/', 'sub.example/x', 'https://',
+		'https://user:pw@sub.example/', 'https://sub.example:0/', 'https://sub.example:70000/',
+		'https://sub.example/a b', 'https://a..b/', 'https://sub.example?x=1', 'https://sub.example#frag',
+		'http://999.1.1.1/', 'http://[sub.example]/', 'https://sub.example/\u0085', '' ],
+	interval: [ '60', '59', '1d', '1h', '1m', '59s', '60s', '30d', '31d', '2592000', '2592001', '1w', 'd',
+		'+60', '-60', ' 1d', '1d ', '1.5h', '060', '1D', '99999999999999999999999', '' ],
+	node_filter: [ 'name(keyword: HK)', 'name(HK 01)', 'name(\'HK 01\')', 'name(regex: \'^HK\')',
+		'name(regex: "(")', '!name(keyword: test)', 'subtag(s1) && !name(keyword: x)', 'name(kw: HK)',
+		'dip(192.0.2.1)', 'name()', 'name', 'name(a) || name(b)', 'name(keyword: HK', 'name(keyword: HK) -> g',
+		'name(a) && ', ' name(a)', '!!name(a)', '' ]
 };

@@ -30,7 +30,8 @@ function fixture() {
 		{ type: 'upstream', name: 'dns_b', options: { address: 'tcp://192.0.2.54' } },
 		{ type: 'node', name: 'n1', options: { link: 'socks5://192.0.2.80:1080' } },
 		{ type: 'node', name: 'n2', options: { link: 'socks5://192.0.2.81:1080' } },
-		{ type: 'group', name: 'g', options: { node: [ 'n1', 'n2' ] } },
+		{ type: 'subscription', name: 's1', options: { url: 'https://sub.example/list?token=1' } },
+		{ type: 'group', name: 'g', options: { node: [ 'n1', 'n2' ], subscription: [ 's1' ] } },
 		{ type: 'routing', name: 'routing', options: { fallback: 'direct' } }
 	];
 }

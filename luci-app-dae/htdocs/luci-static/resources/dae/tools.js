@@ -1431,6 +1431,65 @@ function checkRoutingRule(text, groups) {
 	routingTarget(r.target.name, r.target.args, groups);
 }
 
+/* config::subscription::url */
+function checkSubscriptionUrl(v) {
+	var i = v.indexOf('://');
+	if (i < 0)
+		fail(_('"%s" is not an http:// or https:// URL').format(v));
+	var scheme = asciiLower(v.slice(0, i)), rest = v.slice(i + 3);
+	if (scheme != 'http' && scheme != 'https')
+		fail(_('scheme "%s" is not http or https').format(scheme));
+	if (rest.indexOf('#') >= 0)
+		rest = rest.slice(0, rest.indexOf('#'));
+	var cut = rest.search(/[/?]/);
+	if (cut < 0)
+		cut = rest.length;
+	var authority = rest.slice(0, cut), path = rest.slice(cut);
+	if (authority.indexOf('@') >= 0)
+		fail(_('user names and passwords in the URL are not supported'));
+	if (path.split('').some(function(c) { return c <= ' ' || (c >= '\x7f' && c <= '\x9f'); }))
+		fail(_('the URL has spaces or control characters'));
+	var hp = hostPort(authority);
+	checkHost(hp.host, authority.charAt(0) == '[');
+}
+
+/* config::subscription::interval, within the schema's limits */
+function checkInterval(v, spec) {
+	var m = /^([0-9]+)([smhd]?)$/.exec(v),
+	    n = m ? parseInt(m[1], 10) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2]] : null;
+	if (n == null || n < spec.min || n > spec.max)
+		fail(_('"%s" is not a period from %d s to %d s (seconds, or a number with s, m, h or d, as 12h)').format(v, spec.min, spec.max));
+}
+
+/* config::subscription::filter */
+function checkNodeFilter(v) {
+	if (splitTop(v, '||').length > 1)
+		fail(_('"||" is not supported: write one rule per alternative'));
+	splitTop(v, '&&').forEach(function(part) {
+		part = rtrim(part);
+		var negated = part.charAt(0) == '!',
+		    call = parseCall(negated ? part.slice(1) : part, true);
+		if (call.name == 'subtag')
+			return;
+		if (call.name != 'name')
+			fail(_('unknown function "%s" (known: name, subtag)').format(call.name));
+		call.args.forEach(function(a) {
+			if (a.key == 'regex') {
+				try {
+					checkRegex(a.value);
+				}
+				catch (e) {
+					if (e instanceof Problem)
+						fail(_('bad regex "%s": %s').format(a.value, e.message));
+					throw e;
+				}
+			}
+			else if (a.key != null && a.key != 'keyword')
+				fail(_('unknown key "%s:" in name() (allowed: keyword, regex, or a bare name)').format(a.key));
+		});
+	});
+}
+
 /* uci::group_policy */
 function checkPolicy(v, nodes) {
 	if (POLICIES.indexOf(v) >= 0)
@@ -1539,6 +1598,15 @@ function checkValue(kind, v, spec, ctx) {
 		break;
 	case 'group_policy':
 		checkPolicy(v, ctx.nodes().length);
+		break;
+	case 'subscription_url':
+		checkSubscriptionUrl(v);
+		break;
+	case 'interval':
+		checkInterval(v, spec);
+		break;
+	case 'node_filter':
+		checkNodeFilter(v);
 		break;
 	default:
 		fail(_('unknown kind of value: %s').format(kind));

@@ -85,6 +85,11 @@ return view.extend({
 		o.placeholder = '/usr/share/v2ray';
 		o.validate = tools.validator('path');
 
+		o = s.taboption('advanced', form.Value, 'subscription_dir', _('Subscription folder'),
+			_('Where the last good node list of each subscription is kept, so the nodes are there at boot before the first fetch. Written only when a list changes.'));
+		o.placeholder = '/etc/dae/subscriptions';
+		o.validate = tools.validator('path');
+
 		o = s.taboption('advanced', form.Value, 'ca_file', _('CA certificates'),
 			_('The certificates that tls://, https:// and quic:// upstreams are checked against (installed by the ca-bundle package).'));
 		o.placeholder = '/etc/ssl/certs/ca-certificates.crt';

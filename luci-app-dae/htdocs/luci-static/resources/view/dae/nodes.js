@@ -98,6 +98,29 @@ return view.extend({
 			return tools.linkSummary(uci.get('dae', section_id, 'link'));
 		};
 
+		s = m.section(form.GridSection, 'subscription', _('Subscriptions'),
+			_('A provider\'s URL that lists nodes (base64 or plain share links, or SIP008 JSON). dae fetches it at start and at each interval, through the way the routing rules give its host, keeps the last good list on flash, and puts the nodes into the groups that name the subscription. `dae update-subscriptions` fetches now.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+		s.addbtntitle = _('Add subscription');
+		tools.guardSections(s, 'subscription');
+
+		o = s.option(form.Value, 'url', _('URL'),
+			_('http:// or https:// (checked against the CA certificates of the General page).'));
+		o.placeholder = 'https://sub.example/api?token=...';
+		o.rmempty = false;
+		o.validate = tools.validator('subscription_url', { required: true });
+
+		o = s.option(form.Value, 'interval', _('Interval'),
+			_('How often the list is fetched again: seconds, or a number with s, m, h or d (1 minute to 30 days).'));
+		o.placeholder = '1d';
+		o.validate = tools.validator('interval', { min: 60, max: 2592000 });
+
+		o = tools.flag(s.option(form.Flag, 'enabled', _('Enabled'),
+			_('Off: the stored list is used as it is, never fetched.')));
+		o.default = '1';
+
 		return m.render().then(L.bind(function(mapEl) {
 			/* The import button after the nodes (before the map, it stood above the title). */
 			return E([], [ mapEl, E('div', { 'class': 'cbi-section' }, [
