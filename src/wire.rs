@@ -291,42 +291,50 @@ fn read_rr(buf: &[u8], at: usize) -> Option<RawRecord> {
 /// letters, digits, `-` or `_` are written as `\DDD` so that a dot inside a
 /// label cannot pose as a label boundary.
 ///
-/// Runs for every query some rule needs the name of: a label of plain bytes
-/// (the usual case) is copied whole and lowercased in place.
+/// Runs for every query some rule needs the name of, so the text is built
+/// in a stack buffer byte by byte and appended once.
 pub fn name_to_text(wire_name: &[u8], out: &mut String) {
-    use std::fmt::Write;
-    out.reserve(wire_name.len());
-    let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    // Appends the buffer (ASCII only) when `need` more bytes would not fit.
+    let flush = |buf: &[u8], n: &mut usize, need: usize, out: &mut String| {
+        if *n + need > buf.len() {
+            out.push_str(std::str::from_utf8(&buf[..*n]).unwrap_or_default());
+            *n = 0;
+        }
+    };
     let mut at = 0;
     while let Some(&len) = wire_name.get(at) {
         if len == 0 || len > 63 {
             break;
         }
         if at != 0 {
-            out.push('.');
+            flush(&buf, &mut n, 1, out);
+            buf[n] = b'.';
+            n += 1;
         }
         let label = wire_name
             .get(at + 1..at + 1 + usize::from(len))
             .unwrap_or(&[]);
-        match std::str::from_utf8(label) {
-            Ok(text) if label.iter().all(plain) => {
-                let start = out.len();
-                out.push_str(text);
-                out[start..].make_ascii_lowercase();
-            }
-            _ => {
-                for &b in label {
-                    let c = b.to_ascii_lowercase();
-                    if plain(&c) {
-                        out.push(char::from(c));
-                    } else {
-                        let _ = write!(out, "\\{c:03}");
-                    }
-                }
+        for &b in label {
+            let c = b.to_ascii_lowercase();
+            flush(&buf, &mut n, 4, out);
+            if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+                buf[n] = c;
+                n += 1;
+            } else {
+                buf[n..n + 4].copy_from_slice(&[
+                    b'\\',
+                    b'0' + c / 100,
+                    b'0' + c / 10 % 10,
+                    b'0' + c % 10,
+                ]);
+                n += 4;
             }
         }
         at += 1 + usize::from(len);
     }
+    out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
 }
 
 /// A question name shown as `name_to_text` writes it, formatted only when
@@ -874,8 +882,9 @@ mod tests {
         };
         for _ in 0..5000 {
             let mut name = Vec::new();
-            for _ in 0..next(4) {
-                let len = 1 + next(8);
+            // Up to 6 labels of up to 63 bytes: escaped, past the buffer.
+            for _ in 0..next(7) {
+                let len = 1 + next(63);
                 name.push(len as u8);
                 for _ in 0..len {
                     name.push(alphabet[next(alphabet.len())]);
