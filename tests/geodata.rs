@@ -847,5 +847,8 @@ fn a_file_of_the_other_kind_is_refused_not_read_as_empty_entries() {
         &dir.0,
         "config routing 'routing'\n\tlist rule 'dip(ext:geosite.dat:test) -> block'\n",
     );
-    assert!(e.contains("geosite.dat") && e.contains("geosite file"), "{e}");
+    assert!(
+        e.contains("geosite.dat") && e.contains("geosite file"),
+        "{e}"
+    );
 }
