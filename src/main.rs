@@ -1,5 +1,5 @@
 //! The `dae` command line: `run`, `validate`, `status`,
-//! `update-subscriptions`, `schema`, `--version`.
+//! `update-subscriptions`, `schema`, `geodata`, `--version`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +21,10 @@ usage: dae run [-c FILE] [--syslog] [--tcx]
                                  if a fetch failed (the last good list stays)
        dae schema --json         every UCI section and option (types, defaults,
                                  allowed values), for LuCI and its tests
+       dae geodata [--json] [-c FILE | --dir DIR]
+                                 the rule-set categories in geodata_dir (of
+                                 FILE, or DIR): geosite:NAME, geoip:NAME,
+                                 ext:FILE:NAME, with entries and attributes
        dae --version             print the version
 
 FILE defaults to /etc/config/dae. Signals: SIGHUP reloads the config,
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         }
         "status" => status(&argv[1..]),
         "update-subscriptions" => update_subscriptions(&argv[1..]),
+        "geodata" => geodata(&argv[1..]),
         "schema" => match argv.get(1).map(String::as_str) {
             Some("--json") if argv.len() == 2 => {
                 println!("{:#}", schema_with_build_facts());
@@ -214,5 +219,109 @@ fn status(rest: &[String]) -> i32 {
             eprintln!("dae status: {e}");
             1
         }
+    }
+}
+
+/// `dae geodata`: what the dat files of `geodata_dir` hold. Exits 1 only
+/// when no file could be read (each file's error is in the listing).
+fn geodata(rest: &[String]) -> i32 {
+    let mut json = false;
+    let mut dir = None;
+    let mut config = None;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "-c" | "--config" | "--dir" => match it.next() {
+                Some(p) if a == "--dir" => dir = Some(PathBuf::from(p)),
+                Some(p) => config = Some(PathBuf::from(p)),
+                None => {
+                    eprintln!("dae geodata: {a} needs a path");
+                    return 2;
+                }
+            },
+            other => {
+                eprintln!("dae geodata: unknown argument '{other}'");
+                return 2;
+            }
+        }
+    }
+    // Without -c, a router with no /etc/config/dae yet has the default.
+    let config = config.or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
+    let dir = match (dir, config) {
+        (Some(d), _) => Ok(d),
+        (None, Some(c)) => dae::config::geodata_dir(&c),
+        (None, None) => Ok(PathBuf::from(dae::geodata::DEFAULT_DIR)),
+    };
+    let dir = match dir {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("dae geodata: {e}");
+            return 2;
+        }
+    };
+    use dae::geodata::listing;
+    let files = listing::list_dir(&dir);
+    if json {
+        let files: Vec<serde_json::Value> = files
+            .iter()
+            .map(|f| {
+                let mut v = serde_json::json!({
+                    "file": f.name,
+                    "path": f.path,
+                    "prefix": f.prefix(),
+                });
+                match &f.contents {
+                    Ok(c) => {
+                        v["kind"] = serde_json::json!(c.kind.map(listing::Kind::as_str));
+                        v["categories"] = c
+                            .categories
+                            .iter()
+                            .map(|c| {
+                                let mut o =
+                                    serde_json::json!({"name": c.name, "entries": c.entries});
+                                if !c.attributes.is_empty() {
+                                    o["attributes"] = serde_json::json!(c.attributes);
+                                }
+                                o
+                            })
+                            .collect();
+                    }
+                    Err(e) => v["error"] = serde_json::json!(e),
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "dir": dir, "files": files }));
+    } else {
+        println!("rule sets in {}", dir.display());
+        for f in &files {
+            match &f.contents {
+                Err(e) => println!("{}: {e}", f.name),
+                Ok(c) => {
+                    let kind = c.kind.map_or("no entries", listing::Kind::as_str);
+                    println!("{}: {kind}, {} categories", f.name, c.categories.len());
+                    let unit = if c.kind == Some(listing::Kind::Ip) {
+                        "networks"
+                    } else {
+                        "domains"
+                    };
+                    for cat in &c.categories {
+                        let mut line =
+                            format!("  {}{} ({} {unit})", f.prefix(), cat.name, cat.entries);
+                        for a in &cat.attributes {
+                            line.push_str(" @");
+                            line.push_str(a);
+                        }
+                        println!("{line}");
+                    }
+                }
+            }
+        }
+    }
+    if files.iter().any(|f| f.contents.is_ok()) {
+        0
+    } else {
+        1
     }
 }

@@ -290,10 +290,51 @@ fn read_rr(buf: &[u8], at: usize) -> Option<RawRecord> {
 /// (`www.example.com`; the root is the empty string). Bytes that are not
 /// letters, digits, `-` or `_` are written as `\DDD` so that a dot inside a
 /// label cannot pose as a label boundary.
+///
+/// Runs for every query some rule needs the name of, so the text is built
+/// in a stack buffer byte by byte and appended once.
 pub fn name_to_text(wire_name: &[u8], out: &mut String) {
-    use std::fmt::Write;
-    out.reserve(wire_name.len());
-    let _ = write!(out, "{}", NameText(wire_name));
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    // Appends the buffer (ASCII only) when `need` more bytes would not fit.
+    let flush = |buf: &[u8], n: &mut usize, need: usize, out: &mut String| {
+        if *n + need > buf.len() {
+            out.push_str(std::str::from_utf8(&buf[..*n]).unwrap_or_default());
+            *n = 0;
+        }
+    };
+    let mut at = 0;
+    while let Some(&len) = wire_name.get(at) {
+        if len == 0 || len > 63 {
+            break;
+        }
+        if at != 0 {
+            flush(&buf, &mut n, 1, out);
+            buf[n] = b'.';
+            n += 1;
+        }
+        let label = wire_name
+            .get(at + 1..at + 1 + usize::from(len))
+            .unwrap_or(&[]);
+        for &b in label {
+            let c = b.to_ascii_lowercase();
+            flush(&buf, &mut n, 4, out);
+            if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+                buf[n] = c;
+                n += 1;
+            } else {
+                buf[n..n + 4].copy_from_slice(&[
+                    b'\\',
+                    b'0' + c / 100,
+                    b'0' + c / 10 % 10,
+                    b'0' + c % 10,
+                ]);
+                n += 4;
+            }
+        }
+        at += 1 + usize::from(len);
+    }
+    out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
 }
 
 /// A question name shown as `name_to_text` writes it, formatted only when
@@ -303,30 +344,9 @@ pub struct NameText<'a>(pub &'a [u8]);
 
 impl std::fmt::Display for NameText<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write;
-        let wire_name = self.0;
-        let mut at = 0;
-        while let Some(&len) = wire_name.get(at) {
-            if len == 0 || len > 63 {
-                break;
-            }
-            if at != 0 {
-                f.write_char('.')?;
-            }
-            let label = wire_name
-                .get(at + 1..at + 1 + usize::from(len))
-                .unwrap_or(&[]);
-            for &b in label {
-                let c = b.to_ascii_lowercase();
-                if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
-                    f.write_char(char::from(c))?;
-                } else {
-                    write!(f, "\\{:03}", c)?;
-                }
-            }
-            at += 1 + usize::from(len);
-        }
-        Ok(())
+        let mut text = String::new();
+        name_to_text(self.0, &mut text);
+        f.write_str(&text)
     }
 }
 
@@ -824,6 +844,61 @@ mod tests {
         let mut q = query("a.example.", RecordType::A, false);
         q[12] = 0xc0;
         assert!(matches!(parse_query(&q), Err(QueryError::Reply(1, _))));
+    }
+
+    #[test]
+    fn name_text_copies_plain_labels_and_escapes_the_rest_byte_by_byte() {
+        // The byte-by-byte reading of the rule, against the fast path.
+        fn reference(wire_name: &[u8]) -> String {
+            let mut out = String::new();
+            let mut at = 0;
+            while let Some(&len) = wire_name.get(at) {
+                if len == 0 || len > 63 {
+                    break;
+                }
+                if at != 0 {
+                    out.push('.');
+                }
+                let end = (at + 1 + usize::from(len)).min(wire_name.len());
+                for &b in &wire_name[at + 1..end.max(at + 1)] {
+                    let c = b.to_ascii_lowercase();
+                    if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+                        out.push(char::from(c));
+                    } else {
+                        out.push_str(&format!("\\{c:03}"));
+                    }
+                }
+                at += 1 + usize::from(len);
+            }
+            out
+        }
+        let alphabet = b"aZ09-_.\\ \xc3\xa9\xff\x00";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..5000 {
+            let mut name = Vec::new();
+            // Up to 6 labels of up to 63 bytes: escaped, past the buffer.
+            for _ in 0..next(7) {
+                let len = 1 + next(63);
+                name.push(len as u8);
+                for _ in 0..len {
+                    name.push(alphabet[next(alphabet.len())]);
+                }
+            }
+            name.push(0);
+            let mut got = String::new();
+            name_to_text(&name, &mut got);
+            assert_eq!(got, reference(&name), "{name:?}");
+            assert_eq!(NameText(&name).to_string(), got);
+        }
+        let mut s = String::from("kept ");
+        name_to_text(b"\x03WwW\x07Example\x03CoM\x00", &mut s);
+        assert_eq!(s, "kept www.example.com");
     }
 
     #[test]

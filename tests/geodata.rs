@@ -662,3 +662,193 @@ fn the_daemon_rejects_by_geosite_and_geoip_and_reloads_with_new_data() {
     assert!(dae.log().contains("geosite:gone"), "{}", dae.log());
     assert!(a("late.example.").is_empty(), "the old rules keep serving");
 }
+
+/// `dae geodata` with ARGS; its exit code and output.
+fn geodata_cmd(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dae"))
+        .arg("geodata")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn dae_geodata_lists_the_categories_of_every_file_and_each_files_error() {
+    let dir = data_dir();
+    let good = site_file();
+    std::fs::write(dir.path("broken.dat"), &good[..good.len() - 3]).unwrap();
+    std::fs::write(dir.path("notes.txt"), b"not a dat file").unwrap();
+    std::fs::write(dir.path("empty.dat"), b"").unwrap();
+    let dir_arg = dir.0.display().to_string();
+
+    let (code, out) = geodata_cmd(&["--json", "--dir", &dir_arg]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dir"], dir_arg);
+    let files: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    // The two default files first, then the other *.dat by name.
+    assert_eq!(
+        files,
+        [
+            "geosite.dat",
+            "geoip.dat",
+            "broken.dat",
+            "empty.dat",
+            "ext.dat"
+        ]
+    );
+    let file = |name: &str| {
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["file"] == name)
+            .unwrap()
+            .clone()
+    };
+    let site_categories = serde_json::json!([
+        {"name": "other", "entries": 1},
+        {"name": "test", "entries": 8, "attributes": ["!cn", "ads"]},
+        {"name": "last", "entries": 1},
+    ]);
+    let site = file("geosite.dat");
+    assert_eq!(site["kind"], "geosite");
+    assert_eq!(site["prefix"], "geosite:");
+    assert_eq!(site["path"], dir.path("geosite.dat").display().to_string());
+    assert_eq!(site["categories"], site_categories);
+    let ext = file("ext.dat");
+    assert_eq!(
+        (&ext["kind"], &ext["prefix"]),
+        (&"geosite".into(), &"ext:ext.dat:".into())
+    );
+    assert_eq!(ext["categories"], site_categories);
+    let ip = file("geoip.dat");
+    assert_eq!(
+        (&ip["kind"], &ip["prefix"]),
+        (&"geoip".into(), &"geoip:".into())
+    );
+    assert_eq!(
+        ip["categories"],
+        serde_json::json!([
+            {"name": "private", "entries": 5},
+            {"name": "lab", "entries": 5},
+            {"name": "rev", "entries": 2},
+        ])
+    );
+    let broken = file("broken.dat");
+    assert!(
+        broken["error"].as_str().unwrap().contains("past"),
+        "{broken}"
+    );
+    assert!(broken.get("categories").is_none(), "{broken}");
+    let empty = file("empty.dat");
+    assert_eq!(empty["kind"], serde_json::Value::Null);
+    assert_eq!(empty["categories"], serde_json::json!([]));
+
+    // What it lists, the loader reads: every category, every attribute.
+    for f in v["files"].as_array().unwrap() {
+        let Some(cats) = f["categories"].as_array() else {
+            continue;
+        };
+        for c in cats {
+            let arg = format!(
+                "{}{}",
+                f["prefix"].as_str().unwrap(),
+                c["name"].as_str().unwrap()
+            );
+            let rule = if f["kind"] == "geoip" {
+                format!("dip({arg})")
+            } else {
+                format!("domain({arg})")
+            };
+            routing(&dir.0, &rule);
+            for a in c["attributes"].as_array().into_iter().flatten() {
+                routing(&dir.0, &format!("domain({arg}@{})", a.as_str().unwrap()));
+            }
+        }
+    }
+
+    // The text form names each category as a rule writes it.
+    let (code, text) = geodata_cmd(&["--dir", &dir_arg]);
+    assert_eq!(code, 0, "{text}");
+    for line in [
+        "geosite.dat: geosite, 3 categories",
+        "  geosite:test (8 domains) @!cn @ads",
+        "  geoip:lab (5 networks)",
+        "  ext:ext.dat:last (1 domains)",
+        "empty.dat: no entries, 0 categories",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("broken.dat: ") && l.contains("past")),
+        "{text}"
+    );
+
+    // -c reads geodata_dir from a config, even one whose rules are wrong.
+    let conf = dir.path("dae.uci");
+    std::fs::write(
+        &conf,
+        format!(
+            "config dae 'config'\n\toption geodata_dir '{dir_arg}'\nconfig routing 'routing'\n\tlist rule 'domain(geosite:nosuch) -> block'\n"
+        ),
+    )
+    .unwrap();
+    let (code, out2) = geodata_cmd(&["--json", "-c", &conf.display().to_string()]);
+    assert_eq!((code, out2), (0, out));
+
+    // Nothing readable: exit 1, each file's error still listed.
+    let bad = TempDir::new("geodata-bad");
+    std::fs::write(bad.path("geosite.dat"), b"\xff\xff\xff").unwrap();
+    let (code, out) = geodata_cmd(&["--json", "--dir", &bad.0.display().to_string()]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["files"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("truncated"),
+        "{v}"
+    );
+    assert!(
+        v["files"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("No such file"),
+        "{v}"
+    );
+    let (code, _) = geodata_cmd(&["--dir"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn a_file_of_the_other_kind_is_refused_not_read_as_empty_entries() {
+    let dir = data_dir();
+    // A geoip category read as domains would be entries with no value (an
+    // empty keyword matches every name); a geosite one read as networks,
+    // entries with no address.
+    let e = error_of(
+        &dir.0,
+        "config routing 'routing'\n\tlist rule 'domain(ext:geoip.dat:lab) -> block'\n",
+    );
+    assert!(e.contains("geoip.dat") && e.contains("geoip file"), "{e}");
+    let e = error_of(
+        &dir.0,
+        "config routing 'routing'\n\tlist rule 'dip(ext:geosite.dat:test) -> block'\n",
+    );
+    assert!(
+        e.contains("geosite.dat") && e.contains("geosite file"),
+        "{e}"
+    );
+}

@@ -66,6 +66,13 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<ConfigError>> {
     uci::parse(text)
 }
 
+/// The `geodata_dir` a UCI file sets (or the default), the rest of the
+/// file unchecked.
+pub fn geodata_dir(path: &Path) -> Result<std::path::PathBuf, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    uci::geodata_dir(&text).map_err(|e| format!("{}: not a valid UCI file: {e}", path.display()))
+}
+
 /// A config that serves nothing: no `dns_listen` and no `lan_interface`.
 /// An empty or truncated file parses as one, so the daemon refuses it (at
 /// start, on reload and in `dae validate`) rather than stop answering.

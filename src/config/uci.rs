@@ -156,6 +156,22 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
+/// `option geodata_dir` of the `dae` section (its default when unset),
+/// read without checking the rest of the file: `dae geodata` lists the
+/// rule sets even while a rule naming a missing one makes the file invalid.
+pub fn geodata_dir(text: &str) -> Result<PathBuf, String> {
+    let text = super::quoting::normalize(text)?;
+    let uci = uci_rs::parse_raw_to_uci("dae", text).map_err(|e| e.message)?;
+    let set = uci
+        .get_all_sections()
+        .into_iter()
+        .filter(|(ty, _)| ty == "dae")
+        .find_map(|(_, name)| uci.get_option_last(&name, "geodata_dir").ok()?.1);
+    Ok(PathBuf::from(set.unwrap_or_else(|| {
+        crate::geodata::DEFAULT_DIR.to_string()
+    })))
+}
+
 /// ImmortalWrt's `dae` package (the Go dae) has the same name and
 /// /etc/config/dae; its UCI section only points at a config.dae with
 /// `option config_file`. Such a file gets one error that says so, not one

@@ -53,6 +53,8 @@ pub fn read(path: &Path, category: &str) -> Result<IpSet, String> {
                     match (f, w) {
                         (1, LEN) => r.small_bytes(cend, 16, &mut ip)?,
                         (2, VARINT) => prefix = Some(r.varint()?),
+                        // A Domain's value: the file is a geosite file.
+                        (2, LEN) => return Err(super::OTHER_KIND_SITE.into()),
                         _ => r.skip(w, cend)?,
                     }
                 }

@@ -15,7 +15,8 @@
 //!
 //! - `proto`: the protobuf reader; `site`, `ip`: the two kinds of category;
 //! - `names`: the compact table of suffixes and full names;
-//! - `ranges`: address ranges (lookup, complement, back to prefixes).
+//! - `ranges`: address ranges (lookup, complement, back to prefixes);
+//! - `listing`: what the files of a directory hold (`dae geodata`).
 //!
 //! Neighbours: `config::uci` (asks the loader while checking rules, so a
 //! missing file or category is a `dae validate` error), `routing::domain`
@@ -23,6 +24,7 @@
 //! address sets into LPM entries), `daemon` (status).
 
 mod ip;
+pub mod listing;
 mod names;
 mod proto;
 pub mod ranges;
@@ -126,6 +128,13 @@ fn next_serial() -> u64 {
         s.get()
     })
 }
+
+/// The errors of a file of the other kind, named as a geosite or geoip
+/// file by `ext:` (each kind's entries have fields the other's lack).
+const OTHER_KIND_IP: &str =
+    "this is a geoip file (its entries are networks): use it in ip(), dip() or sip()";
+const OTHER_KIND_SITE: &str =
+    "this is a geosite file (its entries are domains): use it in qname() or domain()";
 
 /// The "no such category" message, with a few of the names there are.
 fn no_category(seen: &[String]) -> String {

@@ -33,6 +33,11 @@ impl Reader {
         })
     }
 
+    /// The file's length in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+
     fn byte(&mut self) -> Result<u8, String> {
         let mut b = [0u8; 1];
         self.exact(&mut b)?;

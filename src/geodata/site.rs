@@ -92,6 +92,8 @@ pub fn read(path: &Path, category: &str, attrs: &[String]) -> Result<SiteSet, St
         while let Some((f, w)) = r.key(dend)? {
             match (f, w) {
                 (1, VARINT) => kind = r.varint()?,
+                // A CIDR's address bytes: the file is a geoip file.
+                (1, LEN) => return Err(super::OTHER_KIND_IP.into()),
                 (2, LEN) => r.small_bytes(dend, 4096, &mut value)?,
                 (3, LEN) => {
                     let aend = r.len_end(dend)?;
@@ -113,6 +115,10 @@ pub fn read(path: &Path, category: &str, attrs: &[String]) -> Result<SiteSet, St
         }
         if !carried.iter().all(|c| *c) {
             continue;
+        }
+        if value.is_empty() {
+            // Would match every name as a keyword, or none as a name.
+            return Err(format!("a domain with no value before byte {dend}"));
         }
         let text = std::str::from_utf8(&value)
             .map_err(|_| format!("a domain that is not UTF-8 before byte {dend}"))?;

@@ -143,7 +143,13 @@ module.exports = {
 		'qname(geosite:cn) -> dns_a', 'qname(ext:x) -> dns_a', 'qname(color: red) -> dns_a', 'qname(bad..name) -> dns_a',
 		'qname(-a.example) -> dns_a', 'qname(a) -> accept', 'qname(a) -> nosuch', 'qname(a) -> dns_a(x)',
 		'upstream(dns_a) -> dns_a', 'ip(192.0.2.0/24) -> dns_a', 'qtype(geoip:cn) -> dns_a', 'qname(a) -> Asis',
-		'qname(\'a\') -> dns_a', 'qname(full: "a.example") -> dns_a', 'qname(keyword: "a b") -> dns_a'
+		'qname(\'a\') -> dns_a', 'qname(full: "a.example") -> dns_a', 'qname(keyword: "a b") -> dns_a',
+		/* rule sets: the fixture's geodata_dir (tests/luci/lib/dae.js) */
+		'qname(geosite:CN) -> reject', 'qname(geosite:google@cn, suffix: lan) -> dns_b', 'qname(geosite:cn@nosuch) -> dns_a',
+		'qname(geosite:nosuch) -> dns_a', 'qname(geosite:cn@) -> dns_a', 'qname(geosite:@ads) -> dns_a',
+		'qname(ext:extra.dat:work) -> dns_a', 'qname(ext:extra.dat:cn) -> dns_a', 'qname(ext:broken.dat:cn) -> dns_a',
+		'qname(ext:absent.dat:cn) -> dns_a', 'qname(ext::cn) -> dns_a', 'qname(ext:geoip.dat:cn) -> dns_a',
+		'qname(ext:readme.txt:cn) -> dns_a', 'qname(geoip:cn) -> dns_a', '!qname(geosite:category-ads-all) -> dns_a'
 	]),
 
 	dns_response_rule: RULE_SHAPES.map(r => r.replace(/dns_a/g, 'accept')).concat([
@@ -151,7 +157,10 @@ module.exports = {
 		'ip(192.0.2.0/33) -> dns_a', 'ip(2001:db8::/129) -> dns_a', 'ip(nonsense) -> dns_a', 'ip(192.0.2.0/+24) -> accept',
 		'upstream(zz) -> dns_a', 'upstream(key: dns_a) -> accept', 'qname(a) -> asis', 'qname(a) -> accept',
 		'qname(a) -> reject', 'qname(a) -> dns_b', 'ip(fe80::1) -> accept', 'ip(::1) -> accept', 'ip(geoip:cn) -> accept',
-		'dport(53) -> accept'
+		'dport(53) -> accept',
+		'ip(geoip:private, 192.0.2.0/24) -> reject', 'upstream(dns_a) && !ip(geoip:CN) -> dns_b', 'ip(geoip:nosuch) -> reject',
+		'ip(geoip:cn@x) -> reject', 'ip(ext:geosite.dat:cn) -> reject', 'ip(ext:geoip.dat:private) -> reject',
+		'ip(geosite:cn) -> reject', 'qname(geosite:google) && ip(geoip:cn) -> accept'
 	]),
 
 	routing_rule: [ 'dip(192.0.2.0/24) -> direct', 'dport(53) && l4proto(udp) -> direct',
@@ -162,7 +171,10 @@ module.exports = {
 		'dscp(64) -> direct', 'dscp(+1) -> direct', 'sip(2001:db8::/32) -> must_direct', 'dip(1.2.3) -> direct',
 		'dip(192.0.2.1) -> nowhere', 'dip(192.0.2.1) -> n1', 'dip(192.0.2.1) -> direct(must)',
 		'dip(192.0.2.1) -> g(must, x)', 'dip(192.0.2.1) -> g(fast)', 'dip(192.0.2.1) -> g(k: must)',
-		'dip(192.0.2.1)', '-> direct', 'dip(192.0.2.1) || dport(1) -> direct' ],
+		'dip(192.0.2.1)', '-> direct', 'dip(192.0.2.1) || dport(1) -> direct',
+		'dip(geoip:private) -> direct', 'sip(geoip:cn, 192.0.2.0/24) -> g', 'dip(geoip:nosuch) -> direct',
+		'domain(geosite:google@ads) -> block', 'domain(ext:extra.dat:WORK) -> g', 'domain(ext:broken.dat:x) -> g',
+		'dport(geoip:cn) -> direct', 'dip(geosite:cn) -> direct', 'domain(geoip:cn) -> direct', 'dip(ext:extra.dat:work) -> direct' ],
 
 	dns_request_target: [ 'asis', 'reject', 'accept', 'dns_a', 'dns_b', 'nosuch', 'Asis', 'dns_a(x)', '' ],
 	dns_response_target: [ 'accept', 'reject', 'asis', 'dns_a', 'nosuch', '' ],

@@ -56,7 +56,7 @@ test('menu.d: every entry leads to a view file, every view has an entry', () => 
 	assert.strictEqual(menu['admin/services/dae/status'].order, Math.min(...orders), 'the status page comes first');
 });
 
-test('acl.d: read the dae config, status and log; write the dae config and the init actions; nothing else', () => {
+test('acl.d: read the dae config, status, rule sets and log; write the dae config and the init actions; nothing else', () => {
 	const acl = json(ACL_FILE);
 	assert.deepStrictEqual(Object.keys(acl), [ 'luci-app-dae' ]);
 	const grant = acl['luci-app-dae'];
@@ -69,7 +69,7 @@ test('acl.d: read the dae config, status and log; write the dae config and the i
 	assert.deepStrictEqual(read.ubus, { file: [ 'exec' ], service: [ 'list' ] });
 	// Exact commands: rpcd matches the joined command line, so a glob would
 	// let a read-only user add arguments.
-	const readCommands = /^(\/usr\/bin\/dae (--version|status --json)|\/sbin\/logread -e dae)$/;
+	const readCommands = /^(\/usr\/bin\/dae (--version|status --json|geodata --json)|\/sbin\/logread -e dae)$/;
 	for (const [ cmd, perms ] of Object.entries(read.file)) {
 		assert.match(cmd, readCommands, 'read grants ' + cmd);
 		assert.deepStrictEqual(perms, [ 'exec' ], cmd);

@@ -6,8 +6,9 @@
  * every figure can be found in what the view shows. The groups keep the
  * shape the daemon gives them, with check results set for the test (a node
  * down, a path with no node alive). Then the buttons, the log, the
- * not-running case, and every command the view runs must be one the ACL
- * grants (and every command the ACL grants must be one the view runs).
+ * not-running case, and every command the views run (the status page, and
+ * the rule editors' `dae geodata --json`) must be one the ACL grants (and
+ * every command the ACL grants must be one a view runs).
  */
 
 const test = require('node:test');
@@ -262,6 +263,18 @@ test('a stopped or disabled dae, and a status socket elsewhere', async () => {
 	// command stays the one the read-only ACL grants.
 	assert.deepStrictEqual(r.env.record.execs.find(e => e.args[0] == 'status').args, [ 'status', '--json' ]);
 	allExecs.push(...r.env.record.execs);
+});
+
+test('the rule editors ask dae for the rule sets installed, with the command the ACL grants', async () => {
+	for (const file of [ 'dns.js', 'routing.js' ]) {
+		const env = createEnv(dae.fixture(), dae.handlers(dae.fixture()));
+		installGlobals(env);
+		const View = env.loadView('view/dae/' + file);
+		const view = new View();
+		await view.render(await view.load());
+		assert.deepStrictEqual(env.record.execs.map(e => [ e.cmd ].concat(e.args).join(' ')), [ '/usr/bin/dae geodata --json' ], file);
+		allExecs.push(...env.record.execs);
+	}
 });
 
 /* rpcd matches a command line against ACL entries with shell wildcards. */

@@ -14,7 +14,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('fs');
 const path = require('path');
-const { createEnv, installGlobals, markup, textOf, RESOURCES } = require('./lib/luci-env');
+const { createEnv, installGlobals, markup, textOf, findNodes, RESOURCES } = require('./lib/luci-env');
 const dae = require('./lib/dae');
 const CORPUS = require('./corpus');
 
@@ -30,7 +30,7 @@ function schemaSection(type) {
 }
 
 async function renderView(file, sections, handlers) {
-	const env = createEnv(sections, handlers);
+	const env = createEnv(sections, handlers || dae.handlers(sections));
 	installGlobals(env);
 	const View = env.loadView('view/dae/' + file);
 	const view = new View();
@@ -480,4 +480,64 @@ test('the node table summarises links', async () => {
 	assert.strictEqual(tools.linkSummary('vmess://eyJhZGQiOiIxOTIuMC4yLjgwIiwicG9ydCI6IjQ0MyIsImlkIjoieCJ9'), 'vmess 192.0.2.80:443');
 	assert.strictEqual(tools.linkSummary('trojan://pw@h.example:443?x=1#n'), 'trojan h.example:443');
 	assert.strictEqual(tools.linkSummary(null), '-');
+});
+
+/* The completions a rule list's entry field offers: { list, options }. */
+function completions(o, sid) {
+	const node = o.renderWidget(sid, 0, []);
+	const input = findNodes(node, n => n.tag == 'input')[0];
+	const lists = findNodes(node, n => n.tag == 'datalist');
+	return {
+		list: input.attrs.list, title: input.attrs.title,
+		ids: lists.map(l => l.attrs.id),
+		options: lists.flatMap(l => l.children.filter(c => c.tag == 'option').map(c => c.attrs.value))
+	};
+}
+
+test('the rule editors offer the rule sets dae geodata lists, and each one offered is a rule dae accepts', async () => {
+	const geosite = [ 'geosite:cn', 'geosite:cn@ads', 'geosite:category-ads-all', 'geosite:google', 'geosite:google@ads', 'geosite:google@cn' ];
+	const geoip = [ 'geoip:cn', 'geoip:private' ];
+	const ext = [ 'ext:extra.dat:work' ];
+	const wrap = (fn, sets) => sets.map(x => fn + '(' + x + ')');
+	const want = {
+		'routing.js routing.rule': wrap('domain', geosite).concat(wrap('dip', geoip), wrap('sip', geoip), wrap('domain', ext)),
+		'dns.js dns.request_rule': wrap('qname', geosite).concat(wrap('qname', ext)),
+		'dns.js dns.response_rule': wrap('qname', geosite).concat(wrap('ip', geoip), wrap('qname', ext))
+	};
+	/* What the real binary lists for the fixture's folder: broken.dat with its error, no text file. */
+	const listing = JSON.parse(dae.listGeodata(dae.fixture()).stdout);
+	assert.deepStrictEqual(listing.files.map(f => f.file), [ 'geosite.dat', 'geoip.dat', 'broken.dat', 'extra.dat' ]);
+	assert.ok(listing.files[2].error, 'broken.dat has no error');
+
+	for (const [ where, choices ] of Object.entries(want)) {
+		const [ file, opt ] = where.split(' ');
+		const [ type, name ] = opt.split('.');
+		const { env } = await renderView(file, dae.fixture());
+		assert.deepStrictEqual(env.record.execs.map(e => [ e.cmd ].concat(e.args).join(' ')), [ '/usr/bin/dae geodata --json' ], file);
+		const s = env.record.maps[0].children.find(x => x.sectiontype == type);
+		const o = s.children.find(c => c.option == name);
+		const got = completions(o, type);
+		assert.deepStrictEqual(got.options, choices, where);
+		assert.deepStrictEqual(got.ids, [ got.list ], where + ': the entry field names its datalist');
+		assert.ok(got.title, where + ': the field says what it offers');
+		/* Picked and given a target, each is a rule the browser and dae accept. */
+		const target = (type == 'routing') ? 'direct' : (name == 'request_rule' ? 'reject' : 'accept');
+		const rules = choices.map(c => c + ' -> ' + target);
+		for (const r of rules)
+			assert.strictEqual(o.validate.call(o, type, r), true, r);
+		const res = await dae.validate(dae.fixture().map(x => x.type == type
+			? Object.assign({}, x, { options: Object.assign({}, x.options, { [name]: rules }) }) : x));
+		assert.deepStrictEqual(res.errors, [], where);
+	}
+	dae.cleanup();
+});
+
+test('without the rule-set listing, no completions, and rule sets are checked for their form only', async () => {
+	const { env } = await renderView('routing.js', dae.fixture(), { exec() { throw new Error('no dae here'); } });
+	const o = env.record.maps[0].children[0].children.find(c => c.option == 'rule');
+	const got = completions(o, 'routing');
+	assert.deepStrictEqual([ got.list, got.options ], [ undefined, [] ]);
+	assert.strictEqual(o.validate.call(o, 'routing', 'domain(geosite:anything) -> direct'), true);
+	assert.notStrictEqual(o.validate.call(o, 'routing', 'domain(ext:x) -> direct'), true);
+	assert.notStrictEqual(o.validate.call(o, 'routing', 'dip(geoip:cn@a) -> direct'), true);
 });

@@ -341,7 +341,18 @@ function createEnv(sections, handlers) {
 		RichListValue: valueClass('CBI.RichListValue'),
 		Flag,
 		MultiValue: valueClass('CBI.MultiValue'),
-		DynamicList: valueClass('CBI.DynamicList'),
+		DynamicList: valueClass('CBI.DynamicList', {
+			/* ui.DynamicList's tree (the entry field in div.add-item), with
+			 * the DOM calls a view may make on it. */
+			renderWidget(section_id) {
+				const input = E('input', { id: 'widget.cbid.dae.' + section_id + '.' + this.option, type: 'text', 'class': 'cbi-input-text', placeholder: this.placeholder });
+				input.setAttribute = (k, v) => { input.attrs[k] = String(v); };
+				const dl = E('div', { 'class': 'cbi-dynlist' }, [ E('div', { 'class': 'add-item control-group' }, [ input ]) ]);
+				dl.querySelector = sel => (sel == '.add-item > input[type="text"]') ? input : null;
+				dl.appendChild = child => { dl.children.push(child); return child; };
+				return dl;
+			}
+		}),
 		TextValue: valueClass('CBI.TextValue'),
 		DummyValue: valueClass('CBI.DummyValue'),
 		Button: valueClass('CBI.Button'),

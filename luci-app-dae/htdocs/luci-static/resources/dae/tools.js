@@ -1,6 +1,7 @@
 'use strict';
 'require baseclass';
 'require form';
+'require fs';
 'require uci';
 'require ui';
 
@@ -12,7 +13,9 @@
  * and controller::check), so that a value the browser accepts is one the
  * daemon accepts. tests/luci/run.sh feeds the same values to both and
  * fails where they disagree. Also here: section names and the references
- * between sections, and reading share links pasted several at once.
+ * between sections, reading share links pasted several at once, and the
+ * rule sets installed (`dae geodata --json`), which the rule checks and the
+ * rule editors' completions use.
  */
 
 var CONFIG = 'dae';
@@ -1265,6 +1268,92 @@ function checkRegex(p) {
 	sequence();
 }
 
+/*
+ * Rule sets: what `dae geodata --json` lists for the saved geodata_dir
+ * ({ dir, files: [ { file, path, prefix, kind, categories, error } ] });
+ * null until loadGeodata() has run or when it could not be had, and then a
+ * rule set is checked for its form only.
+ */
+var GEODATA = null;
+
+/* geodata::Loader::wanted: `geosite:CAT[@attr...]`, `geoip:CAT` or
+ * `ext:FILE:CAT[@attr...]` as { file, category, attrs }. */
+function ruleSetSpec(key, value) {
+	var file = key + '.dat', spec = value;
+	if (key == 'ext') {
+		var i = value.lastIndexOf(':');
+		if (i < 0)
+			fail(_('"ext:%s": write ext:FILE:CATEGORY, e.g. ext:geosite.dat:cn').format(value));
+		file = value.slice(0, i);
+		spec = value.slice(i + 1);
+		if (file == '')
+			fail(_('"ext:%s": the file name is empty').format(value));
+	}
+	var parts = spec.split('@');
+	if (parts[0] == '')
+		fail(_('"%s:%s": no category name').format(key, value));
+	if (parts.slice(1).indexOf('') >= 0)
+		fail(_('"%s:%s": an empty attribute after "@"').format(key, value));
+	return { file: file, category: asciiLower(parts[0]), attrs: parts.slice(1) };
+}
+
+/* geodata::Loader::site and ::ip, as far as the listing tells: the file
+ * is there, readable, of the `kind` asked (geosite or geoip) and holds the
+ * category. A file in another directory is left to dae validate. */
+function ruleSet(a, kind) {
+	var s = ruleSetSpec(a.key, a.value), text = a.key + ':' + a.value;
+	if (kind == 'geoip' && s.attrs.length)
+		fail(_('"%s": geoip categories take no "@" attributes').format(text));
+	if (GEODATA == null || s.file.indexOf('/') >= 0)
+		return;
+	var f = GEODATA.files.filter(function(x) { return x.file == s.file; })[0];
+	if (!f)
+		fail(_('"%s": there is no %s in %s').format(text, s.file, GEODATA.dir));
+	if (f.error)
+		fail(_('"%s": %s: %s').format(text, s.file, f.error));
+	if (f.kind && f.kind != kind)
+		fail(_('"%s": %s is a %s file').format(text, s.file, f.kind));
+	if (!(f.categories || []).some(function(c) { return c.name == s.category; }))
+		fail(_('"%s": %s has no category "%s"').format(text, s.file, s.category));
+}
+
+/* An argument of ip(), dip() or sip(): an address, a network or a geoip set. */
+function ipArg(a, fn) {
+	if (a.key == 'geoip' || a.key == 'ext')
+		return ruleSet(a, 'geoip');
+	cidr(plain(a, fn));
+}
+
+/* Category names a rule can hold unquoted (what real files have). */
+var RE_SET_NAME = /^[A-Za-z0-9._!-]+$/;
+
+/*
+ * What the installed rule sets give the functions `fns` of a rule: e.g.
+ * `domain(geosite:cn)`, `domain(geosite:cn@ads)`, `dip(geoip:private)`,
+ * `domain(ext:my.dat:work)`, in file order. Files with errors give none.
+ */
+function ruleSetChoices(fns) {
+	var out = [];
+	((GEODATA && GEODATA.files) || []).forEach(function(f) {
+		if (f.error || !f.kind || !RE_SET_NAME.test(f.file))
+			return;
+		fns.filter(function(fn) {
+			return (f.kind == 'geoip') == (fn == 'ip' || fn == 'dip' || fn == 'sip');
+		}).forEach(function(fn) {
+			(f.categories || []).forEach(function(c) {
+				if (!RE_SET_NAME.test(c.name))
+					return;
+				out.push(fn + '(' + f.prefix + c.name + ')');
+				(c.attributes || []).forEach(function(at) {
+					if (RE_SET_NAME.test(at))
+						out.push(fn + '(' + f.prefix + c.name + '@' + at + ')');
+				});
+			});
+		});
+	});
+	return out;
+}
+
 function domainPatterns(args) {
 	args.forEach(function(a) {
 		switch (a.key) {
@@ -1287,10 +1376,10 @@ function domainPatterns(args) {
 			break;
 		case 'geosite':
 		case 'ext':
-			fail(_('"%s:%s": geosite lists are not supported yet').format(a.key, a.value));
+			ruleSet(a, 'geosite');
 			break;
 		default:
-			fail(_('unknown key "%s:" (allowed: suffix, full, keyword, regex)').format(a.key));
+			fail(_('unknown key "%s:" (allowed: suffix, full, keyword, regex, geosite, ext)').format(a.key));
 		}
 	});
 }
@@ -1300,7 +1389,7 @@ function plain(a, fn) {
 	if (a.key == null)
 		return a.value;
 	if (a.key == 'geoip' || a.key == 'geosite' || a.key == 'ext')
-		fail(_('%s(%s:%s): geoip/geosite lists are not supported yet').format(fn, a.key, a.value));
+		fail(_('%s(%s:%s): rule sets are taken by qname(), domain() (geosite:, ext:) and ip(), dip(), sip() (geoip:, ext:)').format(fn, a.key, a.value));
 	fail(_('%s() takes no "%s:" key').format(fn, a.key));
 }
 
@@ -1354,7 +1443,7 @@ function checkDnsRule(text, response, upstreams) {
 			});
 		}
 		else if (c.fn == 'ip' && response) {
-			c.args.forEach(function(a) { cidr(plain(a, 'ip')); });
+			c.args.forEach(function(a) { ipArg(a, 'ip'); });
 		}
 		else {
 			fail(_('"%s" cannot be used in this rule (allowed: %s)').format(c.fn,
@@ -1382,7 +1471,7 @@ function routingArgs(c) {
 		switch (c.fn) {
 		case 'dip':
 		case 'sip':
-			cidr(plain(a, c.fn));
+			ipArg(a, c.fn);
 			break;
 		case 'dport':
 		case 'sport':
@@ -1686,6 +1775,52 @@ return baseclass.extend({
 
 	/* Named sections of a type. */
 	names: names,
+
+	/*
+	 * Reads what `dae geodata --json` lists (the rule sets installed in the
+	 * saved geodata_dir) for the rule checks and completions; resolves to
+	 * the listing, or null when it cannot be had.
+	 */
+	loadGeodata: function() {
+		return L.resolveDefault(fs.exec('/usr/bin/dae', [ 'geodata', '--json' ]), null).then(function(res) {
+			var v = null;
+			try {
+				v = (res && res.stdout) ? JSON.parse(res.stdout) : null;
+			}
+			catch (e) {
+				v = null;
+			}
+			GEODATA = (v && Array.isArray(v.files)) ? v : null;
+			return GEODATA;
+		});
+	},
+
+	ruleSetChoices: ruleSetChoices,
+
+	/*
+	 * Offers the installed rule sets as completions of a rule list's entry
+	 * field (a datalist: the browser's own accessible suggestions): typing
+	 * "geosite" or "cn" proposes `domain(geosite:cn)` and the like, and the
+	 * owner adds the target. `fns`: the rule functions that take sets.
+	 */
+	ruleSetPicker: function(option, fns) {
+		var render = option.renderWidget;
+		option.renderWidget = function(section_id) {
+			var node = render.apply(this, arguments),
+			    choices = ruleSetChoices(fns),
+			    input = (choices.length && node && node.querySelector)
+				? node.querySelector('.add-item > input[type="text"]') : null;
+			if (!input)
+				return node;
+			var id = 'dae-rulesets.' + this.option + '.' + section_id;
+			input.setAttribute('list', id);
+			input.setAttribute('title', _('Installed rule sets are offered as you type, e.g. "geosite" or "cn"; add " -> " and a target.'));
+			node.appendChild(E('datalist', { 'id': id }, choices.map(function(c) {
+				return E('option', { 'value': c });
+			})));
+			return node;
+		};
+	},
 
 	/* The addresses of the config's upstreams (what parseLinks needs). */
 	upstreamAddresses: function() {

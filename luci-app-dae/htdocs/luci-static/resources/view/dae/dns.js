@@ -41,7 +41,7 @@ function targetChoices(option, kind) {
 
 return view.extend({
 	load: function() {
-		return uci.load('dae').then(function() {
+		return Promise.all([ uci.load('dae'), tools.loadGeodata() ]).then(function() {
 			tools.ensureSection('dns', 'dns');
 		});
 	},
@@ -92,8 +92,10 @@ return view.extend({
 
 		o = s.taboption('request', form.DynamicList, 'request_rule', _('Request rules'),
 			_('One rule per entry; the first that matches decides. Conditions: qname(suffix: example.com, keyword: ads, full: www.example.com, regex: "^ads\\.") and qtype(aaaa, mx), joined with && and negated with !. After ->: an upstream\'s name, asis (the server the client asked) or reject (an empty answer). Example: qname(suffix: lan) -> asis'));
+		o.description += ' ' + _('The rule sets installed in the Rule set folder (General Settings) are offered as you type: geosite:NAME, geoip:NAME, ext:FILE:NAME.');
 		o.placeholder = 'qname(keyword: ads) -> reject';
 		o.validate = tools.validator('dns_request_rule');
+		tools.ruleSetPicker(o, [ 'qname' ]);
 
 		o = s.taboption('request', form.Value, 'request_fallback', _('Request fallback'),
 			_('Where queries that no rule matched go. Name an upstream when dae serves only its plain listeners: asis has no server to go to there.'));
@@ -103,8 +105,10 @@ return view.extend({
 
 		o = s.taboption('response', form.DynamicList, 'response_rule', _('Response rules'),
 			_('Checked on each answer, the first that matches decides. Conditions as for requests, plus upstream(name) (who answered) and ip(192.0.2.0/24, 2001:db8::/32) (an address in the answer). After ->: accept, reject, or an upstream\'s name to ask again. Example: upstream(dns_a) && ip(192.0.2.0/24) -> dns_b'));
+		o.description += ' ' + _('The rule sets installed in the Rule set folder (General Settings) are offered as you type: geosite:NAME, geoip:NAME, ext:FILE:NAME.');
 		o.placeholder = 'upstream(dns_a) && ip(192.0.2.0/24) -> reject';
 		o.validate = tools.validator('dns_response_rule');
+		tools.ruleSetPicker(o, [ 'qname', 'ip' ]);
 
 		o = s.taboption('response', form.Value, 'response_fallback', _('Response fallback'),
 			_('What happens to answers that no rule matched.'));

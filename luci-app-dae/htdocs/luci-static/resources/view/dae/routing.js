@@ -11,7 +11,7 @@
 
 return view.extend({
 	load: function() {
-		return uci.load('dae').then(function() {
+		return Promise.all([ uci.load('dae'), tools.loadGeodata() ]).then(function() {
 			tools.ensureSection('routing', 'routing');
 		});
 	},
@@ -28,8 +28,10 @@ return view.extend({
 
 		o = s.option(form.DynamicList, 'rule', _('Rules'),
 			_('One rule per entry; the first that matches decides. Conditions: dip(192.0.2.0/24), sip(...), dport(443), sport(1024-65535), l4proto(tcp), ipversion(6), domain(suffix: example.com), mac(02:00:5e:00:53:01), pname(curl), dscp(46), joined with && and negated with !. After ->: direct, block, must_direct, or a group\'s name (add "(must)" to force it). Example: dport(53) && l4proto(udp) -> direct'));
+		o.description += ' ' + _('The rule sets installed in the Rule set folder (General Settings) are offered as you type: geosite:NAME, geoip:NAME, ext:FILE:NAME.');
 		o.placeholder = 'dip(192.0.2.0/24) -> direct';
 		o.validate = tools.validator('routing_rule');
+		tools.ruleSetPicker(o, [ 'domain', 'dip', 'sip' ]);
 
 		o = s.option(form.Value, 'fallback', _('Fallback'),
 			_('Where traffic that no rule matched goes.'));
