@@ -187,6 +187,44 @@ test('the running daemon\'s report is shown, every figure of it', async () => {
 	assert.deepStrictEqual(env.record.execs.find(e => e.args[0] == 'status').args, [ 'status', '--json' ]);
 });
 
+/* The keys the daemon writes into `fn`'s JSON in `file` (its source). */
+function reportKeys(file, fn) {
+	const src = fs.readFileSync(path.join(ROOT, file), 'utf8');
+	const body = src.slice(src.indexOf('pub fn ' + fn)).split('\n    }\n')[0];
+	return new Set([ ...body.matchAll(/"(\w+)":/g) ].map(m => m[1]));
+}
+
+test('the relays: TCP connections and UDP endpoints per node, every figure of them', async () => {
+	let n = 2001;
+	const way = keys => Object.fromEntries(keys.map(k => [ k, n++ ]));
+	const relay = Object.assign(way([ 'blocked', 'refused_no_node', 'refused_no_verdict', 'idled_out', 'open', 'refused_full', 'pooled_buffers' ]), {
+		tcp: { hk1: way([ 'active', 'total', 'failed', 'bytes_up', 'bytes_down' ]) },
+		udp: Object.assign(way([ 'endpoints', 'capacity', 'sniffing', 'evicted', 'expired', 'blocked', 'refused_no_node', 'sniffed', 'dropped' ]), {
+			ways: { hk1: way([ 'endpoints', 'total', 'failed', 'datagrams_up', 'datagrams_down', 'bytes_up', 'bytes_down' ]) }
+		})
+	});
+	/* The same keys as the daemon's reports. */
+	const tcpKeys = reportKeys('src/relay/mod.rs', 'report'), udpKeys = reportKeys('src/relay/udp.rs', 'report');
+	for (const k of Object.keys(relay.tcp.hk1).concat(Object.keys(relay).filter(k => k != 'udp' && k != 'tcp')))
+		assert.ok(tcpKeys.has(k), 'the TCP relay reports no ' + k);
+	for (const k of Object.keys(relay.udp.ways.hk1).concat(Object.keys(relay.udp).filter(k => k != 'ways')))
+		assert.ok(udpKeys.has(k), 'the UDP relay reports no ' + k);
+
+	const st = numbered(await liveStatus());
+	st.relay = relay;
+	const { out } = await renderStatus(dae.fixture(), { running: true, status: st });
+	const text = textOf(out);
+	const shown = [ relay.refused_no_node, relay.blocked, relay.idled_out,
+		relay.tcp.hk1.active, relay.tcp.hk1.total, relay.tcp.hk1.failed,
+		relay.udp.endpoints, relay.udp.capacity, relay.udp.expired, relay.udp.evicted, relay.udp.sniffed,
+		relay.udp.blocked, relay.udp.refused_no_node, relay.udp.dropped,
+		relay.udp.ways.hk1.endpoints, relay.udp.ways.hk1.total, relay.udp.ways.hk1.failed,
+		relay.udp.ways.hk1.datagrams_up, relay.udp.ways.hk1.datagrams_down ];
+	for (const v of shown)
+		assert.ok(text.includes(String(v).replace(/\B(?=(\d{3})+$)/g, ',')) || text.includes(String(v)), 'the page does not show ' + v);
+	assert.ok(/Relayed UDP/.test(text) && /Relayed connections/.test(text));
+});
+
 test('the proxy groups: the node in use on each path, every node\'s checks, and no node alive', async () => {
 	const live = await liveStatus();
 	const st = withGroups(live);

@@ -20,7 +20,7 @@ return view.extend({
 		var m, s, o;
 
 		m = new form.Map('dae', _('Routing'),
-			_('Which traffic goes direct, is blocked, or goes through a group of proxy nodes. The rules route the LAN\'s TCP connections in the kernel (direct ones never reach dae) and dae\'s own upstream and health-check connections; UDP other than DNS passes untouched for now.'));
+			_('Which traffic goes direct, is blocked, or goes through a group of proxy nodes. The rules route the LAN\'s TCP and UDP flows in the kernel (direct ones never reach dae; DNS always goes to dae\'s DNS controller) and dae\'s own upstream and health-check connections. An HTTP node carries no UDP: a UDP flow sent to a group of HTTP nodes only is dropped, never sent direct.'));
 
 		s = m.section(form.TypedSection, 'routing', _('Routing rules'));
 		s.anonymous = true;

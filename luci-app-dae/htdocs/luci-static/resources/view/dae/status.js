@@ -242,7 +242,7 @@ return view.extend({
 			]) ]));
 
 		if (d)
-			out.push(section(_('LAN flows (TCP)'), [ table([
+			out.push(section(_('LAN flows (TCP and UDP)'), [ table([
 				[ _('Routed direct in the kernel'), number(d.flows_direct) ],
 				[ _('Sent to a proxy group'), number(d.flows_proxied) ],
 				[ _('Handed to dae to learn their domain'), number(d.flows_sniffed) ],
@@ -265,6 +265,29 @@ return view.extend({
 					[ _('Refused: no live node in the group'), number(relay.refused_no_node) ],
 					[ _('Blocked after sniffing'), number(relay.blocked) ],
 					[ _('Ended after being idle'), number(relay.idled_out) ]
+				])
+			]));
+		}
+
+		var udp = relay && relay.udp;
+		if (udp) {
+			var uways = Object.keys(udp.ways || {}).sort();
+			out.push(section(_('Relayed UDP'), [
+				uways.length ? table(uways.map(function(name) {
+					var w = udp.ways[name];
+					return [ name, _('%s endpoints, %s in all, %s failed; %s datagrams (%s) up, %s (%s) down').format(
+						number(w.endpoints), number(w.total), number(w.failed),
+						number(w.datagrams_up), '%1024mB'.format(w.bytes_up || 0),
+						number(w.datagrams_down), '%1024mB'.format(w.bytes_down || 0)) ];
+				})) : E('p', {}, _('None yet.')),
+				table([
+					[ _('Endpoints'), _('%s of %s').format(number(udp.endpoints), number(udp.capacity)) ],
+					[ _('Expired (idle past their NAT timeout)'), number(udp.expired) ],
+					[ _('Evicted (the pool was full)'), number(udp.evicted) ],
+					[ _('Routed by a sniffed QUIC name'), number(udp.sniffed) ],
+					[ _('Blocked after sniffing'), number(udp.blocked) ],
+					[ _('Refused: no live UDP node in the group'), number(udp.refused_no_node) ],
+					[ _('Datagrams dropped'), number(udp.dropped) ]
 				])
 			]));
 		}
