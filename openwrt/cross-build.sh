@@ -142,11 +142,16 @@ set_target() {
 		# cost about 11%: the static binary is not position-independent
 		# anyway); no unwind tables in the release binary (panic=abort: only
 		# a backtrace would read them, and a stripped binary has no symbols
-		# to show in one).
+		# to show in one); no RELRO segment: only a dynamic loader applies
+		# RELRO, and a static musl executable has none (its relocation-time
+		# data stays writable either way: checked under qemu-mipsel, whose
+		# maps show the region rw-), while the linker pads the file so that
+		# the segment ends on a 64 KiB page (MIPS's largest), up to 64 KiB
+		# of zeros for nothing.
 		if [ "${DAE_CROSS_SIZE:-1}" = 1 ]; then
 			size_std=optimize_for_size
 			size_flags="-C relocation-model=static"
-			size_release_flags="-C force-unwind-tables=no"
+			size_release_flags="-C force-unwind-tables=no -C link-arg=-Wl,-z,norelro"
 		fi
 		;;
 	*)
