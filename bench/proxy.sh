@@ -274,7 +274,7 @@ start_setup() {
         -k "$SECRET" -m "$METHOD" "${ss_udp[@]}" >> "$work/ss-redir.log" 2>&1 &
       proxy_pid=$!
       wait_listen "$router" "$REDIR_PORT"
-      if [ "$MODE" = udp ]; then tproxy_udp "$REDIR_PORT"; fi
+      if [ "$MODE" = udp ]; then tproxy_on udp "$REDIR_PORT"; fi
       "${in_router[@]}" nft -f - <<EOF
 table ip benchredir {
   chain pre {
@@ -288,50 +288,39 @@ EOF
       "${in_router[@]}" taskset -c 0 v2ray -config "$work/v2ray.json" >> "$work/v2ray.log" 2>&1 &
       proxy_pid=$!
       wait_listen "$router" "$V2RAY_PORT"
-      ip -n "$router" rule add fwmark 1 table 100
-      ip -n "$router" route add local 0.0.0.0/0 dev lo table 100
-      "${in_router[@]}" nft -f - <<EOF
-table ip benchtproxy {
-  chain pre {
-    type filter hook prerouting priority mangle; policy accept;
-    iifname "br-lan" ip daddr 203.0.113.0/24 meta l4proto $MODE meta mark set 1 tproxy to 127.0.0.1:$V2RAY_PORT accept
-  }
-}
-EOF
+      tproxy_on "$MODE" "$V2RAY_PORT"
       ;;
   esac
 }
 
-# tproxy_udp PORT: the client's UDP to the upstream goes to the router's
-# transparent UDP socket on PORT (ss-redir -u), as OpenWrt's setups do.
-tproxy_udp() {
+# tproxy_on PROTO PORT: the client's PROTO (tcp, udp) to the upstream goes
+# to the router's transparent socket on PORT (nftables TPROXY and policy
+# routing, as OpenWrt's setups and v2ray's docs do); tproxy_off undoes it.
+tproxy_on() {
   ip -n "$router" rule add fwmark 1 table 100
   ip -n "$router" route add local 0.0.0.0/0 dev lo table 100
   "${in_router[@]}" nft -f - <<EOF
 table ip benchtproxy {
   chain pre {
     type filter hook prerouting priority mangle; policy accept;
-    iifname "br-lan" ip daddr 203.0.113.0/24 meta l4proto udp meta mark set 1 tproxy to 127.0.0.1:$1 accept
+    iifname "br-lan" ip daddr 203.0.113.0/24 meta l4proto $1 meta mark set 1 tproxy to 127.0.0.1:$2 accept
   }
 }
 EOF
+}
+tproxy_off() {
+  "${in_router[@]}" nft delete table ip benchtproxy
+  ip -n "$router" route del local 0.0.0.0/0 dev lo table 100
+  ip -n "$router" rule del fwmark 1 table 100
 }
 
 stop_setup() {
   case "$1" in
     ss-redir)
       "${in_router[@]}" nft delete table ip benchredir
-      if [ "$MODE" = udp ]; then
-        "${in_router[@]}" nft delete table ip benchtproxy
-        ip -n "$router" route del local 0.0.0.0/0 dev lo table 100
-        ip -n "$router" rule del fwmark 1 table 100
-      fi
+      if [ "$MODE" = udp ]; then tproxy_off; fi
       ;;
-    v2ray)
-      "${in_router[@]}" nft delete table ip benchtproxy
-      ip -n "$router" route del local 0.0.0.0/0 dev lo table 100
-      ip -n "$router" rule del fwmark 1 table 100
-      ;;
+    v2ray) tproxy_off ;;
   esac
   if [ -n "$proxy_pid" ]; then
     kill "$proxy_pid"

@@ -11,16 +11,23 @@
 //! the connection: to the sniffed name when there is one (the node looks
 //! it up, in the upstream namespace's `/etc/hosts`), else to the address.
 //!
+//! Rule sets too: a `qname(geosite:...)` request rule rejects the client's
+//! query and a `dip(geoip:...)` rule routes its flow, from dat files the
+//! test writes.
+//!
 //! Needs root and the lab's tools; skips loudly without them.
 
 mod common;
+#[path = "common/dat.rs"]
+mod dat;
 
 use std::time::Duration;
 
 use common::lab::{self, Lab, LabUpstream, NetnsEtc, ROUTER_WAN_V4, UPSTREAM_V4};
 use common::proxies::{self, Server};
 use common::tls::TestCa;
-use common::{b64, query, udp_exchange_from, wait_until, Dae};
+use common::{b64, query, udp_exchange_from, wait_until, Dae, TempDir};
+use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
 const NODE: &str = "203.0.113.80";
@@ -396,4 +403,69 @@ fn kill_9_fails_open_or_closed_as_configured() {
             assert_eq!(peer(&line), ROUTER_WAN_V4, "{line}");
         }
     }
+}
+
+/// Rule sets in the namespace lab, end to end: `qname(geosite:...) ->
+/// reject` answers the client's query empty, and `dip(geoip:...)` sends a
+/// flow the fallback would have sent direct through the node, in the
+/// kernel.
+#[test]
+fn geosite_rejects_and_geoip_routes_the_lans_traffic() {
+    let Some(w) = world() else { return };
+    let data = TempDir::new("lab-geodata");
+    std::fs::write(
+        data.path("geosite.dat"),
+        dat::geosite(&[(
+            "ads",
+            vec![dat::domain(dat::Kind::Domain, "proxied.example", &[])],
+        )]),
+    )
+    .unwrap();
+    std::fs::write(
+        data.path("geoip.dat"),
+        dat::geoip(&[("lab", vec![(DIRECT.parse().unwrap(), 32)], false)]),
+    )
+    .unwrap();
+    let config = rules(&client_mac(&w), false)
+        .replace(
+            "\toption fail_closed",
+            &format!(
+                "\toption geodata_dir '{}'\n\toption fail_closed",
+                data.0.display()
+            ),
+        )
+        .replace(
+            "\toption request_fallback 'lab'\n",
+            "\toption request_fallback 'lab'\n\tlist request_rule 'qname(geosite:ads) -> reject'\n",
+        )
+        .replace(
+            "\tlist rule 'dip(203.0.113.87) -> block'\n",
+            "\tlist rule 'dip(203.0.113.87) -> block'\n\tlist rule 'dip(geoip:lab) -> proxy'\n",
+        );
+    assert!(config.contains("geoip:lab") && config.contains("geosite:ads"));
+    let dae = Dae::start_in(Some(&w.lab.ns("router")), &config, &[]);
+    let alive = wait_until(Duration::from_secs(15), || {
+        dae.status()["groups"][0]["nodes"][0]["tcp4"]["alive"] == true
+    });
+    assert!(alive, "node never alive: {}\n{}", dae.status(), dae.log());
+
+    // The client's query for a name of geosite:ads: answered, empty.
+    let ask = |name: &str| {
+        let q = query(name, RecordType::A, true);
+        let server = lab::dns(UPSTREAM_V4);
+        let (reply, _) = w
+            .lab
+            .within("client", move || {
+                udp_exchange_from(server, &q, Duration::from_secs(5))
+            })
+            .unwrap_or_else(|| panic!("no answer for {name}"));
+        Message::from_vec(&reply).unwrap().answers.len()
+    };
+    assert_eq!(ask("www.proxied.example."), 0, "{}", dae.log());
+    assert_eq!(ask("www.direct.example."), 1, "{}", dae.log());
+
+    // An address of geoip:lab: through the node, where the fallback
+    // (direct) would have sent it without the rule set.
+    let line = curl(&w, &[&format!("http://{DIRECT}/geoip")]).expect("by geoip");
+    assert!(through_node(&line), "{line}\n{}", dae.log());
 }
