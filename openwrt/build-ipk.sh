@@ -253,12 +253,14 @@ EOF
 
 # dae
 d=$work/dae/data
-install -d -m 0755 "$d/usr/bin" "$d/etc/init.d" "$d/etc/config" "$d/lib/bpf"
+install -d -m 0755 "$d/usr/bin" "$d/etc/init.d" "$d/etc/config" "$d/lib/bpf" "$d/lib/upgrade/keep.d"
 install -m 0755 "$binary" "$d/usr/bin/dae"
 install -m 0755 "$repo/init.d/dae" "$d/etc/init.d/dae"
 # Like the SDK's INSTALL_CONF: the config is readable by root only.
 install -m 0600 "$here/files/dae.config" "$d/etc/config/dae"
 install -m 0644 "$bpf_object" "$d/lib/bpf/dae_tc.o"
+# sysupgrade keeps the subscriptions' last good lists with the settings.
+install -m 0644 "$here/files/dae.upgrade" "$d/lib/upgrade/keep.d/dae"
 c=$work/dae/control
 install -d -m 0755 "$c"
 dae_summary="Transparent DNS controller for the LAN (dae for OpenWrt)."

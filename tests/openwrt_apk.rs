@@ -63,13 +63,14 @@ fn the_apk_folder_is_what_package_pack_mk_lays_out() {
             "/lib/apk/packages/dae.conffiles_static",
             "/lib/apk/packages/dae.list",
             "/lib/bpf/dae_tc.o",
+            "/lib/upgrade/keep.d/dae",
             "/usr/bin/dae",
         ]
     );
     // The list: the package's files, without the lists themselves.
     assert_eq!(
         read_text(&files.join("lib/apk/packages/dae.list")),
-        "/etc/config/dae\n/etc/init.d/dae\n/lib/bpf/dae_tc.o\n/usr/bin/dae\n"
+        "/etc/config/dae\n/etc/init.d/dae\n/lib/bpf/dae_tc.o\n/lib/upgrade/keep.d/dae\n/usr/bin/dae\n"
     );
     assert_eq!(
         read_text(&files.join("lib/apk/packages/dae.conffiles")),

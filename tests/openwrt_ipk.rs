@@ -187,6 +187,9 @@ fn the_ipk_unpacks_to_the_right_tree() {
             ("./lib/", d, "0/0"),
             ("./lib/bpf/", d, "0/0"),
             ("./lib/bpf/dae_tc.o", "-rw-r--r--", "0/0"),
+            ("./lib/upgrade/", d, "0/0"),
+            ("./lib/upgrade/keep.d/", d, "0/0"),
+            ("./lib/upgrade/keep.d/dae", "-rw-r--r--", "0/0"),
             ("./usr/", d, "0/0"),
             ("./usr/bin/", d, "0/0"),
             ("./usr/bin/dae", "-rwxr-xr-x", "0/0"),
@@ -204,6 +207,12 @@ fn the_ipk_unpacks_to_the_right_tree() {
         read(&repo().join("openwrt/files/dae.config"))
     );
     assert_eq!(read(&root.join("lib/bpf/dae_tc.o")), read(&b.bpf));
+    // sysupgrade keeps the subscriptions' stored lists (the default
+    // subscription_dir) with the settings.
+    assert_eq!(
+        String::from_utf8(read(&root.join("lib/upgrade/keep.d/dae"))).unwrap(),
+        format!("{}/\n", default_subscription_dir())
+    );
 
     // The control fields.
     let fields = control_fields(&String::from_utf8(read(&c.join("control"))).unwrap());
@@ -257,6 +266,7 @@ fn the_two_ways_to_package_agree() {
         "$(1)/lib/bpf/dae_tc.o",
         "$(1)/etc/init.d/dae",
         "$(1)/etc/config/dae",
+        "$(1)/lib/upgrade/keep.d/dae",
     ] {
         assert!(
             mk.contains(installed),
@@ -267,6 +277,16 @@ fn the_two_ways_to_package_agree() {
     assert!(mk.contains("include $(INCLUDE_DIR)/bpf.mk"));
     assert!(mk.contains("$(eval $(call RustBinPackage,dae))"));
     assert!(mk.contains("$(eval $(call BuildPackage,dae))"));
+}
+
+/// Where the daemon keeps the subscriptions' lists when the config does
+/// not say.
+fn default_subscription_dir() -> String {
+    let c = dae::config::parse_str(
+        "config dae 'config'\nconfig dns 'dns'\n\tlist dns_listen '127.0.0.1:53'\n\toption request_fallback 'up'\nconfig upstream 'up'\n\toption address 'udp://192.0.2.53'\n",
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    c.general.subscription_dir.display().to_string()
 }
 
 #[test]
