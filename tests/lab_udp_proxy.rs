@@ -17,9 +17,12 @@
 //! two Initial packets), garbage to UDP 443 relayed by address, and a
 //! flood of distinct source ports that keeps the endpoints at their bound
 //! (dae's memory is printed), and a group whose node is down drops the
-//! flow (counted, warned) and never sends it direct. The NAT timeouts' expiry is shown by the
-//! pool's unit tests (src/relay/udp.rs) on paused time: the config has no
-//! timeout to shorten.
+//! flow (counted, warned) and never sends it direct. Through a SOCKS5
+//! node (dante's UDP ASSOCIATE) one endpoint carries a client socket's
+//! datagrams to two remotes, each reply from its remote's own address. The
+//! NAT timeouts' expiry is shown by the pool's unit tests
+//! (src/relay/udp.rs) on paused time: the config has no timeout to
+//! shorten.
 //!
 //! Needs root, the lab's tools, ss-server and aioquic; skips loudly
 //! without them.
@@ -412,5 +415,70 @@ fn a_group_without_a_live_udp_node_drops_and_never_goes_direct() {
             .contains("group 'proxy' has no live node: its UDP flows are dropped"),
         "{}",
         dae.log()
+    );
+}
+
+/// Through a SOCKS5 node (dante's UDP ASSOCIATE) the relay works the same:
+/// one endpoint per client socket, replies from each remote's own address.
+#[test]
+fn lan_udp_is_relayed_through_a_socks5_node() {
+    let Some(w) = world() else { return };
+    let _dante = proxies::dante(&w.lab, "up", NODE, 1080, UPSTREAM_V4);
+    let ss = format!("ss://{}@{NODE}:8388", b64(b"aes-256-gcm:lab-secret"));
+    // Both remotes routed to the group (the kernel decides per
+    // destination).
+    let socks = config()
+        .replace(&ss, &format!("socks5://{NODE}:1080"))
+        .replace(
+            &format!("dip({ECHO}, {GARBAGE})"),
+            &format!("dip({ECHO}, {SECOND}, {GARBAGE})"),
+        );
+    assert!(
+        socks.contains("socks5://") && socks.contains(SECOND),
+        "{socks}"
+    );
+    let dae = Dae::start_in(Some(&w.lab.ns("router")), &socks, &[]);
+    let alive = wait_until(Duration::from_secs(20), || {
+        dae.status()["groups"][0]["nodes"][0]["udp4"]["alive"] == true
+    });
+    assert!(alive, "{}\n{}", dae.status(), dae.log());
+
+    // One client socket to two remotes: both answer, each from its own
+    // address, through the node; one endpoint carries both.
+    let to_second = SocketAddr::new(SECOND.parse().unwrap(), SECOND_PORT);
+    let got = w.lab.within("client", move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        // The second remote once the first answered: the node's path is
+        // open by then and known to be full cone, so it carries both.
+        for to in [SocketAddr::new(ECHO.parse().unwrap(), PORT), to_second] {
+            s.send_to(b"hello", to).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            let want = got.len() + 1;
+            while got.len() < want && std::time::Instant::now() < deadline {
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    got.push((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
+                }
+            }
+        }
+        got
+    });
+    assert_eq!(got.len(), 2, "{got:?}\n{}\n{}", w.echo.log(), dae.log());
+    for (line, from) in &got {
+        assert!(through_node(line), "{got:?}");
+        assert!(
+            *from == SocketAddr::new(ECHO.parse().unwrap(), PORT) || *from == to_second,
+            "{got:?}"
+        );
+    }
+    assert_ne!(got[0].1, got[1].1, "{got:?}");
+    let s = udp(&dae);
+    assert_eq!(s["ways"]["ss1"]["total"], 1, "one endpoint: {s}");
+    assert!(
+        s["ways"]["ss1"]["datagrams_down"].as_u64() >= Some(2),
+        "{s}"
     );
 }
