@@ -152,7 +152,9 @@ fn hide_kernel_btf() -> std::io::Result<()> {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     };
-    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::OsStr::from_bytes(KERNEL_BTF.to_bytes());
+    if !std::path::Path::new(path).exists() {
         return Ok(());
     }
     // SAFETY: plain system calls on C strings that outlive them. unshare
